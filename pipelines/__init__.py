@@ -1,0 +1,1 @@
+"""Apache Beam pipelines of etagger: each module holds composite PTransforms and a run(argv)."""
