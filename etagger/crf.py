@@ -1,0 +1,253 @@
+"""Linear-chain conditional random field (CRF) for sequence tagging.
+
+Notation: B = batch size, T = padded number of time steps, K = number of tags.
+A tag path y of length L (its row's entry in `lengths`) scores
+
+    score(y) = start[y_0] + sum_t potentials[t, y_t]
+               + sum_{0<t<L} transitions[y_{t-1}, y_t] + end[y_{L-1}]
+
+and the CRF models p(y | x) = exp(score(y)) / Z, Z summing over all K^L paths.
+`transitions[i, j]` scores tag i followed by tag j.
+
+Positions t >= L are padding and never affect any result, whatever they hold
+(even NaN potentials or out-of-range tags). Lengths must satisfy 0 <= L <= T.
+A length-0 row has exactly one (empty) path with score 0, so its sequence
+score, log Z and log-likelihood are all 0, its marginals all zero and its
+decoded path all padding (0).
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+import tf_keras as keras
+
+# Score of transitions forbidden by the tagging scheme. Finite rather than -inf
+# so logsumexp and its gradients stay NaN-free, yet exp(-1e4) underflows to 0:
+# forbidden paths get no probability mass, so training agrees with decoding.
+DISALLOWED = -1e4
+
+_SCHEME_PREFIXES = {"IOB1": "IB", "IOB2": "IB", "IOBES": "IBES"}
+
+
+def crf_sequence_score(potentials, tags, lengths, transitions, start_transitions, end_transitions):
+    """Unnormalised score of given tag paths.
+
+    Args:
+      potentials: [B, T, K] float unary scores.
+      tags: [B, T] int32 tag paths.
+      lengths: [B] int32 real lengths.
+      transitions: [K, K] float; start_transitions, end_transitions: [K] float.
+    Returns:
+      [B] float.
+    """
+    max_len = tf.shape(tags)[1]
+    mask = tf.sequence_mask(lengths, max_len)
+    # Padding tags may be anything, even out of range: replace them before
+    # gathering, and select (not multiply) so NaN padding potentials cannot leak.
+    tags = tf.where(mask, tags, tf.zeros_like(tags))
+    zero = tf.zeros([], potentials.dtype)
+    unary = tf.where(mask, tf.gather(potentials, tags, batch_dims=2), zero)
+    num_tags = tf.shape(transitions)[0]
+    pair_scores = tf.gather(tf.reshape(transitions, [-1]), tags[:, :-1] * num_tags + tags[:, 1:])
+    binary = tf.where(mask[:, 1:], pair_scores, zero)
+    # Slicing [:, :1] and an is-last indicator, instead of indexing [:, 0] or
+    # [length - 1], keeps T = 0 and length-0 rows valid: their sums are empty.
+    start = tf.where(mask[:, :1], tf.gather(start_transitions, tags[:, :1]), zero)
+    is_last = tf.equal(tf.range(max_len)[None, :], lengths[:, None] - 1)
+    end = tf.where(is_last, tf.gather(end_transitions, tags), zero)
+    return sum(tf.reduce_sum(x, axis=1) for x in (unary, binary, start, end))
+
+
+def _prepare(potentials, lengths):
+    """Zeroes padding potentials and pads the time axis to at least 1 step.
+
+    tf.scan cannot stack an empty time axis when B is dynamic, and one extra
+    padding step changes nothing. Returns ([B, max(T, 1), K], mask [B, max(T, 1)]).
+    """
+    extra = tf.maximum(1 - tf.shape(potentials)[1], 0)
+    potentials = tf.pad(potentials, [[0, 0], [0, extra], [0, 0]])
+    mask = tf.sequence_mask(lengths, tf.shape(potentials)[1])
+    return tf.where(mask[:, :, None], potentials, tf.zeros_like(potentials)), mask
+
+
+def _forward(potentials, lengths, transitions, start_transitions):
+    """Forward log-scores alphas [B, T, K] (T >= 1).
+
+    alphas[b, t, k] = logsumexp of the scores (start and unaries included, end
+    excluded) of all prefixes y_0..y_t with y_t = k. Past a row's length the
+    last value is carried forward, so alphas[:, -1] is every row's final alpha.
+    """
+    def step(alpha_prev, elems):
+        pot_t, t = elems
+        from_prev = tf.reduce_logsumexp(alpha_prev[:, :, None] + transitions[None], axis=1)
+        alpha = tf.where(t == 0, start_transitions[None], from_prev) + pot_t
+        return tf.where((t < lengths)[:, None], alpha, alpha_prev)
+
+    time_major = tf.transpose(potentials, [1, 0, 2])
+    steps = tf.range(tf.shape(time_major)[0])
+    alphas = tf.scan(step, (time_major, steps), initializer=tf.zeros_like(time_major[0]))
+    return tf.transpose(alphas, [1, 0, 2])
+
+
+def _backward(potentials, lengths, transitions, end_transitions):
+    """Backward log-scores betas [B, T, K] (T >= 1).
+
+    betas[b, t, k] = logsumexp of the scores (end included) of all suffixes
+    y_{t+1}..y_{L-1} given y_t = k; equal to end_transitions for t >= L - 1.
+    """
+    # Unaries of step t + 1, aligned with step t (the last one is never used).
+    next_pot = tf.pad(potentials[:, 1:], [[0, 0], [0, 1], [0, 0]])
+
+    def step(beta_next, elems):
+        pot_next, t = elems
+        beta = tf.reduce_logsumexp(transitions[None] + (pot_next + beta_next)[:, None, :], axis=2)
+        return tf.where((t + 1 < lengths)[:, None], beta, end_transitions[None])
+
+    time_major = tf.transpose(next_pot, [1, 0, 2])
+    steps = tf.range(tf.shape(time_major)[0])
+    init = tf.zeros_like(time_major[0]) + end_transitions
+    betas = tf.scan(step, (time_major, steps), initializer=init, reverse=True)
+    return tf.transpose(betas, [1, 0, 2])
+
+
+def crf_log_norm(potentials, lengths, transitions, start_transitions, end_transitions):
+    """log Z by the forward algorithm in log space; arguments as crf_sequence_score.
+
+    Returns [B] float; 0 for length-0 rows.
+    """
+    potentials, _ = _prepare(potentials, lengths)
+    final_alpha = _forward(potentials, lengths, transitions, start_transitions)[:, -1]
+    log_norm = tf.reduce_logsumexp(final_alpha + end_transitions[None], axis=1)
+    return tf.where(lengths > 0, log_norm, tf.zeros_like(log_norm))
+
+
+def crf_log_likelihood(potentials, tags, lengths, transitions, start_transitions, end_transitions):
+    """log p(tags | potentials) = score - log Z; arguments as crf_sequence_score. Returns [B]."""
+    params = (transitions, start_transitions, end_transitions)
+    return (crf_sequence_score(potentials, tags, lengths, *params)
+            - crf_log_norm(potentials, lengths, *params))
+
+
+def crf_marginals(potentials, lengths, transitions, start_transitions, end_transitions):
+    """Posterior marginals p(y_t = k | x) by forward-backward; arguments as crf_log_norm.
+
+    Returns [B, T, K] float: rows sum to 1 at real positions, 0 at padding.
+    """
+    max_len = tf.shape(potentials)[1]
+    potentials, mask = _prepare(potentials, lengths)
+    alphas = _forward(potentials, lengths, transitions, start_transitions)
+    betas = _backward(potentials, lengths, transitions, end_transitions)
+    log_norm = tf.reduce_logsumexp(alphas[:, -1] + end_transitions[None], axis=1)
+    marginals = tf.exp(alphas + betas - log_norm[:, None, None])
+    return tf.where(mask[:, :, None], marginals, tf.zeros_like(marginals))[:, :max_len]
+
+
+def _parse_tag(tag, scheme):
+    """'B-PER' -> ('B', 'PER'), 'O' -> ('O', None), '<pad>'-like -> None."""
+    if tag == "O":
+        return "O", None
+    if tag.startswith("<") and tag.endswith(">"):
+        return None
+    prefix, sep, entity = tag.partition("-")
+    if not (sep and entity and prefix in _SCHEME_PREFIXES[scheme]):
+        raise ValueError(f"tag {tag!r} is not valid in scheme {scheme}")
+    return prefix, entity
+
+
+def _can_follow(prev, cur, scheme):
+    """Whether parsed tag `cur` may directly follow parsed tag `prev`."""
+    if scheme == "IOB2":  # I-X continues a chunk, so it needs B-X or I-X first.
+        return cur[0] != "I" or prev in (("B", cur[1]), ("I", cur[1]))
+    if scheme == "IOB1":  # B-X only separates two adjacent chunks of type X.
+        return cur[0] != "B" or prev in (("B", cur[1]), ("I", cur[1]))
+    if prev[0] in "BI":  # IOBES: an open chunk must continue or end.
+        return cur[0] in "IE" and cur[1] == prev[1]
+    return cur[0] in "OBS"
+
+
+def allowed_transitions(tags, scheme):
+    """Hard transition constraints of a tagging scheme.
+
+    Args:
+      tags: list of K tag strings ('B-PER', 'I-PER', 'E-PER', 'S-PER', 'O');
+        special tags like '<pad>' are disallowed everywhere.
+      scheme: 'IOB1', 'IOB2' or 'IOBES'.
+    Returns:
+      (allowed [K, K], allowed_start [K], allowed_end [K]) bool numpy arrays;
+      allowed[i, j] says whether tag j may follow tag i.
+    """
+    if scheme not in _SCHEME_PREFIXES:
+        raise ValueError(f"unknown tagging scheme {scheme!r}")
+    parsed = [_parse_tag(tag, scheme) for tag in tags]
+    outside = ("O", None)
+    # Starting (ending) a sequence is allowed exactly where following (being
+    # followed by) 'O' is: an 'O' leaves no chunk open, just like the boundary.
+    allowed = np.array([[p is not None and c is not None and _can_follow(p, c, scheme)
+                         for c in parsed] for p in parsed], dtype=bool)
+    start = np.array([c is not None and _can_follow(outside, c, scheme) for c in parsed], dtype=bool)
+    end = np.array([p is not None and _can_follow(p, outside, scheme) for p in parsed], dtype=bool)
+    return allowed, start, end
+
+
+class CRF(keras.layers.Layer):
+    """Linear-chain CRF with trainable transition, start and end scores.
+
+    Args:
+      num_tags: K.
+      allowed: optional (allowed [K, K], allowed_start [K], allowed_end [K])
+        bool triple, as returned by `allowed_transitions`. Forbidden entries
+        score DISALLOWED in the likelihood and marginals and are hard-masked in
+        `decode`. Gold tags must obey the constraints (else log-likelihood ~ -1e4).
+    """
+
+    def __init__(self, num_tags, allowed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tags = num_tags
+        self._allowed = None if allowed is None else tuple(np.asarray(a, dtype=bool) for a in allowed)
+        self.transitions = self.add_weight(name="transitions", shape=[num_tags, num_tags], initializer="zeros")
+        self.start_transitions = self.add_weight(name="start_transitions", shape=[num_tags], initializer="zeros")
+        self.end_transitions = self.add_weight(name="end_transitions", shape=[num_tags], initializer="zeros")
+        # tf_text's op has one extra state K acting as the start (row K) and
+        # the end (column K) of every sequence; entry [K, K] is ignored.
+        self._decode_mask = None
+        if self._allowed is not None:
+            mask = np.ones([num_tags + 1, num_tags + 1], dtype=bool)
+            mask[:num_tags, :num_tags], mask[num_tags, :num_tags], mask[:num_tags, num_tags] = self._allowed
+            self._decode_mask = mask
+
+    def _params(self):
+        """(transitions, start, end) with scheme-forbidden entries set to DISALLOWED."""
+        params = (self.transitions, self.start_transitions, self.end_transitions)
+        if self._allowed is None:
+            return params
+        return tuple(tf.where(a, p, DISALLOWED) for a, p in zip(self._allowed, params))
+
+    def log_likelihood(self, potentials, tags, lengths):
+        """potentials [B, T, K], tags [B, T] int32, lengths [B] int32 -> [B] log p(tags)."""
+        potentials = tf.cast(potentials, self.transitions.dtype)
+        return crf_log_likelihood(potentials, tags, lengths, *self._params())
+
+    def marginals(self, potentials, lengths):
+        """potentials [B, T, K], lengths [B] int32 -> [B, T, K] posterior marginals."""
+        potentials = tf.cast(potentials, self.transitions.dtype)
+        return crf_marginals(potentials, lengths, *self._params())
+
+    def decode(self, potentials, lengths):
+        """Best allowed paths: potentials [B, T, K], lengths [B] int32 -> [B, T] int32.
+
+        Padding positions are 0. Uses tf_text's Viterbi op (a CPU kernel, log
+        space, implicit start/end state); a row with no allowed path at all
+        would come back as -1s, which cannot happen when some tag (e.g. 'O')
+        may start, follow itself and end.
+        """
+        potentials = tf.cast(potentials, tf.float32)  # the op only takes float32
+        trans, start, end = (tf.cast(p, tf.float32) for p in self._params())
+        weights = tf.concat([tf.concat([trans, end[:, None]], axis=1),
+                             tf.concat([start, [0.0]], axis=0)[None]], axis=0)
+        paths = tf_text.viterbi_constrained_sequence(
+            potentials, lengths, allowed_transitions=self._decode_mask, transition_weights=weights,
+            use_log_space=True, use_start_and_end_states=True)
+        return paths.to_tensor(default_value=0, shape=tf.shape(potentials)[:2])
+
+    def get_config(self):
+        allowed = None if self._allowed is None else [a.tolist() for a in self._allowed]
+        return {**super().get_config(), "num_tags": self.num_tags, "allowed": allowed}
