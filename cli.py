@@ -39,5 +39,41 @@ def preprocess(ctx: click.Context) -> None:
     click.echo(json.dumps(stats, indent=2, sort_keys=True))
 
 
+@main.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="output folder of `preprocess`")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="JSON config (configs/*.json); defaults to the built-in BiLSTM-CRF")
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--epochs", type=int, help="override train.epochs")
+@click.option("--seed", type=int, help="override train.seed")
+@click.option("--batch-size", type=int, help="override train.batch_size")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train(data_dir, config_path, model_dir, epochs, seed, batch_size, quiet) -> None:
+    """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present."""
+    from etagger.config import Config
+    from etagger.train import train as run_training
+
+    config = Config.load(config_path) if config_path else Config()
+    config = config.replace(epochs=epochs, seed=seed, batch_size=batch_size)
+    result = run_training(data_dir, config, model_dir, progress=not quiet)
+    click.echo(json.dumps(result))
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True)
+@click.option("--pred-out", type=click.Path(dir_okay=False), help="write conlleval input: word POS chunk gold pred")
+@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True)
+def evaluate(model_dir, data_dir, split, pred_out, weights) -> None:
+    """Entity F1 (conlleval-exact), token F1 and a per-type table on a preprocessed split."""
+    from etagger.evaluate import evaluate_split
+
+    summary, text = evaluate_split(model_dir, data_dir, split, pred_out, weights)
+    click.echo(text, err=True, nl=False)
+    click.echo(json.dumps(summary))
+
+
 if __name__ == "__main__":
     main()

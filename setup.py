@@ -13,6 +13,7 @@ setup(
         "tensorflow-text==2.21.1",
         "tensorflow-hub==0.16.1",
         "tf-keras==2.21.0",
+        "tensorboard==2.21.0",
         "apache-beam==2.77.0",
         "numpy>=1.26,<3",
         "pyarrow>=17",

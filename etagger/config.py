@@ -1,0 +1,109 @@
+"""Typed configuration of a tagger: the model, its training, saved as JSON beside the model."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+ENCODERS = ("bilstm", "transformer", "qrnn", "bilstm_transformer", "bilstm_mha")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The network: embeddings -> encoder -> CRF (or softmax)."""
+
+    # Embeddings. Word vectors come from OUT/glove_filtered.npy.
+    train_word_embeddings: bool = True
+    char_dim: int = 30
+    char_filters: tuple[tuple[int, int], ...] = ((3, 50),)  # (width, count) per char CNN filter
+    use_shape: bool = True
+    shape_dim: int = 10
+    use_pos: bool = False  # POS/chunk need those columns at tagging time too
+    use_chunk: bool = False
+    pos_dim: int = 10
+    chunk_dim: int = 10
+    highway_layers: int = 0
+    embedding_dropout: float = 0.5
+    # Encoder.
+    encoder: str = "bilstm"
+    lstm_units: int = 200
+    lstm_layers: int = 2
+    transformer_layers: int = 4
+    num_heads: int = 4
+    model_dim: int = 128
+    ff_dim: int = 256
+    qrnn_units: int = 200
+    qrnn_layers: int = 2
+    encoder_dropout: float = 0.5
+    # Output.
+    decoder: str = "crf"  # "crf" or "softmax"
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
+        if self.decoder not in ("crf", "softmax"):
+            raise ValueError(f"decoder must be 'crf' or 'softmax', not {self.decoder!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation: Adam, warm-up then exponential decay, clipping, early stopping."""
+
+    batch_size: int = 32
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    decay_rate: float = 0.9  # multiply the learning rate by this ...
+    decay_steps: int = 1000  # ... every this many steps after warm-up
+    clip_norm: float = 5.0
+    patience: int = 5  # epochs without a better dev entity F1 before stopping
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        from etagger.conll import atomic_write
+
+        with atomic_write(path) as f:
+            f.write(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Builds a config from a (possibly partial) dict; unknown keys are an error."""
+        unknown = set(data) - {"model", "train"}
+        if unknown:
+            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+        model = _build(ModelConfig, data.get("model", {}))
+        train = _build(TrainConfig, data.get("train", {}))
+        return cls(model=model, train=train)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **train_overrides) -> "Config":
+        """A copy with some training fields changed (e.g. from command-line flags)."""
+        given = {k: v for k, v in train_overrides.items() if v is not None}
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **given))
+
+
+def _build(cls, data: dict[str, Any]):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    values = {}
+    for key, value in data.items():
+        # JSON has no tuples: restore nested tuples for tuple-typed fields.
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        values[key] = value
+    return cls(**values)

@@ -1,0 +1,113 @@
+"""The tagger network: embeddings -> contextual encoder -> CRF (or softmax) over tags.
+
+Inputs are the id features of etagger.data / etagger.features (B = batch, T = tokens,
+C = characters): word_id [B,T], char_ids [B,T,C], shape_id [B,T], pos_id / chunk_id [B,T]
+when configured, and length [B].
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from etagger import crf as crf_lib
+from etagger.config import ModelConfig
+from etagger.layers.bilstm import BiLSTMEncoder
+from etagger.layers.char_cnn import CharCNN
+from etagger.layers.highway import Highway
+from etagger.layers.qrnn import BiQRNN
+from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder
+
+
+def build_encoder(config: ModelConfig) -> list[keras.layers.Layer]:
+    """The encoder layers in order, each called as layer(x, mask=mask, training=training)."""
+    dropout = config.encoder_dropout
+    bilstm = lambda: BiLSTMEncoder(config.lstm_units, config.lstm_layers, dropout=dropout)
+    transformer = lambda: TransformerEncoder(config.transformer_layers, config.num_heads, config.model_dim,
+                                             config.ff_dim, dropout=dropout)
+    return {
+        "bilstm": lambda: [bilstm()],
+        "transformer": lambda: [transformer()],
+        "qrnn": lambda: [BiQRNN(config.qrnn_units, config.qrnn_layers, dropout=dropout)],
+        "bilstm_transformer": lambda: [bilstm(), transformer()],
+        "bilstm_mha": lambda: [bilstm(), MultiHeadAttentionBlock(config.num_heads, 2 * config.lstm_units,
+                                                                 dropout=dropout)],
+    }[config.encoder]()
+
+
+class Tagger(keras.Model):
+    """Scores tags for every token and decodes them.
+
+    Args:
+      config: the network's ModelConfig.
+      vocab_sizes: vocabulary name -> size ("word", "char", "shape", "pos", "chunk").
+      tags: the tag vocabulary (training scheme), index = tag id.
+      tag_scheme: scheme of ``tags``; the CRF forbids transitions it does not allow.
+      word_vectors: [vocab_sizes["word"], dim] initial word embeddings (filtered GloVe).
+    """
+
+    def __init__(self, config: ModelConfig, vocab_sizes: Mapping[str, int], tags: Sequence[str],
+                 tag_scheme: str, word_vectors: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.num_tags = len(tags)
+        self.word_embedding = keras.layers.Embedding(
+            word_vectors.shape[0], word_vectors.shape[1], trainable=config.train_word_embeddings,
+            embeddings_initializer=keras.initializers.Constant(word_vectors), name="word_embedding")
+        self.char_cnn = CharCNN(vocab_sizes["char"], config.char_dim, config.char_filters, name="char_cnn")
+        self.side_embeddings = {
+            name: keras.layers.Embedding(vocab_sizes[name], dim, name=f"{name}_embedding")
+            for name, use, dim in (("shape", config.use_shape, config.shape_dim),
+                                   ("pos", config.use_pos, config.pos_dim),
+                                   ("chunk", config.use_chunk, config.chunk_dim)) if use}
+        self.highway = Highway(config.highway_layers) if config.highway_layers else None
+        self.embedding_dropout = keras.layers.Dropout(config.embedding_dropout)
+        self.encoder = build_encoder(config)
+        self.output_dropout = keras.layers.Dropout(config.encoder_dropout)
+        self.projection = keras.layers.Dense(self.num_tags, name="tag_scores")
+        allowed = crf_lib.allowed_transitions(list(tags), tag_scheme)
+        self.crf = crf_lib.CRF(self.num_tags, allowed=allowed, name="crf") if config.decoder == "crf" else None
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Features -> tag potentials [B, T, K] (zeros at padding)."""
+        word_ids = features["word_id"]
+        mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
+        parts = [self.word_embedding(word_ids), self.char_cnn(features["char_ids"], mask=mask, training=training)]
+        parts += [layer(features[f"{name}_id"]) for name, layer in self.side_embeddings.items()]
+        x = tf.concat(parts, axis=-1)
+        if self.highway is not None:
+            x = self.highway(x, mask=mask)
+        x = self.embedding_dropout(x, training=training)
+        for layer in self.encoder:
+            x = layer(x, mask=mask, training=training)
+        x = self.output_dropout(x, training=training)
+        potentials = self.projection(x)
+        return tf.where(mask[..., None], potentials, tf.zeros_like(potentials))
+
+    def loss(self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True) -> tf.Tensor:
+        """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""
+        potentials = self(features, training=training)
+        lengths = features["length"]
+        tags = tf.cast(tags, tf.int32)
+        if self.crf is not None:
+            return -tf.reduce_mean(self.crf.log_likelihood(potentials, tags, lengths))
+        mask = tf.sequence_mask(lengths, tf.shape(tags)[1], dtype=potentials.dtype)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tags, potentials)
+        return tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+
+    def decode(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Best tag ids [B, T] int32 (0 at padding); the CRF never emits a forbidden path."""
+        potentials = self(features, training=False)
+        if self.crf is not None:
+            return self.crf.decode(potentials, features["length"])
+        mask = tf.sequence_mask(features["length"], tf.shape(potentials)[1])
+        return tf.where(mask, tf.argmax(potentials, axis=-1, output_type=tf.int32), 0)
+
+    def marginals(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Posterior tag probabilities [B, T, K] (CRF marginals, or softmax)."""
+        potentials = self(features, training=False)
+        if self.crf is not None:
+            return self.crf.marginals(potentials, features["length"])
+        return tf.nn.softmax(potentials)

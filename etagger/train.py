@@ -1,0 +1,191 @@
+"""Training: Adam with warm-up and exponential decay, gradient clipping, early stopping on
+dev entity F1, best checkpoint kept, TensorBoard summaries, resume from the last epoch.
+
+A model folder holds everything needed to evaluate, export and tag with it:
+  config.json  preprocess.json  vocab/  glove_filtered.npy (initial vectors, for rebuilding)
+  best/        weights of the best dev epoch          last/  checkpoint to resume from
+  history.json per-epoch figures                      logs/  TensorBoard
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from etagger import conll, data, features, metrics
+from etagger.config import Config
+from etagger.model import Tagger
+
+log = logging.getLogger(__name__)
+
+
+class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then ``peak * rate^(steps/decay_steps)``."""
+
+    def __init__(self, peak: float, warmup_steps: int, decay_rate: float, decay_steps: int):
+        self.peak, self.warmup_steps = peak, warmup_steps
+        self.decay_rate, self.decay_steps = decay_rate, decay_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+        decayed = self.peak * tf.pow(self.decay_rate, (step - self.warmup_steps) / self.decay_steps)
+        return tf.where(step < self.warmup_steps, warmup, decayed)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "decay_rate": self.decay_rate, "decay_steps": self.decay_steps}
+
+
+def input_names(config: Config) -> tuple[str, ...]:
+    """The id features this model reads."""
+    m = config.model
+    return ("word_id", "char_ids") + tuple(f"{n}_id" for n, use in
+                                            (("shape", m.use_shape), ("pos", m.use_pos), ("chunk", m.use_chunk)) if use)
+
+
+def load_model(model_dir: str | Path, weights: str = "best") -> tuple[Tagger, Config, dict, dict]:
+    """(model with the ``weights`` checkpoint restored, config, vocabs, preprocess info)."""
+    model_dir = Path(model_dir)
+    config = Config.load(model_dir / "config.json")
+    vocabs = features.load_vocabs(model_dir / "vocab")
+    info = json.loads((model_dir / "preprocess.json").read_text())
+    model = build_model(config, vocabs, info, np.load(model_dir / "glove_filtered.npy"))
+    status = tf.train.Checkpoint(model=model).read(str(model_dir / weights / "ckpt"))
+    status.expect_partial()
+    return model, config, vocabs, info
+
+
+def build_model(config: Config, vocabs: dict, info: dict, word_vectors: np.ndarray) -> Tagger:
+    sizes = {name: len(entries) for name, entries in vocabs.items()}
+    model = Tagger(config.model, sizes, vocabs["tag"], info["tag_scheme"], word_vectors)
+    # Build the variables with a dummy batch so checkpoints can be restored into them.
+    dummy = {"word_id": tf.zeros([1, 1], tf.int64), "char_ids": tf.zeros([1, 1, 1], tf.int64),
+             "length": tf.ones([1], tf.int32), "shape_id": tf.zeros([1, 1], tf.int64),
+             "pos_id": tf.zeros([1, 1], tf.int64), "chunk_id": tf.zeros([1, 1], tf.int64)}
+    model(dummy)
+    return model
+
+
+def predict(model: Tagger, dataset: tf.data.Dataset, tags: list[str]) -> list[dict]:
+    """Decodes every batch; returns per sentence the string columns and "pred" tags (in
+    the training scheme), in dataset order."""
+    if not hasattr(model, "_decode_fn"):  # one traced function per model, not per call
+        model._decode_fn = tf.function(model.decode, reduce_retracing=True)
+    decode = model._decode_fn
+    out = []
+    for batch in dataset:
+        pred = decode(batch).numpy()
+        lengths = batch["length"].numpy()
+        # Columns absent from the input (e.g. POS for raw text) arrive as [B, 0].
+        strings = {k: batch[k].numpy() for k in data.STRING_FEATURES if k in batch and batch[k].shape[1]}
+        for i, n in enumerate(lengths):
+            row = {k: [v.decode("utf-8") for v in col[i, :n]] for k, col in strings.items()}
+            row["pred"] = [tags[t] for t in pred[i, :n]]
+            for k in ("source", "index", "leading"):
+                if k in batch:
+                    value = batch[k][i].numpy()
+                    row[k] = value.decode("utf-8") if isinstance(value, bytes) else int(value)
+            out.append(row)
+    return out
+
+
+def score(rows: list[dict], train_scheme: str, input_scheme: str) -> metrics.Report:
+    """conlleval figures of predicted rows against their gold "tag" column (input scheme)."""
+    gold = [r["tag"] for r in rows]
+    pred = [conll.convert_tags(r["pred"], train_scheme, input_scheme) for r in rows]
+    return metrics.evaluate(gold, pred)
+
+
+def _copy_data_files(data_dir: Path, model_dir: Path) -> None:
+    for name in ("preprocess.json", "glove_filtered.npy"):
+        shutil.copy2(data_dir / name, model_dir / name)
+    shutil.copytree(data_dir / "vocab", model_dir / "vocab", dirs_exist_ok=True)
+
+
+def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress: bool = True) -> dict:
+    """Trains (or resumes) a model; returns the best dev figures."""
+    data_dir, model_dir = Path(data_dir), Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if (model_dir / "config.json").exists() and Config.load(model_dir / "config.json").model != config.model:
+        raise ValueError(f"{model_dir} holds a model with another configuration; choose a new --model-dir")
+    config.save(model_dir / "config.json")
+    _copy_data_files(data_dir, model_dir)
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)
+
+    vocabs = features.load_vocabs(data_dir / "vocab")
+    info = data.load_preprocess_info(data_dir)
+    model = build_model(config, vocabs, info, np.load(data_dir / "glove_filtered.npy"))
+    names = input_names(config)
+    train_ds = data.make_dataset(data_dir, "train", tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed)
+    dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"))
+    schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
+    optimizer = keras.optimizers.Adam(schedule)
+
+    epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+    best_f1 = tf.Variable(-1.0, dtype=tf.float64, name="best_f1")
+    stale = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
+    last = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_f1=best_f1, stale=stale),
+        model_dir / "last", max_to_keep=1)
+    if last.latest_checkpoint:
+        last.checkpoint.restore(last.latest_checkpoint)
+        log.info("resumed from %s at epoch %d", last.latest_checkpoint, int(epoch))
+    best = tf.train.Checkpoint(model=model)
+    writer = tf.summary.create_file_writer(str(model_dir / "logs"))
+    history_path = model_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() and last.latest_checkpoint else []
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            loss = model.loss(batch, batch["tag_id"], training=True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads, norm = tf.clip_by_global_norm(grads, tc.clip_norm)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, norm
+
+    started = time.time()
+    while int(epoch) < tc.epochs and int(stale) < tc.patience:
+        t0 = time.time()
+        bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"], verbose=1 if progress else 0)
+        tokens, losses = 0, []
+        for step, batch in enumerate(train_ds, start=1):
+            loss, _ = train_step(batch)
+            losses.append(float(loss))
+            tokens += int(tf.reduce_sum(batch["length"]))
+            bar.update(step, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
+        train_seconds = time.time() - t0
+        report = score(predict(model, dev_ds, vocabs["tag"]), info["tag_scheme"], info["input_scheme"])
+        epoch.assign_add(1)
+        improved = report.f1 > float(best_f1)
+        if improved:
+            best_f1.assign(report.f1)
+            stale.assign(0)
+            best.write(str(model_dir / "best" / "ckpt"))
+        else:
+            stale.assign_add(1)
+        row = {"epoch": int(epoch), "loss": float(np.mean(losses)), "dev_entity_f1": report.f1,
+               "dev_token_f1": report.token_f1, "train_seconds": round(train_seconds, 1),
+               "tokens_per_second": round(tokens / train_seconds), "elapsed_seconds": round(time.time() - started, 1),
+               "learning_rate": float(schedule(optimizer.iterations)), "best": improved}
+        history.append(row)
+        with writer.as_default(step=int(epoch)):
+            for key in ("loss", "dev_entity_f1", "dev_token_f1", "tokens_per_second", "learning_rate"):
+                tf.summary.scalar(key, row[key])
+        last.save()
+        with conll.atomic_write(history_path) as f:
+            json.dump(history, f, indent=1)
+        log.info("epoch %d: %s", int(epoch), row)
+        if progress:
+            print(json.dumps(row), flush=True)
+    best_row = max(history, key=lambda r: r["dev_entity_f1"])
+    return {"best_epoch": best_row["epoch"], "dev_entity_f1": best_row["dev_entity_f1"],
+            "epochs_run": len(history)}

@@ -1,0 +1,62 @@
+"""End-to-end: preprocess a tiny fixture, train a tiny BiLSTM-CRF that must fit it,
+evaluate it, resume it, and check the files a model folder must hold."""
+import json
+
+import pytest
+
+from etagger import config as config_lib
+from etagger.evaluate import evaluate_split
+from etagger.train import train
+from pipelines import preprocess
+from tests.fixtures import write_conll_dir, write_glove
+
+TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
+                  "use_pos": True, "embedding_dropout": 0.1, "encoder_dropout": 0.1},
+        "train": {"batch_size": 8, "epochs": 12, "learning_rate": 0.01, "warmup_steps": 5, "patience": 12}}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    write_conll_dir(root / "conll")
+    preprocess.run(["--data-dir", str(root / "conll"), "--out", str(root / "data"),
+                    "--glove", str(write_glove(root / "glove.txt")), "--num-shards", "2"])
+    return root
+
+
+def test_tiny_model_fits_fixture(tiny_data):
+    config = config_lib.Config.from_dict(TINY)
+    model_dir = tiny_data / "model"
+    result = train(tiny_data / "data", config, model_dir, progress=False)
+    assert result["dev_entity_f1"] >= 0.95
+    summary, text = evaluate_split(model_dir, tiny_data / "data", "train", tiny_data / "pred.txt")
+    assert summary["entity_f1"] >= 0.95, text
+    assert summary["sentences"] == 40
+    for name in ("config.json", "preprocess.json", "history.json", "glove_filtered.npy", "vocab/words.txt"):
+        assert (model_dir / name).exists(), name
+    assert config_lib.Config.load(model_dir / "config.json") == config
+    lines = (tiny_data / "pred.txt").read_text().split("\n")
+    assert len(lines[0].split()) == 5  # word POS chunk gold pred
+
+    # Resuming a finished run trains no further epoch and keeps the history.
+    history = json.loads((model_dir / "history.json").read_text())
+    again = train(tiny_data / "data", config, model_dir, progress=False)
+    assert again["epochs_run"] == len(history) and again["dev_entity_f1"] == result["dev_entity_f1"]
+
+
+def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
+    model_dir = tmp_path / "m"
+    small = config_lib.Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
+    train(tiny_data / "data", small, model_dir, progress=False)
+    other = config_lib.Config.from_dict({**TINY, "model": {**TINY["model"], "lstm_units": 8}})
+    with pytest.raises(ValueError, match="another configuration"):
+        train(tiny_data / "data", other, model_dir, progress=False)
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "qrnn", "bilstm_transformer", "bilstm_mha"])
+def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
+    cfg = {"model": {**TINY["model"], "encoder": encoder, "transformer_layers": 1, "num_heads": 2,
+                     "model_dim": 16, "ff_dim": 16, "qrnn_units": 8, "qrnn_layers": 1},
+           "train": {**TINY["train"], "epochs": 1}}
+    result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), tmp_path / encoder, progress=False)
+    assert result["epochs_run"] == 1
