@@ -1,0 +1,246 @@
+"""Tests for etagger.layers: shapes, explicit masking (padding never leaks), gradients, tf.function."""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from etagger.layers.bilstm import BiLSTMEncoder
+from etagger.layers.char_cnn import CharCNN
+from etagger.layers.highway import Highway
+from etagger.layers.qrnn import BiQRNN, fo_pool
+from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder, sinusoidal_positions
+
+DIM = 6  # feature size of float inputs
+CHARS = 5  # characters per token of CharCNN inputs
+NUM_CHARS = 20
+ATOL = 1e-5
+
+
+@dataclass
+class Case:
+    name: str
+    make_layer: Callable[[], keras.layers.Layer]
+    out_dim: int
+    char_ids: bool = False  # inputs are [B, T, C] int32 char ids instead of [B, T, DIM] floats
+
+    def inputs(self, rng, lengths, time):
+        """A batch with zeros (padding ids) after each row's length, and its mask."""
+        mask = np.arange(time)[None, :] < np.asarray(lengths)[:, None]
+        if self.char_ids:
+            ids = rng.integers(1, NUM_CHARS, size=(len(lengths), time, CHARS))
+            # Each token gets 1..CHARS characters followed by padding characters.
+            word_len = rng.integers(1, CHARS + 1, size=(len(lengths), time))
+            ids = ids * (np.arange(CHARS)[None, None, :] < word_len[..., None]) * mask[..., None]
+            return tf.constant(ids, tf.int32), tf.constant(mask)
+        x = rng.normal(size=(len(lengths), time, DIM)) * mask[..., None]
+        return tf.constant(x, tf.float32), tf.constant(mask)
+
+    def perturb_padding(self, rng, inputs, mask):
+        """Replaces everything at padded tokens by random non-padding values."""
+        pad = ~mask.numpy()
+        values = inputs.numpy().copy()
+        if self.char_ids:
+            values[pad] = rng.integers(1, NUM_CHARS, size=values[pad].shape)
+        else:
+            values[pad] = rng.normal(size=values[pad].shape) * 10.0
+        return tf.constant(values, inputs.dtype)
+
+    def signature(self):
+        if self.char_ids:
+            inputs = tf.TensorSpec([None, None, None], tf.int32)
+        else:
+            inputs = tf.TensorSpec([None, None, DIM], tf.float32)
+        return [inputs, tf.TensorSpec([None, None], tf.bool)]
+
+
+CASES = [
+    Case("char_cnn", lambda: CharCNN(NUM_CHARS, char_dim=5, filters=[(2, 3), (3, 4)], dropout=0.1), 7, char_ids=True),
+    Case("highway", lambda: Highway(2), DIM),
+    Case("bilstm", lambda: BiLSTMEncoder(4, num_layers=2, dropout=0.1), 8),
+    Case("transformer", lambda: TransformerEncoder(2, num_heads=2, model_dim=8, ff_dim=12, dropout=0.1), 8),
+    Case("mha_block", lambda: MultiHeadAttentionBlock(num_heads=2, model_dim=8, dropout=0.1), DIM),
+    Case("qrnn", lambda: BiQRNN(4, num_layers=2, window=3, dropout=0.1, zoneout=0.1), 8),
+]
+by_case = pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+
+
+@pytest.fixture
+def rng():
+    tf.random.set_seed(0)
+    return np.random.default_rng(0)
+
+
+def randomized(case, rng, x, mask):
+    """A built layer whose every weight is random.
+
+    Zero-initialised biases (LayerNorm beta, conv bias) would hide leaks: LayerNorm of a zeroed
+    padding row is exactly its beta, so with beta = 0 a missing re-zeroing goes unnoticed.
+    """
+    layer = case.make_layer()
+    layer(x, mask=mask, training=False)
+    for var in layer.weights:
+        var.assign(rng.normal(scale=0.5, size=var.shape))
+    return layer
+
+
+def real(outputs, mask):
+    """Outputs at real tokens only, as a flat [N, H] array."""
+    return outputs.numpy()[mask.numpy()]
+
+
+@by_case
+def test_output_shape_and_zero_padding(case, rng):
+    x, mask = case.inputs(rng, [5, 2, 3], 5)
+    layer = randomized(case, rng, x, mask)
+    out = layer(x, mask=mask, training=False)
+    assert out.shape == (3, 5, case.out_dim)
+    assert layer.compute_output_shape(x.shape) == out.shape
+    np.testing.assert_array_equal(out.numpy()[~mask.numpy()], 0.0)
+    assert np.isfinite(out.numpy()).all()
+
+
+@by_case
+def test_values_at_padded_positions_do_not_leak(case, rng):
+    x, mask = case.inputs(rng, [5, 2, 3], 5)
+    layer = randomized(case, rng, x, mask)
+    clean = layer(x, mask=mask, training=False)
+    noisy = layer(case.perturb_padding(rng, x, mask), mask=mask, training=False)
+    np.testing.assert_allclose(real(noisy, mask), real(clean, mask), atol=ATOL)
+    np.testing.assert_array_equal(noisy.numpy()[~mask.numpy()], 0.0)
+
+
+@by_case
+def test_appended_padding_does_not_change_real_outputs(case, rng):
+    x, mask = case.inputs(rng, [4, 2, 3], 4)
+    layer = randomized(case, rng, x, mask)
+    short = layer(x, mask=mask, training=False)
+    x_long = tf.pad(x, [[0, 0], [0, 3]] + [[0, 0]] * (len(x.shape) - 2))
+    mask_long = tf.pad(mask, [[0, 0], [0, 3]])
+    long = layer(x_long, mask=mask_long, training=False)
+    np.testing.assert_allclose(long.numpy()[:, :4][mask.numpy()], real(short, mask), atol=ATOL)
+
+
+@by_case
+def test_length_one_row_matches_running_it_alone(case, rng):
+    x, mask = case.inputs(rng, [5, 1, 3], 5)
+    layer = randomized(case, rng, x, mask)
+    batched = layer(x, mask=mask, training=False)
+    alone = layer(x[1:2, :1], mask=mask[1:2, :1], training=False)
+    np.testing.assert_allclose(batched.numpy()[1, :1], alone.numpy()[0], atol=ATOL)
+    np.testing.assert_array_equal(batched.numpy()[1, 1:], 0.0)
+
+
+@by_case
+def test_gradients_reach_every_weight_and_no_padded_input(case, rng):
+    x, mask = case.inputs(rng, [5, 2, 3], 5)
+    layer = randomized(case, rng, x, mask)
+    weights = tf.constant(rng.normal(size=(3, 5, case.out_dim)), tf.float32)
+    with tf.GradientTape() as tape:
+        if not case.char_ids:
+            tape.watch(x)
+        out = layer(x, mask=mask, training=True)
+        loss = tf.reduce_sum(out * weights * tf.cast(mask, tf.float32)[..., None])
+    variables = layer.trainable_variables
+    sources = variables if case.char_ids else variables + [x]
+    grads = tape.gradient(loss, sources)
+    assert variables
+    for var, grad in zip(variables, grads):
+        assert grad is not None, var.name
+        grad = tf.convert_to_tensor(grad).numpy()
+        assert np.isfinite(grad).all(), var.name
+        assert np.abs(grad).sum() > 0, var.name
+    if not case.char_ids:
+        # Outputs at real tokens must not depend on the inputs at padded tokens.
+        np.testing.assert_array_equal(grads[-1].numpy()[~mask.numpy()], 0.0)
+
+
+@by_case
+def test_works_in_tf_function_with_dynamic_shapes(case, rng):
+    layer = case.make_layer()
+    fn = tf.function(lambda x, m: layer(x, mask=m, training=False), input_signature=case.signature())
+    traces = []
+    for lengths, time in [([3, 1], 3), ([6, 2, 4], 6)]:
+        x, mask = case.inputs(rng, lengths, time)
+        np.testing.assert_allclose(fn(x, mask).numpy(), layer(x, mask=mask, training=False).numpy(), atol=ATOL)
+        traces.append(fn.experimental_get_tracing_count())
+    # The first call may trace twice (variables are created during the first trace); a new
+    # batch size and length must not trace again.
+    assert traces[1] == traces[0]
+
+
+@by_case
+def test_config_round_trip(case):
+    layer = case.make_layer()
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+
+
+def test_char_cnn_ignores_padding_characters(rng):
+    case = CASES[0]
+    x, mask = case.inputs(rng, [4, 2], 4)
+    layer = randomized(case, rng, x, mask)
+    # A large conv bias makes the convolution output at padding characters large, so they would
+    # win the max-pool if they were not masked out.
+    for conv in layer.convs:
+        conv.bias.assign(tf.fill(conv.bias.shape, 5.0))
+    out = layer(tf.pad(x, [[0, 0], [0, 0], [0, 3]]), mask=mask, training=False).numpy()
+    ids = x.numpy()
+    for b, t in zip(*np.nonzero(mask.numpy())):
+        word = ids[b, t][ids[b, t] != 0]
+        alone = layer(tf.constant(word[None, None]), mask=tf.constant([[True]]), training=False)
+        np.testing.assert_allclose(out[b, t], alone.numpy()[0, 0], atol=ATOL)
+
+
+def test_char_cnn_token_without_characters_gives_zeros(rng):
+    layer = CASES[0].make_layer()
+    ids = tf.constant([[[3, 4, 0], [0, 0, 0]]], tf.int32)  # the second token is real but empty
+    out = layer(ids, mask=tf.constant([[True, True]]), training=False)
+    np.testing.assert_array_equal(out.numpy()[0, 1], 0.0)
+    assert np.abs(out.numpy()[0, 0]).sum() > 0
+
+
+def test_bilstm_backward_direction_starts_at_last_real_token(rng):
+    encoder = BiLSTMEncoder(4)
+    x, mask = CASES[2].inputs(rng, [5, 2, 3], 5)
+    out = encoder(x, mask=mask, training=False)
+    # Reference: a plain forward LSTM with the backward weights on each sequence reversed per length.
+    backward = keras.layers.LSTM(4, return_sequences=True)
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    backward(reversed_x)
+    backward.set_weights(encoder.rnns[0].backward_layer.get_weights())
+    expected = tf.reverse_sequence(backward(reversed_x, mask=mask), lengths, seq_axis=1, batch_axis=0)
+    np.testing.assert_allclose(real(out, mask)[:, 4:], real(expected, mask), atol=ATOL)
+
+
+def test_fo_pool_matches_the_recurrence(rng):
+    z, f, o = (tf.constant(rng.uniform(size=(2, 4, 3)), tf.float32) for _ in range(3))
+    c = np.zeros((2, 3))
+    expected = []
+    for t in range(4):
+        c = f.numpy()[:, t] * c + (1 - f.numpy()[:, t]) * z.numpy()[:, t]
+        expected.append(o.numpy()[:, t] * c)
+    np.testing.assert_allclose(fo_pool(z, f, o).numpy(), np.stack(expected, axis=1), atol=1e-6)
+
+
+def test_qrnn_directions_are_causal_and_anti_causal(rng):
+    qrnn = BiQRNN(4, num_layers=1)
+    x, mask = CASES[5].inputs(rng, [6], 6)
+    out = qrnn(x, mask=mask).numpy()
+    changed = x.numpy().copy()
+    changed[0, 3] += 1.0
+    out_changed = qrnn(tf.constant(changed), mask=mask).numpy()
+    np.testing.assert_allclose(out_changed[0, :3, :4], out[0, :3, :4], atol=ATOL)  # forward: past only
+    np.testing.assert_allclose(out_changed[0, 4:, 4:], out[0, 4:, 4:], atol=ATOL)  # backward: future only
+    assert not np.allclose(out_changed[0, 3:, :4], out[0, 3:, :4])
+    assert not np.allclose(out_changed[0, :4, 4:], out[0, :4, 4:])
+
+
+def test_sinusoidal_positions():
+    pe = sinusoidal_positions(5, 6).numpy()
+    pos, i = np.arange(5)[:, None], np.arange(6)[None, :]
+    angles = pos / np.power(10000.0, 2 * (i // 2) / 6)
+    np.testing.assert_allclose(pe, np.where(i % 2 == 0, np.sin(angles), np.cos(angles)), atol=1e-6)
