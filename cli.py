@@ -75,5 +75,16 @@ def evaluate(model_dir, data_dir, split, pred_out, weights) -> None:
     click.echo(json.dumps(summary))
 
 
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True)
+def export(model_dir, out, weights) -> None:
+    """Export a trained model as a SavedModel that takes token strings."""
+    from etagger.export import export as run_export
+
+    click.echo(str(run_export(model_dir, out, weights)))
+
+
 if __name__ == "__main__":
     main()

@@ -99,15 +99,18 @@ class Tagger(keras.Model):
 
     def decode(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Best tag ids [B, T] int32 (0 at padding); the CRF never emits a forbidden path."""
-        potentials = self(features, training=False)
+        return self.decode_potentials(self(features, training=False), features["length"])
+
+    def decode_potentials(self, potentials: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """potentials [B, T, K], lengths [B] -> best tag ids [B, T] int32 (0 at padding)."""
         if self.crf is not None:
-            return self.crf.decode(potentials, features["length"])
-        mask = tf.sequence_mask(features["length"], tf.shape(potentials)[1])
+            return self.crf.decode(potentials, lengths)
+        mask = tf.sequence_mask(lengths, tf.shape(potentials)[1])
         return tf.where(mask, tf.argmax(potentials, axis=-1, output_type=tf.int32), 0)
 
-    def marginals(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """Posterior tag probabilities [B, T, K] (CRF marginals, or softmax)."""
-        potentials = self(features, training=False)
+    def marginals(self, potentials: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """potentials [B, T, K], lengths [B] -> posterior tag probabilities [B, T, K]
+        (CRF marginals, or softmax)."""
         if self.crf is not None:
-            return self.crf.marginals(potentials, features["length"])
+            return self.crf.marginals(potentials, lengths)
         return tf.nn.softmax(potentials)

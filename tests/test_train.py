@@ -24,10 +24,16 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-def test_tiny_model_fits_fixture(tiny_data):
+@pytest.fixture(scope="module")
+def tiny_model(tiny_data):
     config = config_lib.Config.from_dict(TINY)
     model_dir = tiny_data / "model"
     result = train(tiny_data / "data", config, model_dir, progress=False)
+    return model_dir, config, result
+
+
+def test_tiny_model_fits_fixture(tiny_data, tiny_model):
+    model_dir, config, result = tiny_model
     assert result["dev_entity_f1"] >= 0.95
     summary, text = evaluate_split(model_dir, tiny_data / "data", "train", tiny_data / "pred.txt")
     assert summary["entity_f1"] >= 0.95, text
@@ -60,3 +66,32 @@ def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
            "train": {**TINY["train"], "epochs": 1}}
     result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), tmp_path / encoder, progress=False)
     assert result["epochs_run"] == 1
+
+
+def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the Viterbi op)
+
+    from etagger.conll import read_conll
+    from etagger.export import export
+
+    model_dir, _, _ = tiny_model
+    saved = export(model_dir, tmp_path / "saved")
+    loaded = tf.saved_model.load(str(saved))
+    evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
+    expected = [[line.split()[-1] for line in block.split("\n")]
+                for block in (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")]
+    sentences = list(read_conll(tiny_data / "conll" / "test.txt"))
+    width = max(map(len, sentences))
+    pad = lambda column: tf.constant([list(s.columns[column]) + [""] * (width - len(s)) for s in sentences])
+    # Batched, padded serving gives exactly the evaluation's predictions (TINY uses POS).
+    out = loaded.signatures["tag_with_confidence"](tokens=pad("word"), pos=pad("pos"))
+    tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
+    assert tags == expected
+    # One sentence alone gives the same tags as inside the padded batch.
+    alone = loaded.signatures["serving_default"](tokens=tf.constant([sentences[0].words]),
+                                                 pos=tf.constant([sentences[0].columns["pos"]]))
+    assert [t.decode() for t in alone["tags"].numpy()[0]] == expected[0]
+    confidence = out["entity_confidence"].numpy()
+    assert ((confidence >= 0) & (confidence <= 1.0 + 1e-6)).all()
+    assert (confidence[out["tags"].numpy() == b"O"] == 0).all()
