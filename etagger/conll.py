@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -26,7 +27,15 @@ SCHEMES = ("IOB1", "IOB2", "IOBES")
 class ConllFormatError(ValueError):
     """A malformed CoNLL input; the message names the file and the 1-based line number."""
 
-    def __init__(self, path: str, line: int, message: str):
+    def __init__(self, path: str, line: int | None = None, message: str | None = None):
+        if line is None:
+            # One preformatted "path:line: message" argument: how Beam re-raises an error
+            # from a DoFn (type(e)(e.args[0] + " [while running ...]")) and how pickle
+            # rebuilds it. Without this form the error reached the caller as RuntimeError.
+            super().__init__(path)
+            found = re.match(r"(.*?):(\d+): ", path)
+            self.path, self.line = (found[1], int(found[2])) if found else ("", 0)
+            return
         super().__init__(f"{path}:{line}: {message}")
         self.path, self.line = path, line
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import glob
 import json
 import logging
 import os
@@ -25,9 +24,11 @@ from typing import Iterable, Sequence
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from etagger import conll, features, glove, schema
+from pipelines.io import ReadConll, ReadRawText  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
@@ -53,81 +54,7 @@ class PreprocessOptions:
 
 # ----------------------------------------------------------------------------- reading
 
-class ReadConll(beam.PTransform):
-    """path -> PCollection of conll.Sentence (raises on malformed input unless lenient)."""
-
-    def __init__(self, path: str, options: PreprocessOptions):
-        super().__init__()
-        self.path, self.options = path, options
-
-    def expand(self, pbegin):
-        options = self.options
-        skipped = Metrics.counter("preprocess", "skipped_sentences")
-
-        def read(path):
-            stats = conll.ReadStats()
-            sentences = list(conll.read_conll(path, options.columns, options.lenient,
-                                              options.max_tokens, stats))
-            skipped.inc(stats.skipped_sentences)
-            if not sentences and not stats.skipped_sentences:
-                message = f"{path}:1: no sentences in file"
-                if not options.lenient:
-                    raise conll.ConllFormatError(path, 1, "no sentences in file")
-                log.warning(message)
-            return sentences
-
-        return pbegin | beam.Create([self.path]) | beam.FlatMap(read)
-
-
-class _TokenizeLines(beam.DoFn):
-    """Batches of (source, line_no, text) -> conll.Sentence with character offsets."""
-
-    def __init__(self, options: PreprocessOptions):
-        self.options = options
-
-    def setup(self):
-        from etagger.tokenize import Tokenizer
-
-        self.tokenizer = Tokenizer(wikitext=self.options.wikitext,
-                                   max_sentence_tokens=self.options.max_tokens)
-
-    def process(self, batch):
-        for (source, line_no, _), sentences in zip(batch, self.tokenizer.tokenize_lines([t for _, _, t in batch])):
-            for k, s in enumerate(sentences):
-                yield conll.Sentence(columns={"word": tuple(s.tokens)}, index=line_no * 65536 + k,
-                                     source=source, line=line_no, offsets=tuple(zip(s.starts, s.ends)))
-
-
-class ReadRawText(beam.PTransform):
-    """Files matching a glob (one document or sentence per line) -> conll.Sentence."""
-
-    def __init__(self, pattern: str, options: PreprocessOptions):
-        super().__init__()
-        self.pattern, self.options = pattern, options
-
-    def expand(self, pbegin):
-        lenient = self.options.lenient
-        bad_lines = Metrics.counter("preprocess", "bad_lines")
-
-        def lines(path):
-            with open(path, "rb") as f:
-                for line_no, raw in enumerate(f, start=1):
-                    try:
-                        yield os.path.basename(path), line_no, raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        if not lenient:
-                            raise conll.ConllFormatError(path, line_no, f"not valid UTF-8 ({e.reason})") from None
-                        bad_lines.inc()
-                        log.warning("%s:%d: skipping a line that is not valid UTF-8", path, line_no)
-
-        paths = sorted(glob.glob(self.pattern))
-        if not paths:
-            raise FileNotFoundError(f"no files match {self.pattern}")
-        return (pbegin
-                | beam.Create(paths)
-                | beam.FlatMap(lines)
-                | beam.BatchElements(min_batch_size=64, max_batch_size=512)
-                | beam.ParDo(_TokenizeLines(self.options)))
+# ReadConll and ReadRawText live in pipelines/io.py, shared with tag_corpus; imported above.
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -229,7 +156,15 @@ class ComputeVocabs(beam.PTransform):
 def load_vocab_dir(vocab_from: str) -> tuple[dict[str, list[str]], list[str]]:
     """(vocabs, glove_words) of an earlier preprocess output, for tagging raw text."""
     vocabs = features.load_vocabs(Path(vocab_from) / "vocab")
-    return vocabs, []
+    # The vocabulary words that have a GloVe vector, looked up again in the GloVe source of
+    # that run (returning [] here made stats.json report 0 GloVe coverage for raw text).
+    info_path = Path(vocab_from) / "preprocess.json"
+    source = json.loads(info_path.read_text()).get("glove", glove.EMBEDDED) if info_path.exists() else glove.EMBEDDED
+    if source != glove.EMBEDDED and not Path(source).exists():
+        log.warning("GloVe file %s of %s is gone: GloVe coverage of raw text is not known", source, vocab_from)
+        return vocabs, []
+    words = vocabs["word"][len(features.RESERVED["word"]):]
+    return vocabs, sorted(glove.load_glove(source, words))
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -268,7 +203,7 @@ class _EncodeBatch(beam.DoFn):
                     for s in sentences]
             flat = [t for row in tags for t in row]
             columns["tag"] = tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(r) for r in tags])
-        ids = {name: value.to_list() for name, value in self.extractor(columns).items()}
+        ids = {name: _to_lists(value) for name, value in self.extractor(columns).items()}
         for i, (split, s) in enumerate(batch):
             sequence = {name: list(values) for name, values in s.columns.items()}
             sequence.update({name: value[i] for name, value in ids.items()})
@@ -288,6 +223,18 @@ class _EncodeBatch(beam.DoFn):
             # A stable hash (not Python's salted hash()) keeps shard contents reproducible.
             shard = zlib.crc32(f"{source}:{s.index}".encode()) % self.options.num_shards
             yield split, shard, (source, s.index), record, (len(s), in_glove, unknown)
+
+
+def _to_lists(tensor) -> list:
+    """Nested Python lists of a (ragged) tensor. RaggedTensor.to_list() slices row by row
+    with TF ops in eager mode, which made it most of the preprocessing time; this converts
+    the flat values and row splits to NumPy once and cuts the lists in Python."""
+    values = tensor.flat_values if hasattr(tensor, "flat_values") else tensor
+    out = values.numpy().tolist()
+    for splits in reversed(getattr(tensor, "nested_row_splits", ())):
+        bounds = splits.numpy().tolist()
+        out = [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return out
 
 
 class EncodeRecords(beam.PTransform):
@@ -321,13 +268,19 @@ class WriteShards(beam.PTransform):
             path = Path(out_dir) / f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
             tmp = path.with_name(f".{path.name}.tmp")
             with tf.io.TFRecordWriter(str(tmp)) as writer:
-                for _, record in sorted(records, key=lambda r: r[0]):
+                for _, record in sorted((r for r in records if r is not None), key=lambda r: r[0]):
                     writer.write(record)
             os.replace(tmp, path)
             yield str(path)
 
-        return (encoded
-                | beam.Map(lambda e: ((e[0], e[1]), (e[2], e[3])))
+        keyed = encoded | beam.Map(lambda e: ((e[0], e[1]), (e[2], e[3])))
+        # Every split gets all num_shards files, empty ones included, as "-of-N" promises.
+        every_shard = (encoded
+                       | "Splits" >> beam.Map(lambda e: e[0])
+                       | beam.Distinct()
+                       | beam.FlatMap(lambda split: [((split, shard), None) for shard in range(num_shards)]))
+        return ((keyed, every_shard)
+                | beam.Flatten()
                 | beam.GroupByKey()
                 | beam.FlatMapTuple(write))
 
@@ -474,15 +427,40 @@ def run(argv=None) -> dict:
         features=features.FeatureConfig(lowercase=bool(args.lowercase), zero_digits=bool(args.zero_digits)))
     options = resolve_input_scheme(inputs, options)
     staging = prepare_output(args.out, args.overwrite)
-    if args.vocab_from:
-        shutil.copytree(Path(args.vocab_from) / "vocab", staging / "vocab")
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+    try:
+        if args.vocab_from:
+            shutil.copytree(Path(args.vocab_from) / "vocab", staging / "vocab")
+        p = beam.Pipeline(options=PipelineOptions(beam_args))
         build_pipeline(p, inputs, args.raw, str(staging), options, args.vocab_from)
-    config = {**dataclasses.asdict(options), "inputs": inputs, "raw": args.raw, "vocab_from": args.vocab_from}
-    with conll.atomic_write(staging / "preprocess.json") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-    publish_output(staging, args.out)
+        result = p.run()
+        result.wait_until_finish()
+        add_skip_counts(staging / "stats.json", result, inputs, bool(args.raw))
+        config = {**dataclasses.asdict(options), "inputs": inputs, "raw": args.raw, "vocab_from": args.vocab_from}
+        with conll.atomic_write(staging / "preprocess.json") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+        publish_output(staging, args.out)
+    except BaseException:
+        # A failed run leaves nothing behind: no output folder, no half-written staging.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return json.loads((Path(args.out) / "stats.json").read_text())
+
+
+def add_skip_counts(stats_path: Path, result, inputs: dict[str, str], raw: bool) -> None:
+    """Adds what a lenient read skipped (per split: skipped_sentences, skipped_lines; raw:
+    skipped_lines) from the pipeline's counters to stats.json, so no loss goes unreported."""
+    counters: collections.Counter = collections.Counter()
+    for row in result.metrics().query(MetricsFilter().with_namespace("preprocess"))["counters"]:
+        counters[row.key.metric.name] += row.committed if row.committed is not None else row.attempted
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    for split, path in inputs.items():
+        entry = stats.setdefault(split, {})
+        entry["skipped_sentences"] = counters[f"skipped_sentences:{path}"]
+        entry["skipped_lines"] = counters[f"skipped_lines:{path}"]
+    if raw:
+        stats.setdefault(RAW_SPLIT, {})["skipped_lines"] = counters["bad_lines"]
+    with conll.atomic_write(stats_path) as f:
+        json.dump(stats, f, indent=2, sort_keys=True)
 
 
 if __name__ == "__main__":
