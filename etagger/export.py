@@ -40,7 +40,10 @@ class ServingModule(tf.Module):
     def __init__(self, model, vocabs: dict, feature_config: features.FeatureConfig, tag_scheme: str,
                  extra_inputs: tuple[str, ...]):
         super().__init__(name="etagger")
-        self.model = model
+        # Track only the variables, not the Keras model: tracking it would make the SavedModel
+        # carry every Keras layer's own call traces (hundreds of functions, megabytes).
+        object.__setattr__(self, "model", model)
+        self.model_variables = list(model.variables)
         self.extractor = features.FeatureExtractor({k: v for k, v in vocabs.items() if k != "tag"}, feature_config)
         tags = iob2_tags(vocabs["tag"], tag_scheme)
         self.tag_strings = tf.constant(tags)

@@ -45,17 +45,21 @@ class Tagger(keras.Model):
       vocab_sizes: vocabulary name -> size ("word", "char", "shape", "pos", "chunk").
       tags: the tag vocabulary (training scheme), index = tag id.
       tag_scheme: scheme of ``tags``; the CRF forbids transitions it does not allow.
-      word_vectors: [vocab_sizes["word"], dim] initial word embeddings (filtered GloVe).
+      word_vectors: [vocab_sizes["word"], dim] initial word embeddings (filtered GloVe), or
+        just their shape when the weights will be restored from a checkpoint (this keeps
+        the matrix out of exported graphs).
     """
 
     def __init__(self, config: ModelConfig, vocab_sizes: Mapping[str, int], tags: Sequence[str],
-                 tag_scheme: str, word_vectors: np.ndarray, **kwargs):
+                 tag_scheme: str, word_vectors: np.ndarray | tuple[int, int], **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.num_tags = len(tags)
+        shape = word_vectors.shape if isinstance(word_vectors, np.ndarray) else tuple(word_vectors)
+        initializer = keras.initializers.Constant(word_vectors) if isinstance(word_vectors, np.ndarray) else "zeros"
         self.word_embedding = keras.layers.Embedding(
-            word_vectors.shape[0], word_vectors.shape[1], trainable=config.train_word_embeddings,
-            embeddings_initializer=keras.initializers.Constant(word_vectors), name="word_embedding")
+            shape[0], shape[1], trainable=config.train_word_embeddings,
+            embeddings_initializer=initializer, name="word_embedding")
         self.char_cnn = CharCNN(vocab_sizes["char"], config.char_dim, config.char_filters, name="char_cnn")
         self.side_embeddings = {
             name: keras.layers.Embedding(vocab_sizes[name], dim, name=f"{name}_embedding")

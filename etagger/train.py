@@ -56,13 +56,14 @@ def load_model(model_dir: str | Path, weights: str = "best") -> tuple[Tagger, Co
     config = Config.load(model_dir / "config.json")
     vocabs = features.load_vocabs(model_dir / "vocab")
     info = json.loads((model_dir / "preprocess.json").read_text())
-    model = build_model(config, vocabs, info, np.load(model_dir / "glove_filtered.npy"))
+    word_shape = np.load(model_dir / "glove_filtered.npy", mmap_mode="r").shape  # weights come from the checkpoint
+    model = build_model(config, vocabs, info, word_shape)
     status = tf.train.Checkpoint(model=model).read(str(model_dir / weights / "ckpt"))
     status.expect_partial()
     return model, config, vocabs, info
 
 
-def build_model(config: Config, vocabs: dict, info: dict, word_vectors: np.ndarray) -> Tagger:
+def build_model(config: Config, vocabs: dict, info: dict, word_vectors: np.ndarray | tuple[int, int]) -> Tagger:
     sizes = {name: len(entries) for name, entries in vocabs.items()}
     model = Tagger(config.model, sizes, vocabs["tag"], info["tag_scheme"], word_vectors)
     # Build the variables with a dummy batch so checkpoints can be restored into them.
