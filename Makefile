@@ -15,8 +15,11 @@ $(STAMP): setup.py constraints.txt
 
 install: $(STAMP)
 
+# The main job on the embedded defaults: tag the bundled sample text with the bundled model.
 run: install
-	$(PY) cli.py preprocess --data-dir $(SHARED)/conll2003 --out work/conll03 --overwrite
+	$(PY) cli.py tag-corpus --model models/conll03-bilstm1 --input 'samples/*.txt' --output work/sample-tagged \
+	    --format conll --runner DirectRunner
+	@echo "tagged output: work/sample-tagged/news.txt.conll"
 
 test: install
 	$(PY) -m pytest -q tests

@@ -86,5 +86,59 @@ def export(model_dir, out, weights) -> None:
     click.echo(str(run_export(model_dir, out, weights)))
 
 
+@main.command("tag-corpus", **BEAM_COMMAND)
+@click.pass_context
+def tag_corpus(ctx: click.Context) -> None:
+    """Tag corpora with an exported model through Beam RunInference; prints the timing table.
+
+    Options: see `python -m pipelines.tag_corpus --help` (they are passed through, with
+    any Beam flag such as --runner or --direct_num_workers).
+    """
+    from pipelines import tag_corpus as pipeline
+
+    click.echo(pipeline.format_table(pipeline.run(ctx.args)))
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="exported SavedModel (cli.py export)")
+@click.option("--spans", is_flag=True, help="print one JSON line of entity spans per input line")
+@click.option("--wikitext", is_flag=True, help="input lines are wikitext-style (@-@ markers)")
+def tag(model_path, spans, wikitext) -> None:
+    """Tag lines from stdin, one at a time: token/tag columns (blank line after each
+    sentence) or, with --spans, a JSON line of entities per input line."""
+    from etagger import outputs
+    from etagger.conll import Sentence
+    from etagger.predictor import Predictor
+    from etagger.tokenize import Tokenizer
+
+    predictor = Predictor(model_path, with_confidence=spans)
+    tokenizer = Tokenizer(wikitext=wikitext)
+    for line_no, line in enumerate(sys.stdin, start=1):
+        sentences = [Sentence(columns={"word": s.tokens}, index=k, line=line_no, source="stdin",
+                              offsets=tuple(zip(s.starts, s.ends)))
+                     for k, s in enumerate(tokenizer.tokenize_line(line.rstrip("\n")))]
+        tagged = predictor([s.columns for s in sentences]) if sentences else []
+        if spans:
+            entities = [e for s, t in zip(sentences, tagged)
+                        for e in outputs.entity_spans(s, t["tags"], t["entity_confidence"])]
+            click.echo(json.dumps({"line": line_no, "text": line.rstrip("\n"), "entities": entities},
+                                  ensure_ascii=False))
+        else:
+            for s, t in zip(sentences, tagged):
+                click.echo(outputs.conll_text([s.words], t["tags"]), nl=False)
+        sys.stdout.flush()
+
+
+@main.command("run-job")
+@click.argument("job", type=click.Path(exists=True, dir_okay=False))
+def run_job(job) -> None:
+    """Run (or resume) a scheduled bulk-tagging job spec (jobs/*.yaml): tags only the
+    inputs its manifest does not record as done with the same checksum."""
+    from etagger.jobs import run_job as run
+
+    click.echo(json.dumps(run(job), indent=2))
+
+
 if __name__ == "__main__":
     main()

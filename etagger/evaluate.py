@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from etagger import conll, data, metrics
+from etagger import conll, data, metrics, outputs
 from etagger.train import input_names, load_model, predict, score
 
 
@@ -15,8 +15,7 @@ def write_predictions(path: str | Path, rows: Iterable[dict], train_scheme: str,
     with conll.atomic_write(path) as f:
         for row in rows:
             pred = conll.convert_tags(row["pred"], train_scheme, input_scheme)
-            columns = [row[k] for k in ("word", "pos", "chunk", "tag") if k in row] + [pred]
-            f.write("".join(" ".join(fields) + "\n" for fields in zip(*columns)) + "\n")
+            f.write(outputs.conll_text([row[k] for k in ("word", "pos", "chunk", "tag") if k in row], pred))
 
 
 def evaluate_split(model_dir: str | Path, data_dir: str | Path, split: str, pred_out: str | None = None,

@@ -1,0 +1,64 @@
+"""A loaded exported model (``cli.py export``): lists of token strings in, IOB2 tags out.
+
+Shared by the Beam RunInference handler (``pipelines.tag_corpus``) and ``cli.py tag``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+class Predictor:
+    """Loads the SavedModel at ``path`` and tags batches of sentences with it.
+
+    Args:
+      path: the exported model folder.
+      with_confidence: call the ``tag_with_confidence`` signature (CRF marginals of the
+        chosen tags, per token and per entity) instead of ``serving_default``.
+    """
+
+    def __init__(self, path: str | Path, with_confidence: bool = False):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op of the graph)
+
+        start = time.perf_counter()
+        self.path = str(path)
+        self.meta = json.loads(Path(path, "assets.extra", "etagger.json").read_text())
+        self.inputs: list[str] = self.meta["inputs"]  # "tokens", then "pos"/"chunk" if used
+        self.with_confidence = with_confidence
+        self.saved_model = tf.saved_model.load(self.path)
+        self.signature = self.saved_model.signatures["tag_with_confidence" if with_confidence else "serving_default"]
+        # The first call initialises the graph (~0.5 s): count it as loading, not tagging.
+        self([{name if name != "tokens" else "word": ["Warm", "up"] for name in self.inputs}])
+        self.load_seconds = time.perf_counter() - start
+
+    def __call__(self, sentences: Sequence[Mapping[str, Sequence[str]]]) -> list[dict]:
+        """Tags sentences given as column dicts ({"word": [...], "pos": [...], ...}; only
+        "word" unless the model takes POS/chunk). Returns per sentence {"tags": [...]}, plus
+        "token_confidence" and "entity_confidence" lists when ``with_confidence``."""
+        import tensorflow as tf
+
+        width = max(len(s["word"]) for s in sentences)
+        feeds = {}
+        for name in self.inputs:
+            column = "word" if name == "tokens" else name
+            padded = np.full((len(sentences), width), "", dtype=object)
+            for i, s in enumerate(sentences):
+                if column not in s:
+                    raise ValueError(f"the model needs a {column!r} column for every sentence")
+                padded[i, : len(s[column])] = s[column]
+            feeds[name] = tf.constant(padded, tf.string)
+        result = {k: v.numpy() for k, v in self.signature(**feeds).items()}
+        outs = []
+        for i, s in enumerate(sentences):
+            n = len(s["word"])
+            out = {"tags": [t.decode() for t in result["tags"][i, :n]]}
+            if self.with_confidence:
+                out["token_confidence"] = result["token_confidence"][i, :n].tolist()
+                out["entity_confidence"] = result["entity_confidence"][i, :n].tolist()
+            outs.append(out)
+        return outs

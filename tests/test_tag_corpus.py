@@ -1,0 +1,244 @@
+"""tag-corpus: the Beam RunInference pipeline with the bundled model, its output formats,
+bad input, the `tag` and `run-job` commands, and a job killed mid-way then resumed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from etagger import conll, metrics, outputs
+from etagger.predictor import Predictor
+from pipelines import tag_corpus
+from tests.fixtures import write_conll_split
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = str(ROOT / "models" / "conll03-bilstm1")
+RAW = ("Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
+       "\n"
+       "The United Nations said so in New York.\n")
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor(MODEL, with_confidence=True)
+
+
+def run(tmp_path: Path, inputs: list[Path], fmt: str = "conll", *extra: str) -> dict:
+    argv = ["--model", MODEL, "--output", str(tmp_path / "out"), "--format", fmt, *extra]
+    for path in inputs:
+        argv += ["--input", str(path)]
+    return tag_corpus.run(argv)
+
+
+# ----------------------------------------------------------------------------- transforms
+
+def test_tag_sentences_transform_matches_the_predictor(predictor):
+    sentences = [conll.Sentence(columns={"word": tuple(words.split())}, index=i, source="s.txt")
+                 for i, words in enumerate(["John Smith visited Paris .", "Reuters", "He left Berlin on Monday ."])]
+    expected = [(s.index, tuple(t["tags"])) for s, t in zip(sentences, predictor([s.columns for s in sentences]))]
+    with TestPipeline() as p:
+        tagged = (p | beam.Create(sentences)
+                  | tag_corpus.TagSentences(tag_corpus.TagOptions(model=MODEL))
+                  | beam.Map(lambda t: (t["sentence"].index, tuple(t["tags"]))))
+        assert_that(tagged, equal_to(expected))
+
+
+def test_read_inputs_transform_reads_conll_and_raw(tmp_path):
+    write_conll_split(tmp_path / "gold.txt", 3, seed=1)
+    (tmp_path / "raw.txt").write_text(RAW)
+    paths = tag_corpus.resolve_inputs([str(tmp_path / "*.txt")], "auto", conll.CONLL2003_COLUMNS)
+    assert paths == {str(tmp_path / "gold.txt"): "conll", str(tmp_path / "raw.txt"): "raw"}
+    from etagger.tokenize import Tokenizer
+
+    expected = [("gold.txt", s.line, s.words) for s in conll.read_conll(tmp_path / "gold.txt")]
+    expected += [("raw.txt", n, s.tokens) for n, line in enumerate(RAW.splitlines(), start=1)
+                 for s in Tokenizer().tokenize_line(line)]
+    assert len(expected) == 6
+    with TestPipeline() as p:
+        read = (p | tag_corpus.ReadInputs(paths, tag_corpus.TagOptions(model=MODEL))
+                | beam.Map(lambda s: (Path(s.source).name, s.line, s.words)))
+        assert_that(read, equal_to(expected))
+
+
+# ----------------------------------------------------------------------------- formats
+
+def test_conll_input_gives_conlleval_columns_and_the_predictor_tags(tmp_path, predictor):
+    gold = tmp_path / "gold.txt"
+    write_conll_split(gold, 12, seed=4)
+    timing = run(tmp_path, [gold])
+    lines = (tmp_path / "out" / "gold.txt.conll").read_text().split("\n\n")[:-1]
+    sentences = list(conll.read_conll(gold))
+    assert len(lines) == len(sentences) == timing["sentences"]
+    expected = predictor([s.columns for s in sentences])
+    for block, s, t in zip(lines, sentences, expected):
+        rows = [line.split() for line in block.split("\n")]
+        assert [r[:4] for r in rows] == [list(x) for x in zip(*s.columns.values())]  # word POS chunk gold
+        assert [r[4] for r in rows] == t["tags"]
+    report = metrics.evaluate(*metrics.read_conlleval_file(tmp_path / "out" / "gold.txt.conll"))
+    assert report.tokens == timing["tokens"] == sum(map(len, sentences))
+
+
+def test_raw_input_jsonl_spans_point_into_the_line(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text(RAW)
+    timing = run(tmp_path, [raw], "jsonl")
+    records = [json.loads(line) for line in (tmp_path / "out" / "raw.txt.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["sentence"]) for r in records] == [(1, 0), (1, 1), (3, 0)]
+    assert timing["sentences"] == 3 and timing["bad_records"] == {"empty_lines": 1}
+    lines = RAW.split("\n")
+    spans = [(e["text"], e["type"]) for r in records for e in r["entities"]]
+    assert ("Angela Merkel", "PER") in spans and ("Paris", "LOC") in spans
+    for r in records:
+        assert len(r["tags"]) == len(r["tokens"]) == len(r["token_confidence"])
+        for e in r["entities"]:
+            assert lines[r["line"] - 1][e["start"]:e["end"]] == e["text"]
+            assert 0.0 < e["confidence"] <= 1.0
+
+
+def test_parquet_output_has_the_schema_of_schemas_dir(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text(RAW)
+    run(tmp_path, [raw], "parquet")
+    table = pq.read_table(tmp_path / "out" / "raw.txt.parquet")
+    assert table.schema.equals(outputs.parquet_schema())
+    assert table.num_rows == 3
+    run(tmp_path, [raw], "jsonl")
+    jsonl = [json.loads(line) for line in (tmp_path / "out" / "raw.txt.jsonl").read_text().splitlines()]
+    rows = table.to_pylist()
+    assert [r["tags"] for r in rows] == [r["tags"] for r in jsonl]
+    span = lambda e: (e["type"], e["start"], e["end"], e["text"])  # noqa: E731
+    assert [[span(e) for e in r["entities"]] for r in rows] == [[span(e) for e in r["entities"]] for r in jsonl]
+    assert rows[0]["token_confidence"] == pytest.approx(jsonl[0]["token_confidence"], abs=1e-6)
+
+
+def test_timing_json_and_table(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text(RAW)
+    timing = run(tmp_path, [raw])
+    assert json.loads((tmp_path / "out" / "timing.json").read_text()) == timing
+    assert timing["model_load_ms"] > 0 and timing["batches"] >= 1
+    assert set(timing["sentence_latency"]) == {"mean_ms", "p50_ms", "p95_ms", "p99_ms"}
+    table = tag_corpus.format_table(timing)
+    assert "sentence latency" in table and "tokens/s" in table
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_bad_input_is_counted_and_no_good_record_is_lost(tmp_path):
+    from etagger.tokenize import Tokenizer
+
+    good = ["Angela Merkel visited Paris .", "Siemens rose 3 percent in Frankfurt ."]
+    long_line = " ".join(f"w{i}" for i in range(10_000))
+    data = (good[0].encode() + b"\n\n   \n\xff\xfe not utf-8\nBad \xe9 latin-1\n" + long_line.encode() + b"\n"
+            + "ctrl\x07char\x1b[0m text\n".encode() + good[1].encode() + b"\n")
+    (tmp_path / "bad.txt").write_bytes(data)
+    (tmp_path / "empty.txt").write_bytes(b"")
+    timing = run(tmp_path, [tmp_path / "bad.txt", tmp_path / "empty.txt"], "conll", "--lenient")
+    bad = timing["bad_records"]
+    assert bad["bad_lines"] == 2 and bad["empty_lines"] == 2 and bad["empty_files"] == 1
+    assert bad["control_char_lines"] == 1 and bad["max_length_sentences"] == 10
+    assert (tmp_path / "out" / "empty.txt.conll").read_text() == ""
+    words = [line.split()[0] for line in (tmp_path / "out" / "bad.txt.conll").read_text().splitlines() if line]
+    tokenizer = Tokenizer()
+    expected = [t for line in (good[0], long_line, "ctrl\x07char\x1b[0m text", good[1])
+                for s in tokenizer.tokenize_line(line) for t in s.tokens]
+    assert words == expected  # every token of every good line, in order
+    assert timing["tokens"] == len(expected)
+
+
+def test_strict_mode_names_file_and_line(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"fine line\n\xff broken\n")
+    with pytest.raises(conll.ConllFormatError, match=r"bad\.txt:2: not valid UTF-8"):
+        run(tmp_path, [tmp_path / "bad.txt"])
+
+
+def test_malformed_conll_names_file_and_line(tmp_path):
+    (tmp_path / "gold.txt").write_text("EU NNP I-NP B-ORG\nrejects VBZ I-VP O\n\nGerman JJ I-NP\n")
+    with pytest.raises(conll.ConllFormatError, match=r"gold\.txt:4"):
+        run(tmp_path, [tmp_path / "gold.txt"], "conll", "--input-format", "conll")
+
+
+# ----------------------------------------------------------------------------- tag, run-job
+
+def cli(*args: str, stdin: str | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, check=True, **kwargs)
+
+
+def test_tag_reads_stdin_lines():
+    out = cli("tag", "--model", MODEL, stdin="John Smith visited Paris.\nNothing here.\n").stdout
+    assert out.split("\n\n")[0].split("\n") == ["John B-PER", "Smith I-PER", "visited O", "Paris B-LOC", ". O"]
+    spans = [json.loads(line) for line in cli("tag", "--model", MODEL, "--spans",
+                                               stdin="John Smith visited Paris.\n").stdout.splitlines()]
+    assert [(e["text"], e["type"]) for e in spans[0]["entities"]] == [("John Smith", "PER"), ("Paris", "LOC")]
+
+
+def write_job(tmp_path: Path, name: str) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for i in range(4):
+        (corpus / f"part-{i}.txt").write_text(RAW * (i + 1))
+    job = tmp_path / f"{name}.yaml"
+    job.write_text(f"name: {name}\nmodel: {MODEL}\ninputs: [corpus/*.txt]\noutput: {name}-out\nformat: jsonl\n")
+    return job
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` but the per-file timing figures (wall times differ)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.parent.name != "timing"}
+
+
+def test_killed_job_reruns_to_the_same_output(tmp_path):
+    whole = write_job(tmp_path, "whole")
+    assert len(json.loads(cli("run-job", str(whole)).stdout)["tagged"]) == 4
+    assert json.loads(cli("run-job", str(whole)).stdout)["tagged"] == []  # idempotent
+
+    killed = write_job(tmp_path, "killed")
+    manifest = tmp_path / "killed-out" / "manifest.json"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "run-job", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (manifest.exists() and json.loads(manifest.read_text())["files"]):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-way: after the first file, before the last
+    proc.wait()
+    done = len(json.loads(manifest.read_text())["files"])
+    assert 1 <= done < 4
+    rerun = json.loads(cli("run-job", str(killed)).stdout)
+    assert len(rerun["skipped"]) == done and len(rerun["tagged"]) == 4 - done
+    whole_tree, killed_tree = tree(tmp_path / "whole-out"), tree(tmp_path / "killed-out")
+    whole_manifest = json.loads(whole_tree.pop("manifest.json"))
+    killed_manifest = json.loads(killed_tree.pop("manifest.json"))
+    assert whole_tree == killed_tree
+    assert whole_manifest["files"] == killed_manifest["files"]
+
+
+def test_invalid_job_spec_is_refused(tmp_path):
+    from etagger.jobs import load_job
+
+    (tmp_path / "bad.yaml").write_text("name: x\nmodel: m\ninputs: []\noutput: o\nformat: xml\n")
+    with pytest.raises(ValueError, match="invalid job spec"):
+        load_job(tmp_path / "bad.yaml")
+
+
+# ----------------------------------------------------------------------------- real data
+
+@pytest.mark.conll
+def test_real_test_set_f1_equals_the_model_card(conll_dir, tmp_path):
+    timing = run(tmp_path, [conll_dir / "test.txt"])
+    report = metrics.evaluate(*metrics.read_conlleval_file(tmp_path / "out" / "test.txt.conll"))
+    card = json.loads(Path(MODEL, "assets.extra", "evaluation.json").read_text())
+    assert timing["sentences"] == 3453 and report.tokens == 46435
+    assert round(report.f1, 6) == card["entity_f1"]  # what `cli.py evaluate` printed
