@@ -70,6 +70,27 @@ def test_read_inputs_transform_reads_conll_and_raw(tmp_path):
         assert_that(read, equal_to(expected))
 
 
+BEAM_TF_HANDLER = """
+import apache_beam as beam, tensorflow as tf, tensorflow_text  # noqa: F401
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+from apache_beam.testing.util import assert_that, equal_to
+with beam.Pipeline() as p:
+    tags = (p | beam.Create([tf.constant(["John", "Smith", "visited", "Paris"])])
+            | RunInference(TFModelHandlerTensor(model_uri={model!r}))
+            | beam.Map(lambda r: [t.decode() for t in r.inference["tags"].numpy()]))
+    assert_that(tags, equal_to([["B-PER", "I-PER", "O", "B-LOC"]]))
+"""
+
+
+def test_beams_own_tensorflow_handler_serves_the_export():
+    # Beam's handler loads through tf.keras.models.load_model, which reads SavedModels only
+    # in tf-keras (Keras 2): hence TF_USE_LEGACY_KERAS=1.
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+    subprocess.run([sys.executable, "-c", BEAM_TF_HANDLER.format(model=MODEL)], env=env, check=True,
+                   capture_output=True)
+
+
 # ----------------------------------------------------------------------------- formats
 
 def test_conll_input_gives_conlleval_columns_and_the_predictor_tags(tmp_path, predictor):
