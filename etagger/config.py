@@ -38,12 +38,31 @@ class ModelConfig:
     encoder_dropout: float = 0.5
     # Output.
     decoder: str = "crf"  # "crf" or "softmax"
+    # Contextual word features (etagger.layers.contextual): a LOCAL TF-Hub BERT encoder folder
+    # (`cli.py convert-bert --out DIR` writes DIR/encoder), relative paths resolved against the
+    # working directory when the model is built; None = no BERT features.
+    bert_handle: str | None = None
+    bert_pooling: str = "first"  # a word's "first" wordpiece, or the "mean" of its pieces
+    bert_layers: int = 1  # 1: sequence_output; n: mean of the last n encoder layers
+    bert_trainable: bool = False  # fine-tune the encoder (else frozen)
+    bert_max_pieces: int = 256  # packed length per sentence, [CLS] and [SEP] included
 
     def __post_init__(self):
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
         if self.decoder not in ("crf", "softmax"):
             raise ValueError(f"decoder must be 'crf' or 'softmax', not {self.decoder!r}")
+        if self.bert_handle is not None and (not isinstance(self.bert_handle, str) or not self.bert_handle):
+            raise ValueError(f"bert_handle must be a non-empty path or null, not {self.bert_handle!r}")
+        if self.bert_pooling not in ("first", "mean"):
+            raise ValueError(f"bert_pooling must be 'first' or 'mean', not {self.bert_pooling!r}")
+        if not isinstance(self.bert_layers, int) or isinstance(self.bert_layers, bool) or self.bert_layers < 1:
+            raise ValueError(f"bert_layers must be an integer >= 1, not {self.bert_layers!r}")
+        if not isinstance(self.bert_trainable, bool):
+            raise ValueError(f"bert_trainable must be true or false, not {self.bert_trainable!r}")
+        if (not isinstance(self.bert_max_pieces, int) or isinstance(self.bert_max_pieces, bool)
+                or self.bert_max_pieces < 3):
+            raise ValueError(f"bert_max_pieces must be an integer >= 3, not {self.bert_max_pieces!r}")
 
 
 @dataclasses.dataclass(frozen=True)

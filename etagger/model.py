@@ -2,7 +2,8 @@
 
 Inputs are the id features of etagger.data / etagger.features (B = batch, T = tokens,
 C = characters): word_id [B,T], char_ids [B,T,C], shape_id [B,T], pos_id / chunk_id [B,T]
-when configured, and length [B].
+when configured, and length [B]; with ``bert_handle`` also the word strings "word" [B,T]
+("" at padding), from which etagger.layers.contextual computes BERT word vectors in-graph.
 """
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ class Tagger(keras.Model):
             for name, use, dim in (("shape", config.use_shape, config.shape_dim),
                                    ("pos", config.use_pos, config.pos_dim),
                                    ("chunk", config.use_chunk, config.chunk_dim)) if use}
+        if config.bert_handle is not None:  # imported only when used: it loads tensorflow_hub
+            from etagger.layers.contextual import BertWordEmbedding
+
+            self.bert = BertWordEmbedding(config.bert_handle, config.bert_pooling, config.bert_layers,
+                                          config.bert_trainable, config.bert_max_pieces, name="bert")
+        else:
+            self.bert = None
         self.highway = Highway(config.highway_layers) if config.highway_layers else None
         self.embedding_dropout = keras.layers.Dropout(config.embedding_dropout)
         self.encoder = build_encoder(config)
@@ -80,6 +88,8 @@ class Tagger(keras.Model):
         mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
         parts = [self.word_embedding(word_ids), self.char_cnn(features["char_ids"], mask=mask, training=training)]
         parts += [layer(features[f"{name}_id"]) for name, layer in self.side_embeddings.items()]
+        if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
+            parts.append(self.bert(features["word"], mask=mask, training=training))
         x = tf.concat(parts, axis=-1)
         if self.highway is not None:
             x = self.highway(x, mask=mask)
@@ -89,6 +99,11 @@ class Tagger(keras.Model):
         x = self.output_dropout(x, training=training)
         potentials = self.projection(x)
         return tf.where(mask[..., None], potentials, tf.zeros_like(potentials))
+
+    def serving_resources(self) -> list:
+        """Trackables besides the variables that a graph calling this model must save (the
+        BERT tokenizer and its vocabulary asset); empty without BERT features."""
+        return self.bert.serving_resources() if self.bert is not None else []
 
     def loss(self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True) -> tf.Tensor:
         """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""

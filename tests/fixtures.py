@@ -50,3 +50,38 @@ def write_glove(path: Path, dim: int = 8) -> Path:
     path.write_text("".join(w + " " + " ".join(f"{rng.uniform(-1, 1):.4f}" for _ in range(dim)) + "\n"
                             for w in words))
     return path
+
+
+def write_small_bert_checkpoint(folder: Path, vocab: list[str], vocab_size: int | None = None, hidden: int = 8,
+                                inter: int = 16, layers: int = 2, heads: int = 2, positions: int = 16,
+                                seed: int = 0) -> dict:
+    """A random BERT checkpoint in BertForTokenClassification form ("bert." prefix, a
+    classifier head, no pooler): model.safetensors, config.json (uncased) and vocab.txt in
+    ``folder``. Returns the encoder weight shapes by their BertModel names."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    vocab_size = vocab_size or len(vocab)
+    shapes = {"embeddings.word_embeddings.weight": (vocab_size, hidden),
+              "embeddings.position_embeddings.weight": (positions, hidden),
+              "embeddings.token_type_embeddings.weight": (2, hidden),
+              "embeddings.LayerNorm.weight": (hidden,), "embeddings.LayerNorm.bias": (hidden,)}
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            shapes |= {p + name + ".weight": (hidden, hidden), p + name + ".bias": (hidden,)}
+        shapes |= {p + "intermediate.dense.weight": (inter, hidden), p + "intermediate.dense.bias": (inter,),
+                   p + "output.dense.weight": (hidden, inter), p + "output.dense.bias": (hidden,)}
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes |= {p + name + ".weight": (hidden,), p + name + ".bias": (hidden,)}
+    tensors = {"bert." + k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    tensors["classifier.weight"] = rng.normal(size=(5, hidden)).astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(
+        f'{{"model_type": "bert", "hidden_size": {hidden}, "num_hidden_layers": {layers},'
+        f' "num_attention_heads": {heads}, "intermediate_size": {inter}, "vocab_size": {vocab_size},'
+        f' "max_position_embeddings": {positions}, "hidden_act": "gelu", "layer_norm_eps": 1e-5}}')
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return shapes

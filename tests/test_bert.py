@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
-from safetensors.numpy import save_file
 
 from etagger import bert
+from tests.fixtures import write_small_bert_checkpoint
 
 TOL = 1e-4
 CLS, SEP, PAD, UNK = 101, 102, 0, 100  # in the uncased BERT vocabulary
@@ -138,27 +138,7 @@ def test_word_alignment_on_tricky_tokens(checkpoint, converted, tokenizer):
 def test_small_checkpoint_without_pooler_and_with_prefix(tmp_path):
     """A random 2-layer checkpoint in BertForTokenClassification form ("bert." prefix, a head,
     no pooler): the head is dropped and pooled_output is the [CLS] vector."""
-    rng = np.random.default_rng(0)
-    hidden, inter, vocab_size = 8, 16, 12
-    shapes = {"embeddings.word_embeddings.weight": (vocab_size, hidden),
-              "embeddings.position_embeddings.weight": (16, hidden),
-              "embeddings.token_type_embeddings.weight": (2, hidden),
-              "embeddings.LayerNorm.weight": (hidden,), "embeddings.LayerNorm.bias": (hidden,)}
-    for i in range(2):
-        p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            shapes |= {p + name + ".weight": (hidden, hidden), p + name + ".bias": (hidden,)}
-        shapes |= {p + "intermediate.dense.weight": (inter, hidden), p + "intermediate.dense.bias": (inter,),
-                   p + "output.dense.weight": (hidden, inter), p + "output.dense.bias": (hidden,)}
-        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-            shapes |= {p + name + ".weight": (hidden,), p + name + ".bias": (hidden,)}
-    tensors = {"bert." + k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-    tensors["classifier.weight"] = rng.normal(size=(5, hidden)).astype(np.float32)
-    save_file(tensors, str(tmp_path / "model.safetensors"))
-    (tmp_path / "config.json").write_text(
-        '{"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,'
-        ' "intermediate_size": 16, "vocab_size": 12, "hidden_act": "gelu", "layer_norm_eps": 1e-5}')
-    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b"]) + "\n")
+    shapes = write_small_bert_checkpoint(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b"], vocab_size=12)
 
     config, weights, _ = bert.load_checkpoint(tmp_path / "model.safetensors")
     assert set(weights) == set(shapes) and config["do_lower_case"] is True

@@ -1,0 +1,204 @@
+"""Contextual word features from a BERT encoder in TF-Hub format, read from a LOCAL folder.
+
+Everything runs in-graph from the word strings, so training, evaluation and the exported
+SavedModel share one definition (no train/serve skew):
+
+1. each real word is wordpiece-tokenized on its own with tensorflow_text.BertTokenizer (the
+   encoder's vocabulary; lower-casing as the checkpoint says), so a word never merges with
+   its neighbours; a word that gives no piece at all (a control or format character, a lone
+   combining accent) becomes [UNK], so every word owns at least one piece (as
+   ``etagger.bert.word_alignment`` does);
+2. per sentence the pieces are packed ``[CLS] pieces... [SEP]`` and cut to ``max_pieces``
+   in all (so at most ``max_pieces - 2`` word pieces), padded to the longest sentence of the
+   batch with [PAD] and input_mask 0, type ids all 0;
+3. the encoder runs; its ``sequence_output`` (``layers=1``) or the mean of the last
+   ``layers`` entries of ``encoder_outputs`` is the piece representation;
+4. each word takes its first piece (``pooling="first"``) or the mean of its pieces
+   (``"mean"``). A word cut off by ``max_pieces`` (no piece left) gets ZEROS, like padding:
+   with no context vector it falls back on its other features; a word cut in the middle
+   averages the pieces that survive.
+
+Padding positions (mask False, or "" words when no mask is given) are never tokenized and
+return zeros, so padding can only change the real positions' vectors through the padded
+length of the encoder batch, which the attention mask cancels (up to float rounding).
+
+The handle is a folder written by ``etagger.bert.convert`` (``OUT`` or ``OUT/encoder``) or
+any TF-Hub BERT encoder folder with ``assets/vocab.txt``. A relative handle is resolved
+against the current working directory when the layer is built. Lower-casing comes from
+``bert_config.json`` beside or inside the encoder folder (``do_lower_case``), else from the
+SavedModel's own ``do_lower_case`` variable (as TF-Hub's BERT encoders carry).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text as text
+import tf_keras as keras
+
+POOLINGS = ("first", "mean")
+
+
+def resolve_handle(handle: str | os.PathLike) -> Path:
+    """The absolute encoder SavedModel folder of ``handle`` (relative: against the current
+    working directory). ``OUT`` of ``etagger.bert.convert`` resolves to ``OUT/encoder``."""
+    path = Path(os.path.abspath(os.path.expanduser(str(handle))))
+    if not (path / "saved_model.pb").exists() and (path / "encoder" / "saved_model.pb").exists():
+        path = path / "encoder"
+    if not (path / "saved_model.pb").exists():
+        raise FileNotFoundError(f"bert_handle {str(handle)!r}: no SavedModel at {path} "
+                                "(make one with `cli.py convert-bert --out DIR`)")
+    return path
+
+
+def read_bert_config(encoder_dir: Path) -> dict:
+    """bert_config.json inside or beside the encoder folder, or {} when there is none."""
+    for candidate in (encoder_dir / "bert_config.json", encoder_dir.parent / "bert_config.json"):
+        if candidate.exists():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    return {}
+
+
+def read_vocab(path: Path) -> dict[str, int]:
+    with open(path, encoding="utf-8") as f:
+        return {line.rstrip("\n"): i for i, line in enumerate(f)}
+
+
+class BertWordEmbedding(keras.layers.Layer):
+    """Contextual vectors of pre-tokenized words from a local TF-Hub BERT encoder.
+
+    Args:
+      handle: local folder of the encoder (see the module docstring).
+      pooling: "first" (the word's first wordpiece) or "mean" (mean of its wordpieces).
+      layers: 1 uses ``sequence_output``; n > 1 the mean of the last n ``encoder_outputs``.
+      trainable: fine-tune the encoder (its weights become trainable variables).
+      max_pieces: packed length cap per sentence, [CLS] and [SEP] included.
+
+    Call:
+      words: string [B, T], "" at padding.
+      mask: optional bool [B, T], True at real words (default: words != "").
+
+    Returns:
+      float32 [B, T, H]; zeros at padding and for words cut off by ``max_pieces``.
+    """
+
+    def __init__(self, handle: str | os.PathLike, pooling: str = "first", layers: int = 1,
+                 trainable: bool = False, max_pieces: int = 256, **kwargs):
+        super().__init__(trainable=trainable, **kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, not {layers}")
+        if max_pieces < 3:
+            raise ValueError(f"max_pieces must be >= 3 ([CLS], a piece, [SEP]), not {max_pieces}")
+        self.handle = resolve_handle(handle)
+        self.pooling, self.num_layers, self.max_pieces = pooling, int(layers), int(max_pieces)
+        bert_config = read_bert_config(self.handle)
+        self.encoder = hub.KerasLayer(str(self.handle), trainable=trainable, name="encoder")
+        vocab_path = self.handle / "assets" / "vocab.txt"
+        if not vocab_path.exists():
+            raise FileNotFoundError(f"{vocab_path} is missing: the encoder must carry its vocabulary")
+        if "do_lower_case" in bert_config:
+            lower_case = bool(bert_config["do_lower_case"])
+        elif hasattr(self.encoder.resolved_object, "do_lower_case"):
+            lower_case = bool(self.encoder.resolved_object.do_lower_case.numpy())
+        else:
+            raise ValueError(f"{self.handle}: cannot tell whether the vocabulary is lower-cased "
+                             "(no bert_config.json with do_lower_case, no do_lower_case variable)")
+        positions = bert_config.get("max_position_embeddings")
+        if positions is not None and self.max_pieces > positions:
+            raise ValueError(f"max_pieces {self.max_pieces} exceeds the encoder's {positions} positions")
+        hidden_layers = bert_config.get("num_hidden_layers")
+        if hidden_layers is not None and self.num_layers > hidden_layers:
+            raise ValueError(f"layers {self.num_layers} exceeds the encoder's {hidden_layers} layers")
+        self.lower_case = lower_case
+        self.hidden_size = bert_config.get("hidden_size")
+        vocab = read_vocab(vocab_path)
+        self.cls_id, self.sep_id, self.pad_id, self.unk_id = (
+            vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"))
+        # A tf.Module: its vocabulary table tracks vocab.txt as a SavedModel asset.
+        self.tokenizer = text.BertTokenizer(str(vocab_path), lower_case=lower_case, token_out_type=tf.int32)
+
+    def pack(self, words, mask):
+        """For words [B, T] and mask [B, T]: (the packed int32 [B, P] input_word_ids /
+        input_mask / input_type_ids, the [N, (pieces)] ragged piece ids of the N real words in
+        row-major order, the sentence of each word [N], the piece count of each sentence [B])."""
+        batch = tf.shape(words, out_type=tf.int64)[0]
+        flat = tf.boolean_mask(words, mask)  # [N]
+        pieces = self.tokenizer.tokenize(flat).merge_dims(1, 2)  # [N, (pieces)]
+        empty = tf.equal(pieces.row_lengths(), 0)
+        unk = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(self.unk_id, tf.int32)),
+            tf.cast(empty, tf.int64))
+        pieces = tf.concat([pieces, unk], axis=1)  # a word with no piece gets [UNK]
+
+        words_per_sentence = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)  # [B]
+        sentence_of_word = tf.repeat(tf.range(batch), words_per_sentence)
+        pieces_per_sentence = tf.math.unsorted_segment_sum(pieces.row_lengths(), sentence_of_word, batch)
+        sentences = tf.RaggedTensor.from_row_lengths(pieces.values, pieces_per_sentence)[:, : self.max_pieces - 2]
+        kept = sentences.row_lengths()  # [B]
+        column = tf.ones([batch, 1], tf.int32)
+        ids = tf.concat([column * self.cls_id, sentences.to_tensor(default_value=self.pad_id),
+                         column * self.pad_id], axis=1)  # [B, 2 + longest]
+        ids = tf.tensor_scatter_nd_update(  # [SEP] right after each sentence's last piece
+            ids, tf.stack([tf.range(batch), kept + 1], axis=1), tf.fill([batch], tf.constant(self.sep_id, tf.int32)))
+        input_mask = tf.sequence_mask(kept + 2, tf.shape(ids, out_type=tf.int64)[1], dtype=tf.int32)
+        inputs = {"input_word_ids": ids, "input_mask": input_mask, "input_type_ids": tf.zeros_like(ids)}
+        return inputs, pieces, sentence_of_word, pieces_per_sentence
+
+    def call(self, words, mask=None, training=None):
+        words = tf.convert_to_tensor(words, tf.string)
+        mask = tf.not_equal(words, "") if mask is None else tf.cast(mask, tf.bool)
+        inputs, pieces, sentence_of_word, pieces_per_sentence = self.pack(words, mask)
+        outputs = self.encoder(inputs, training=training)
+        if self.num_layers == 1:
+            hidden = outputs["sequence_output"]
+        else:
+            layers = list(outputs["encoder_outputs"])
+            if self.num_layers > len(layers):
+                raise ValueError(f"layers {self.num_layers} exceeds the encoder's {len(layers)} layers")
+            hidden = tf.add_n(layers[-self.num_layers:]) / float(self.num_layers)
+        if not self.trainable:
+            hidden = tf.stop_gradient(hidden)
+        size = hidden.shape[-1] if hidden.shape[-1] is not None else tf.shape(hidden)[-1]
+
+        # Where each piece sits in its packed sentence: 1 ([CLS]) + pieces of the sentence's
+        # earlier words + its index within the word.
+        counts = pieces.row_lengths()  # [N]
+        word_start = tf.cumsum(counts, exclusive=True)  # within the flat piece list
+        sentence_start = tf.gather(tf.cumsum(pieces_per_sentence, exclusive=True), sentence_of_word)
+        word_of_piece = pieces.value_rowids()  # [pieces]
+        index_in_word = tf.range(tf.size(pieces.values, out_type=tf.int64)) - tf.gather(word_start, word_of_piece)
+        position = 1 + tf.gather(word_start - sentence_start, word_of_piece) + index_in_word
+        keep = position <= self.max_pieces - 2  # survived truncation
+        if self.pooling == "first":
+            keep &= tf.equal(index_in_word, 0)
+        word_of_piece = tf.boolean_mask(word_of_piece, keep)
+        where = tf.stack([tf.gather(sentence_of_word, word_of_piece), tf.boolean_mask(position, keep)], axis=1)
+        vectors = tf.gather_nd(hidden, where)  # [kept pieces, H]
+        num_words = tf.shape(counts, out_type=tf.int64)[0]
+        total = tf.math.unsorted_segment_sum(vectors, word_of_piece, num_words)
+        kept = tf.math.unsorted_segment_sum(tf.ones_like(word_of_piece, hidden.dtype), word_of_piece, num_words)
+        word_vectors = total / tf.maximum(kept, 1.0)[:, None]  # [N, H]; zeros for cut-off words
+
+        shape = tf.concat([tf.shape(words, out_type=tf.int64), tf.reshape(tf.cast(size, tf.int64), [1])], axis=0)
+        out = tf.scatter_nd(tf.where(mask), word_vectors, shape)
+        out.set_shape(words.shape.concatenate([hidden.shape[-1]]))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape[:2]).concatenate([self.hidden_size])
+
+    def serving_resources(self) -> list:
+        """What an exported graph that calls this layer must track besides its variables:
+        the tokenizer (its vocabulary table and vocab.txt asset)."""
+        return [self.tokenizer]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(handle=str(self.handle), pooling=self.pooling, layers=self.num_layers,
+                      max_pieces=self.max_pieces)
+        return config

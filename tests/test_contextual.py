@@ -1,0 +1,246 @@
+"""etagger.layers.contextual: BERT word vectors computed in-graph from word strings, with a
+tiny random BERT converted to TF-Hub format: shapes, first/mean pooling against the NumPy
+reference BERT, [UNK] for words with no piece, padding invariance, truncation, a tagger
+trained with them (checkpoint restore included) and an export that serves the same tags."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the ops of exported graphs)
+
+from etagger import bert
+from etagger import config as config_lib
+from etagger.layers.contextual import BertWordEmbedding, resolve_handle
+from tests.fixtures import write_conll_dir, write_glove, write_small_bert_checkpoint
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", ".", "john", "smith", "paris", "new", "york", "visited",
+          "left", "met", "in", "berlin", "reuters"] + list(LETTERS) + ["##" + c for c in LETTERS])
+ID = {token: i for i, token in enumerate(VOCAB)}
+CLS, SEP, PAD, UNK = ID["[CLS]"], ID["[SEP]"], ID["[PAD]"], ID["[UNK]"]
+POSITIONS = 256
+TOL = 1e-4
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """(hub folder, BertModel config, weights) of a random 2-layer, 8-wide BERT."""
+    root = tmp_path_factory.mktemp("tiny-bert")
+    write_small_bert_checkpoint(root / "ckpt", VOCAB, positions=POSITIONS, seed=1)
+    bert.convert(root / "ckpt", root / "hub")
+    config, weights, _ = bert.load_checkpoint(root / "ckpt")
+    return root / "hub", config, weights
+
+
+def reference(tiny_bert, ids):
+    """NumPy BERT layer outputs [embeddings, layer 1, layer 2] for one unpadded sequence."""
+    _, config, weights = tiny_bert
+    ids = np.array([ids], np.int32)
+    return bert.numpy_forward(weights, config, ids, np.ones_like(ids), np.zeros_like(ids))
+
+
+def test_handle_resolution_and_shapes(tiny_bert, monkeypatch):
+    hub_dir, _, _ = tiny_bert
+    assert resolve_handle(hub_dir) == resolve_handle(hub_dir / "encoder") == hub_dir / "encoder"
+    monkeypatch.chdir(hub_dir.parent)  # a relative handle is resolved against the working directory
+    layer = BertWordEmbedding("hub/encoder")
+    assert layer.handle == hub_dir / "encoder" and layer.lower_case
+    words = tf.constant([["John", "visited", "Paris", "."], ["Reuters", "", "", ""]])
+    out = layer(words)
+    assert out.shape == (2, 4, 8) and out.dtype == tf.float32
+    norms = np.abs(out.numpy()).sum(-1)
+    assert (norms[0] > 0).all() and norms[1, 0] > 0 and (out.numpy()[1, 1:] == 0).all()
+    assert layer.trainable_weights == [] and len(layer.weights) > 0  # frozen by default
+    with pytest.raises(FileNotFoundError):
+        BertWordEmbedding("no/such/folder")
+    with pytest.raises(ValueError, match="max_pieces"):
+        BertWordEmbedding(hub_dir, max_pieces=POSITIONS + 1)
+    with pytest.raises(ValueError, match="layers"):
+        BertWordEmbedding(hub_dir, layers=3)
+
+
+def test_first_and_mean_pooling_by_hand(tiny_bert):
+    hub_dir, _, _ = tiny_bert
+    words = tf.constant([["Johns", "PARIS"]])  # "johns" -> john ##s; uncased
+    first = BertWordEmbedding(hub_dir, pooling="first")
+    inputs = first.pack(words, tf.not_equal(words, ""))[0]
+    ids = [CLS, ID["john"], ID["##s"], ID["paris"], SEP]
+    assert inputs["input_word_ids"].numpy().tolist() == [ids]
+    assert inputs["input_mask"].numpy().tolist() == [[1] * 5] and not inputs["input_type_ids"].numpy().any()
+    layers = reference(tiny_bert, ids)
+
+    got = first(words).numpy()[0]
+    np.testing.assert_allclose(got[0], layers[-1][0, 1], atol=TOL)  # first piece of "Johns"
+    np.testing.assert_allclose(got[1], layers[-1][0, 3], atol=TOL)
+    got = BertWordEmbedding(hub_dir, pooling="mean")(words).numpy()[0]
+    np.testing.assert_allclose(got[0], (layers[-1][0, 1] + layers[-1][0, 2]) / 2, atol=TOL)
+    np.testing.assert_allclose(got[1], layers[-1][0, 3], atol=TOL)
+    # layers=2: the mean of the last two layers' outputs, then pooled.
+    got = BertWordEmbedding(hub_dir, pooling="mean", layers=2)(words).numpy()[0]
+    two = (layers[1] + layers[2]) / 2
+    np.testing.assert_allclose(got[0], (two[0, 1] + two[0, 2]) / 2, atol=TOL)
+
+
+def test_word_without_pieces_becomes_unk(tiny_bert):
+    hub_dir, _, _ = tiny_bert
+    layer = BertWordEmbedding(hub_dir)
+    words = tf.constant([["\x07", "Paris", "\u200b"]])  # a control character, a zero-width space
+    ids = [CLS, UNK, ID["paris"], UNK, SEP]
+    assert layer.pack(words, tf.not_equal(words, ""))[0]["input_word_ids"].numpy().tolist() == [ids]
+    # Each word is tokenized alone: a word outside the vocabulary is one [UNK], not a gap.
+    packed = layer.pack(tf.constant([["Zürich", "1996"]]), tf.constant([[True, True]]))[0]
+    z = [ID["z"], ID["##u"], ID["##r"], ID["##i"], ID["##c"], ID["##h"]]  # ü -> u (accents stripped)
+    assert packed["input_word_ids"].numpy().tolist() == [[CLS, *z, UNK, SEP]]
+    got = layer(words).numpy()[0]
+    want = reference(tiny_bert, ids)[-1][0]
+    np.testing.assert_allclose(got, want[[1, 2, 3]], atol=TOL)
+
+
+def test_padding_never_changes_real_positions(tiny_bert):
+    hub_dir, _, _ = tiny_bert
+    for pooling in ("first", "mean"):
+        layer = BertWordEmbedding(hub_dir, pooling=pooling)
+        sentence = ["Johns", "met", "Angela", "in", "Paris", "."]
+        alone = layer(tf.constant([sentence])).numpy()[0]
+        # In a batch beside a longer sentence, with extra padding columns, and in second place.
+        longer = ["New", "York", "officials", "praised", "Reuters", "in", "Berlin", "yesterday", "."]
+        width = len(longer) + 3
+        batch = tf.constant([longer + [""] * (width - len(longer)), sentence + [""] * (width - len(sentence))])
+        out = layer(batch).numpy()
+        np.testing.assert_allclose(out[1, : len(sentence)], alone, atol=1e-5)
+        assert (out[1, len(sentence):] == 0).all() and (out[0, len(longer):] == 0).all()
+        # An explicit mask gives the same, and masked-out words are ignored whatever they say.
+        garbage = tf.constant([longer + ["x"] * (width - len(longer)), sentence + ["y"] * (width - len(sentence))])
+        masked = layer(garbage, mask=tf.not_equal(batch, "")).numpy()
+        np.testing.assert_allclose(masked, out, atol=1e-6)
+
+
+def test_words_beyond_max_pieces_get_zeros(tiny_bert):
+    hub_dir, _, _ = tiny_bert
+    words = tf.constant([["Johns", "Paris", "Berlin"]])  # john ##s paris berlin
+    layer = BertWordEmbedding(hub_dir, pooling="mean", max_pieces=4)  # [CLS] john ##s [SEP]
+    assert layer.pack(words, tf.ones([1, 3], tf.bool))[0]["input_word_ids"].numpy().tolist() == [
+        [CLS, ID["john"], ID["##s"], SEP]]
+    got = layer(words).numpy()[0]
+    want = reference(tiny_bert, [CLS, ID["john"], ID["##s"], SEP])[-1][0]
+    np.testing.assert_allclose(got[0], (want[1] + want[2]) / 2, atol=TOL)
+    assert (got[1:] == 0).all()
+    # A word cut in the middle keeps its surviving pieces.
+    got = BertWordEmbedding(hub_dir, pooling="mean", max_pieces=3)(words).numpy()[0]
+    np.testing.assert_allclose(got[0], reference(tiny_bert, [CLS, ID["john"], SEP])[-1][0, 1], atol=TOL)
+
+
+def test_config_fields_default_and_validate():
+    model = config_lib.ModelConfig()
+    assert (model.bert_handle, model.bert_pooling, model.bert_layers, model.bert_trainable,
+            model.bert_max_pieces) == (None, "first", 1, False, 256)
+    # An old config.json without the fields loads with them at their defaults.
+    assert config_lib.Config.from_dict({"model": {"lstm_units": 8}}).model.bert_handle is None
+    for bad in ({"bert_pooling": "max"}, {"bert_layers": 0}, {"bert_max_pieces": 2}, {"bert_handle": ""},
+                {"bert_trainable": "yes"}):
+        with pytest.raises(ValueError):
+            config_lib.ModelConfig(**bad)
+    loaded = json.loads((CONFIGS / "minilm_bilstm_crf.json").read_text())
+    reference_config = json.loads((CONFIGS / "bilstm_crf.json").read_text())
+    extra = {k: v for k, v in loaded["model"].items() if k not in reference_config["model"]}
+    assert extra["bert_handle"] == "work/minilm-hub/encoder" and not extra.get("bert_trainable", False)
+    assert loaded["train"] == reference_config["train"]
+    config_lib.Config.from_dict(loaded)
+
+
+# ----------------------------------------------------------------------------- a tagger with BERT
+TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
+                  "embedding_dropout": 0.1, "encoder_dropout": 0.1},
+        "train": {"batch_size": 8, "epochs": 1, "learning_rate": 0.01, "warmup_steps": 5, "patience": 12}}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from pipelines import preprocess
+
+    root = tmp_path_factory.mktemp("tiny-tagger")
+    write_conll_dir(root / "conll")
+    preprocess.run(["--data-dir", str(root / "conll"), "--out", str(root / "data"),
+                    "--glove", str(write_glove(root / "glove.txt")), "--num-shards", "2"])
+    return root
+
+
+def train_tiny(tiny_data, tiny_bert, name, **bert_fields):
+    from etagger.train import train
+
+    model = {**TINY["model"], "bert_handle": str(tiny_bert[0] / "encoder"), **bert_fields}
+    config = config_lib.Config.from_dict({"model": model, "train": TINY["train"]})
+    result = train(tiny_data / "data", config, tiny_data / name, progress=False)
+    return tiny_data / name, config, result
+
+
+@pytest.fixture(scope="module")
+def frozen_model(tiny_data, tiny_bert):
+    return train_tiny(tiny_data, tiny_bert, "frozen")
+
+
+def test_fine_tuned_bert_is_restored_from_the_checkpoint(tiny_data, tiny_bert):
+    from etagger.evaluate import evaluate_split
+    from etagger.train import input_names, load_model
+
+    model_dir, config, result = train_tiny(tiny_data, tiny_bert, "tuned", bert_trainable=True,
+                                           bert_pooling="mean", bert_layers=2)
+    assert result["epochs_run"] == 1 and input_names(config)[-1] == "word"
+    model, loaded_config, _, _ = load_model(model_dir)
+    assert loaded_config == config
+    trainable = {id(v) for v in model.trainable_variables}
+    assert model.bert.trainable_weights and all(id(v) in trainable for v in model.bert.weights)
+    # The trained encoder weights come back from the checkpoint, not from the handle.
+    _, _, original = tiny_bert
+    restored = {v.name.split("/")[-1].split(":")[0]: v.numpy() for v in model.bert.weights}
+    word_embeddings = restored["embeddings.word_embeddings.weight"]
+    assert not np.allclose(word_embeddings, original["embeddings.word_embeddings.weight"])
+    reader = tf.train.load_checkpoint(str(model_dir / "best" / "ckpt"))
+    stored = [k for k in reader.get_variable_to_shape_map() if "word_embeddings" in k and "OPTIMIZER" not in k]
+    assert len(stored) == 1
+    np.testing.assert_array_equal(reader.get_tensor(stored[0]), word_embeddings)
+    # Evaluation after training reproduces the dev figures training computed in-process.
+    history = json.loads((model_dir / "history.json").read_text())
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "dev")
+    assert summary["entity_f1"] == round(history[-1]["dev_entity_f1"], 6)
+    assert summary["token_f1"] == round(history[-1]["dev_token_f1"], 6)
+
+
+def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert, frozen_model, tmp_path):
+    from etagger.conll import read_conll
+    from etagger.evaluate import evaluate_split
+    from etagger.export import export
+
+    model_dir, config, result = frozen_model
+    assert result["epochs_run"] == 1
+    history = json.loads((model_dir / "history.json").read_text())
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
+    dev, _ = evaluate_split(model_dir, tiny_data / "data", "dev")
+    assert dev["token_f1"] == round(history[-1]["dev_token_f1"], 6)
+    expected = [[line.split()[-1] for line in block.split("\n")]
+                for block in (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")]
+    saved = export(model_dir, tmp_path / "saved")
+    assert (saved / "assets" / "vocab.txt").read_text() == "\n".join(VOCAB) + "\n"
+
+    hub_dir = tiny_bert[0]
+    away = hub_dir.with_name("hub-away")
+    hub_dir.rename(away)  # the SavedModel must carry the encoder's weights and vocabulary itself
+    try:
+        loaded = tf.saved_model.load(str(saved))
+        sentences = list(read_conll(tiny_data / "conll" / "test.txt"))
+        width = max(map(len, sentences)) + 2
+        tokens = tf.constant([list(s.words) + [""] * (width - len(s)) for s in sentences])
+        out = loaded.signatures["tag_with_confidence"](tokens=tokens)
+        tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
+        assert tags == expected
+        alone = loaded.signatures["serving_default"](tokens=tf.constant([list(sentences[0].words)]))
+        assert [t.decode() for t in alone["tags"].numpy()[0]] == expected[0]
+    finally:
+        away.rename(hub_dir)
+    # The encoder's weights are among the exported variables.
+    assert sum("encoder.layer." in v.name for v in loaded.model_variables) == 2 * 16
