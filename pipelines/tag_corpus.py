@@ -359,6 +359,8 @@ def run(argv=None) -> dict:
                          max_batch_sentences=args.batch_size, max_batch_tokens=args.batch_tokens)
     paths = resolve_inputs(args.input, args.input_format, options.columns)
     Path(args.output).mkdir(parents=True, exist_ok=True)
+    for stale in [*Path(args.output).glob(".*.tmp"), *Path(args.output).glob(".latency-*.json")]:
+        stale.unlink()  # what a killed run left; finished outputs are only ever renamed into place
     latency_path = str(Path(args.output) / f".latency-{uuid.uuid4().hex}.json")
     start = time.perf_counter()
     p = beam.Pipeline(options=PipelineOptions(beam_args))

@@ -145,6 +145,8 @@ def test_parquet_output_has_the_schema_of_schemas_dir(tmp_path):
 def test_timing_json_and_table(tmp_path):
     raw = tmp_path / "raw.txt"
     raw.write_text(RAW)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".raw.txt.conll.0123.tmp").write_text("half a file from a killed run")
     timing = run(tmp_path, [raw])
     assert json.loads((tmp_path / "out" / "timing.json").read_text()) == timing
     assert timing["model_load_ms"] > 0 and timing["batches"] >= 1
