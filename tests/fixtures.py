@@ -85,3 +85,13 @@ def write_small_bert_checkpoint(folder: Path, vocab: list[str], vocab_size: int 
         f' "max_position_embeddings": {positions}, "hidden_act": "gelu", "layer_norm_eps": 1e-5}}')
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     return shapes
+
+
+def preprocess_tiny(root: Path) -> Path:
+    """The tiny CoNLL fixture preprocessed (tiny GloVe, 2 shards) into ``root/data``; returns root."""
+    from pipelines import preprocess
+
+    write_conll_dir(root / "conll")
+    preprocess.run(["--data-dir", str(root / "conll"), "--out", str(root / "data"),
+                    "--glove", str(write_glove(root / "glove.txt")), "--num-shards", "2"])
+    return root

@@ -15,7 +15,7 @@ import tensorflow_text  # noqa: F401  (registers the ops of exported graphs)
 from etagger import bert
 from etagger import config as config_lib
 from etagger.layers.contextual import BertWordEmbedding, resolve_handle
-from tests.fixtures import write_conll_dir, write_glove, write_small_bert_checkpoint
+from tests.fixtures import preprocess_tiny, write_small_bert_checkpoint
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", ".", "john", "smith", "paris", "new", "york", "visited",
@@ -161,13 +161,7 @@ TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from pipelines import preprocess
-
-    root = tmp_path_factory.mktemp("tiny-tagger")
-    write_conll_dir(root / "conll")
-    preprocess.run(["--data-dir", str(root / "conll"), "--out", str(root / "data"),
-                    "--glove", str(write_glove(root / "glove.txt")), "--num-shards", "2"])
-    return root
+    return preprocess_tiny(tmp_path_factory.mktemp("tiny-tagger"))
 
 
 def train_tiny(tiny_data, tiny_bert, name, **bert_fields):

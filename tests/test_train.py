@@ -7,8 +7,7 @@ import pytest
 from etagger import config as config_lib
 from etagger.evaluate import evaluate_split
 from etagger.train import train
-from pipelines import preprocess
-from tests.fixtures import write_conll_dir, write_glove
+from tests.fixtures import preprocess_tiny
 
 TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
                   "use_pos": True, "embedding_dropout": 0.1, "encoder_dropout": 0.1},
@@ -17,11 +16,7 @@ TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    write_conll_dir(root / "conll")
-    preprocess.run(["--data-dir", str(root / "conll"), "--out", str(root / "data"),
-                    "--glove", str(write_glove(root / "glove.txt")), "--num-shards", "2"])
-    return root
+    return preprocess_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
