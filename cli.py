@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -152,6 +153,28 @@ def convert_bert(checkpoint, out_dir) -> None:
     from etagger import bert
 
     click.echo(json.dumps(bert.convert(checkpoint or bert.default_checkpoint_dir(), out_dir), indent=2))
+
+
+@main.command("pretrain-bilm")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="a `cli.py preprocess --raw ...` output")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="writes OUT/module (ELMo-signature TF-Hub SavedModel), bilm_config.json, lm_vocab.txt, history.json")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="JSON of etagger.bilm.BiLMConfig fields (defaults for the rest)")
+@click.option("--split", default="raw", show_default=True)
+@click.option("--epochs", type=int, help="override epochs")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet) -> None:
+    """Pretrain a character-level biLM (the ELMo architecture) on preprocessed raw text and
+    export it as a TF-Hub module with ELMo's "tokens" signature."""
+    from etagger import bilm
+
+    values = json.loads(Path(config_path).read_text()) if config_path else {}
+    if epochs is not None:
+        values["epochs"] = epochs
+    result = bilm.pretrain(data_dir, out_dir, bilm.BiLMConfig.from_dict(values), split, progress=not quiet)
+    click.echo(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ class ModelConfig:
     bert_layers: int = 1  # 1: sequence_output; n: mean of the last n encoder layers
     bert_trainable: bool = False  # fine-tune the encoder (else frozen)
     bert_max_pieces: int = 256  # packed length per sentence, [CLS] and [SEP] included
+    # ELMo word features (etagger.layers.contextual.ElmoWordEmbedding): a LOCAL hub module with
+    # ELMo's "tokens" signature (`cli.py pretrain-bilm --out DIR` writes DIR/module); None = none.
+    elmo_handle: str | None = None
 
     def __post_init__(self):
         if self.encoder not in ENCODERS:
@@ -54,6 +57,8 @@ class ModelConfig:
             raise ValueError(f"decoder must be 'crf' or 'softmax', not {self.decoder!r}")
         if self.bert_handle is not None and (not isinstance(self.bert_handle, str) or not self.bert_handle):
             raise ValueError(f"bert_handle must be a non-empty path or null, not {self.bert_handle!r}")
+        if self.elmo_handle is not None and (not isinstance(self.elmo_handle, str) or not self.elmo_handle):
+            raise ValueError(f"elmo_handle must be a non-empty path or null, not {self.elmo_handle!r}")
         if self.bert_pooling not in ("first", "mean"):
             raise ValueError(f"bert_pooling must be 'first' or 'mean', not {self.bert_pooling!r}")
         if not isinstance(self.bert_layers, int) or isinstance(self.bert_layers, bool) or self.bert_layers < 1:

@@ -11,9 +11,9 @@ Signatures (B = sentences, T = tokens; padding tokens are "" and mark the senten
                                           [B,T] float32 (lowest token confidence of the entity
                                           the token belongs to, 0 outside entities)
 Models trained with POS/chunk features take ``pos`` and ``chunk`` [B,T] string inputs too.
-Models with BERT features (``bert_handle``) get the token strings as their "word" feature;
-the SavedModel then holds the encoder's variables and its vocab.txt asset, so it no longer
-needs the handle's folder.
+Models with BERT or ELMo features (``bert_handle``, ``elmo_handle``) get the token strings as
+their "word" feature; the SavedModel then holds the encoder's variables (and BERT's vocab.txt
+asset), so it no longer needs the handle's folder.
 Calling the loaded object, ``loaded(tokens)``, is serving_default; this is what Beam's
 TFModelHandlerTensor does.
 """
@@ -50,7 +50,7 @@ class ServingModule(tf.Module):
         resources = model.serving_resources() if hasattr(model, "serving_resources") else []
         if resources:  # e.g. the BERT tokenizer's vocabulary table (and its vocab.txt asset)
             self.model_resources = resources
-        self.feed_words = bool(getattr(model, "bert", None) is not None)
+        self.feed_words = bool(getattr(model, "reads_words", False))
         self.extractor = features.FeatureExtractor({k: v for k, v in vocabs.items() if k != "tag"}, feature_config)
         tags = iob2_tags(vocabs["tag"], tag_scheme)
         self.tag_strings = tf.constant(tags)

@@ -2,8 +2,9 @@
 
 Inputs are the id features of etagger.data / etagger.features (B = batch, T = tokens,
 C = characters): word_id [B,T], char_ids [B,T,C], shape_id [B,T], pos_id / chunk_id [B,T]
-when configured, and length [B]; with ``bert_handle`` also the word strings "word" [B,T]
-("" at padding), from which etagger.layers.contextual computes BERT word vectors in-graph.
+when configured, and length [B]; with ``bert_handle`` or ``elmo_handle`` also the word
+strings "word" [B,T] ("" at padding), from which etagger.layers.contextual computes BERT or
+ELMo word vectors in-graph.
 """
 from __future__ import annotations
 
@@ -74,6 +75,12 @@ class Tagger(keras.Model):
                                           config.bert_trainable, config.bert_max_pieces, name="bert")
         else:
             self.bert = None
+        if config.elmo_handle is not None:
+            from etagger.layers.contextual import ElmoWordEmbedding
+
+            self.elmo = ElmoWordEmbedding(config.elmo_handle, name="elmo")
+        else:
+            self.elmo = None
         self.highway = Highway(config.highway_layers) if config.highway_layers else None
         self.embedding_dropout = keras.layers.Dropout(config.embedding_dropout)
         self.encoder = build_encoder(config)
@@ -90,6 +97,8 @@ class Tagger(keras.Model):
         parts += [layer(features[f"{name}_id"]) for name, layer in self.side_embeddings.items()]
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
             parts.append(self.bert(features["word"], mask=mask, training=training))
+        if self.elmo is not None:
+            parts.append(self.elmo(features["word"], mask=mask, training=training))
         x = tf.concat(parts, axis=-1)
         if self.highway is not None:
             x = self.highway(x, mask=mask)
@@ -99,6 +108,11 @@ class Tagger(keras.Model):
         x = self.output_dropout(x, training=training)
         potentials = self.projection(x)
         return tf.where(mask[..., None], potentials, tf.zeros_like(potentials))
+
+    @property
+    def reads_words(self) -> bool:
+        """Whether the model reads the word strings (feature "word"): BERT or ELMo features."""
+        return self.config.bert_handle is not None or self.config.elmo_handle is not None
 
     def serving_resources(self) -> list:
         """Trackables besides the variables that a graph calling this model must save (the

@@ -44,11 +44,11 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def input_names(config: Config) -> tuple[str, ...]:
-    """The features this model reads: ids, and the "word" strings when it has BERT features."""
+    """The features this model reads: ids, and the "word" strings with BERT or ELMo features."""
     m = config.model
     names = ("word_id", "char_ids") + tuple(f"{n}_id" for n, use in
                                              (("shape", m.use_shape), ("pos", m.use_pos), ("chunk", m.use_chunk)) if use)
-    return names + ("word",) if m.bert_handle is not None else names
+    return names + ("word",) if m.bert_handle is not None or m.elmo_handle is not None else names
 
 
 def load_model(model_dir: str | Path, weights: str = "best") -> tuple[Tagger, Config, dict, dict]:
@@ -71,7 +71,7 @@ def build_model(config: Config, vocabs: dict, info: dict, word_vectors: np.ndarr
     dummy = {"word_id": tf.zeros([1, 1], tf.int64), "char_ids": tf.zeros([1, 1, 1], tf.int64),
              "length": tf.ones([1], tf.int32), "shape_id": tf.zeros([1, 1], tf.int64),
              "pos_id": tf.zeros([1, 1], tf.int64), "chunk_id": tf.zeros([1, 1], tf.int64)}
-    if config.model.bert_handle is not None:
+    if model.reads_words:
         dummy["word"] = tf.constant([["."]])
     model(dummy)
     return model

@@ -202,3 +202,64 @@ class BertWordEmbedding(keras.layers.Layer):
         config.update(handle=str(self.handle), pooling=self.pooling, layers=self.num_layers,
                       max_pieces=self.max_pieces)
         return config
+
+
+class ElmoWordEmbedding(keras.layers.Layer):
+    """ELMo vectors of pre-tokenized words from a LOCAL TF-Hub module with ELMo's "tokens"
+    signature (tokens [B,T] string, sequence_len [B] int32 -> word_emb, lstm_outputs1,
+    lstm_outputs2, elmo, ...): the original ELMo modules, or ``cli.py pretrain-bilm``'s.
+
+    The biLM stays frozen; what trains is ELMo's task-specific scalar mix
+    ``gamma * sum_j softmax(s)_j * layer_j`` over word_emb (repeated to the LSTM width when
+    it is half of it, as ELMo does) and the lstm_outputs layers. A module without those
+    outputs contributes its "elmo" output instead.
+
+    Call:
+      words: string [B, T], "" at padding.
+      mask: optional bool [B, T], True at real words, right-padded (default: words != "").
+
+    Returns:
+      float32 [B, T, D]; zeros at padding.
+    """
+
+    def __init__(self, handle: str | os.PathLike, **kwargs):
+        super().__init__(**kwargs)
+        path = Path(os.path.abspath(os.path.expanduser(str(handle))))
+        if not (path / "saved_model.pb").exists() and (path / "module" / "saved_model.pb").exists():
+            path = path / "module"  # the output folder of `cli.py pretrain-bilm`
+        if not (path / "saved_model.pb").exists() and not (path / "tfhub_module.pb").exists():
+            raise FileNotFoundError(f"elmo_handle {str(handle)!r}: no hub module at {path} "
+                                    "(make one with `cli.py pretrain-bilm`)")
+        self.handle = path
+        self.module = hub.KerasLayer(str(path), signature="tokens", signature_outputs_as_dict=True,
+                                     trainable=False, name="elmo_module")
+
+    def build(self, input_shape):
+        self.mix_weights = self.add_weight(name="mix_weights", shape=[3], initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=[], initializer="ones")
+        super().build(input_shape)
+
+    def call(self, words, mask=None, training=None):
+        words = tf.convert_to_tensor(words, tf.string)
+        mask = tf.not_equal(words, "") if mask is None else tf.cast(mask, tf.bool)
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        outputs = self.module({"tokens": tf.where(mask, words, ""), "sequence_len": lengths})
+        names = ("word_emb", "lstm_outputs1", "lstm_outputs2")
+        if all(name in outputs for name in names):
+            layers = [tf.stop_gradient(outputs[name]) for name in names]
+            width = layers[1].shape[-1]
+            if layers[0].shape[-1] is not None and width is not None and 2 * layers[0].shape[-1] == width:
+                layers[0] = tf.concat([layers[0], layers[0]], axis=-1)
+            weights = tf.nn.softmax(self.mix_weights)
+            vectors = self.gamma * tf.add_n([weights[i] * layer for i, layer in enumerate(layers)])
+        else:
+            vectors = self.gamma * tf.stop_gradient(outputs["elmo"])
+        return vectors * tf.cast(mask, vectors.dtype)[..., None]
+
+    def serving_resources(self) -> list:
+        return []
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(handle=str(self.handle))
+        return config
