@@ -28,14 +28,15 @@ def load_preprocess_info(data_dir: str | Path) -> dict:
 
 
 def parse_fn(names: Iterable[str]):
-    """A function serialized record -> dict with the requested features, char_ids densified
-    to [T, C] and "length" [] added."""
+    """A function serialized record -> dict with the requested features, the ragged ones
+    (char_ids, wordpiece_ids) densified to [T, C] with 0 padding, and "length" [] added."""
     names = set(names) | {"word_id", "length"}
 
     def parse(serialized):
         record = schema.decode(serialized, names)
-        if "char_ids" in record:
-            record["char_ids"] = record["char_ids"].to_tensor()
+        for name, value in record.items():
+            if isinstance(value, tf.RaggedTensor):
+                record[name] = value.to_tensor()
         record["length"] = tf.cast(record["length"], tf.int32)
         return record
 

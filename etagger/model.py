@@ -4,7 +4,7 @@ Inputs are the id features of etagger.data / etagger.features (B = batch, T = to
 C = characters): word_id [B,T], char_ids [B,T,C], shape_id [B,T], pos_id / chunk_id [B,T]
 when configured, and length [B]; with ``bert_handle`` or ``elmo_handle`` also the word
 strings "word" [B,T] ("" at padding), from which etagger.layers.contextual computes BERT or
-ELMo word vectors in-graph.
+ELMo word vectors in-graph (BERT: from "wordpiece_ids" [B,T,P] when preprocessing stored them).
 """
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ class Tagger(keras.Model):
         parts = [self.word_embedding(word_ids), self.char_cnn(features["char_ids"], mask=mask, training=training)]
         parts += [layer(features[f"{name}_id"]) for name, layer in self.side_embeddings.items()]
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
-            parts.append(self.bert(features["word"], mask=mask, training=training))
+            parts.append(self.bert(features["word"], mask=mask, pieces=features.get("wordpiece_ids"),
+                                   training=training))
         if self.elmo is not None:
             parts.append(self.elmo(features["word"], mask=mask, training=training))
         x = tf.concat(parts, axis=-1)

@@ -43,12 +43,24 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "decay_rate": self.decay_rate, "decay_steps": self.decay_steps}
 
 
-def input_names(config: Config) -> tuple[str, ...]:
-    """The features this model reads: ids, and the "word" strings with BERT or ELMo features."""
+def input_names(config: Config, data_info: dict | None = None) -> tuple[str, ...]:
+    """The features this model reads: ids, the "word" strings with BERT or ELMo features,
+    and the stored "wordpiece_ids" when ``data_info`` (the data's preprocess.json) says they
+    come from this model's BERT vocabulary."""
     m = config.model
     names = ("word_id", "char_ids") + tuple(f"{n}_id" for n, use in
                                              (("shape", m.use_shape), ("pos", m.use_pos), ("chunk", m.use_chunk)) if use)
-    return names + ("word",) if m.bert_handle is not None or m.elmo_handle is not None else names
+    if m.bert_handle is not None or m.elmo_handle is not None:
+        names += ("word",)
+    if m.bert_handle is not None and data_info and data_info.get("bert_vocab_sha256"):
+        from etagger.layers.contextual import vocab_sha256
+
+        if data_info["bert_vocab_sha256"] == vocab_sha256(m.bert_handle):
+            names += ("wordpiece_ids",)
+        else:
+            log.warning("the data's wordpieces come from another vocabulary than %s: tokenizing in-graph",
+                        m.bert_handle)
+    return names
 
 
 def load_model(model_dir: str | Path, weights: str = "best") -> tuple[Tagger, Config, dict, dict]:
@@ -127,7 +139,7 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     vocabs = features.load_vocabs(data_dir / "vocab")
     info = data.load_preprocess_info(data_dir)
     model = build_model(config, vocabs, info, np.load(data_dir / "glove_filtered.npy"))
-    names = input_names(config)
+    names = input_names(config, info)
     train_ds = data.make_dataset(data_dir, "train", tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed)
     dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"))
     schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)

@@ -3,6 +3,7 @@ with precomputed ids, vocabularies, a GloVe matrix filtered to the corpus, and s
 
 Output folder (appears atomically, complete or not at all):
   OUT/{split}-SSSSS-of-NNNNN.tfrecord  records sorted by sentence index within each shard
+                                       (with --bert-handle, also each token's wordpiece ids)
   OUT/vocab/*.txt                      one entry per line, line i = id i
   OUT/glove_filtered.npy               [len(words.txt), dim] float32
   OUT/preprocess.json                  the options and feature config used
@@ -50,6 +51,7 @@ class PreprocessOptions:
     lenient: bool = False
     wikitext: bool = False  # raw text uses wikitext's " @-@ " markers
     features: features.FeatureConfig = features.FeatureConfig()
+    bert_handle: str | None = None  # a local BERT encoder: also store each token's wordpiece ids
 
 
 # ----------------------------------------------------------------------------- reading
@@ -176,8 +178,15 @@ class _EncodeBatch(beam.DoFn):
     def __init__(self, options: PreprocessOptions):
         self.options = options
         self.extractor = None
+        self.wordpieces = None
         self.sentences = Metrics.counter("preprocess", "sentences")
         self.tokens = Metrics.counter("preprocess", "tokens")
+
+    def setup(self):
+        if self.options.bert_handle is not None:  # the tagger's own tokenizer: no train/serve skew
+            from etagger.layers.contextual import WordPieces
+
+            self.wordpieces = WordPieces(self.options.bert_handle)
 
     def process(self, batch, vocab_info):
         vocabs, glove_words = vocab_info
@@ -204,6 +213,9 @@ class _EncodeBatch(beam.DoFn):
             flat = [t for row in tags for t in row]
             columns["tag"] = tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(r) for r in tags])
         ids = {name: _to_lists(value) for name, value in self.extractor(columns).items()}
+        if self.wordpieces is not None:
+            pieces = self.wordpieces(columns["word"].flat_values)
+            ids["wordpiece_ids"] = _to_lists(columns["word"].with_flat_values(pieces))
         for i, (split, s) in enumerate(batch):
             sequence = {name: list(values) for name, values in s.columns.items()}
             sequence.update({name: value[i] for name, value in ids.items()})
@@ -403,6 +415,8 @@ def parse_args(argv=None):
     parser.add_argument("--wikitext", action="store_true", help="raw text uses wikitext's @-@ markers")
     parser.add_argument("--lowercase", type=int, default=1, choices=(0, 1))
     parser.add_argument("--zero-digits", type=int, default=0, choices=(0, 1))
+    parser.add_argument("--bert-handle", help="local BERT encoder folder (`cli.py convert-bert` output): "
+                                              "also store each token's wordpiece ids")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_known_args(argv)
 
@@ -424,7 +438,8 @@ def run(argv=None) -> dict:
         columns=tuple(args.columns.split(",")), input_scheme=args.input_scheme, tag_scheme=args.tag_scheme,
         min_count=args.min_count, glove=args.glove, num_shards=args.num_shards, max_tokens=args.max_tokens,
         lenient=args.lenient, wikitext=args.wikitext,
-        features=features.FeatureConfig(lowercase=bool(args.lowercase), zero_digits=bool(args.zero_digits)))
+        features=features.FeatureConfig(lowercase=bool(args.lowercase), zero_digits=bool(args.zero_digits)),
+        bert_handle=bert_encoder_dir(args.bert_handle))
     options = resolve_input_scheme(inputs, options)
     staging = prepare_output(args.out, args.overwrite)
     try:
@@ -436,6 +451,10 @@ def run(argv=None) -> dict:
         result.wait_until_finish()
         add_skip_counts(staging / "stats.json", result, inputs, bool(args.raw))
         config = {**dataclasses.asdict(options), "inputs": inputs, "raw": args.raw, "vocab_from": args.vocab_from}
+        if options.bert_handle is not None:
+            from etagger.layers.contextual import vocab_sha256
+
+            config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
         with conll.atomic_write(staging / "preprocess.json") as f:
             json.dump(config, f, indent=2, sort_keys=True)
         publish_output(staging, args.out)
@@ -444,6 +463,15 @@ def run(argv=None) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return json.loads((Path(args.out) / "stats.json").read_text())
+
+
+def bert_encoder_dir(handle: str | None) -> str | None:
+    """The absolute encoder folder of a --bert-handle (checked to exist), or None."""
+    if handle is None:
+        return None
+    from etagger.layers.contextual import resolve_handle
+
+    return str(resolve_handle(handle))
 
 
 def add_skip_counts(stats_path: Path, result, inputs: dict[str, str], raw: bool) -> None:

@@ -238,3 +238,35 @@ def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert
         away.rename(hub_dir)
     # The encoder's weights are among the exported variables.
     assert sum("encoder.layer." in v.name for v in loaded.model_variables) == 2 * 16
+
+
+def test_preprocess_stores_the_wordpieces_training_reads(tiny_data, tiny_bert, frozen_model, tmp_path):
+    """`preprocess --bert-handle` stores each token's pieces (the word-to-subword alignment);
+    a BERT tagger reads them instead of tokenizing, with the same result as in-graph."""
+    from etagger import data, records
+    from etagger.layers.contextual import WordPieces
+    from etagger.train import input_names, load_model
+    from pipelines import preprocess
+
+    hub_dir = tiny_bert[0]
+    out = tmp_path / "data"
+    preprocess.run(["--data-dir", str(tiny_data / "conll"), "--out", str(out), "--glove",
+                    str(tiny_data / "glove.txt"), "--num-shards", "2", "--bert-handle", str(hub_dir)])
+    info = data.load_preprocess_info(out)
+    assert info["bert_handle"] == str(hub_dir / "encoder") and len(info["bert_vocab_sha256"]) == 64
+    tokenizer = WordPieces(hub_dir)
+    for record in records.read_records(out, "dev"):
+        want = tokenizer(tf.constant(record["word"])).to_list()
+        assert [list(p) for p in record["wordpiece_ids"]] == want
+    assert "wordpiece_ids" not in next(records.read_records(tiny_data / "data", "dev"))  # only when asked
+
+    model_dir, config, _ = frozen_model
+    assert input_names(config, info)[-1] == "wordpiece_ids"
+    assert "wordpiece_ids" not in input_names(config, data.load_preprocess_info(tiny_data / "data"))
+    assert "wordpiece_ids" not in input_names(config, {**info, "bert_vocab_sha256": "0" * 64})
+    model, _, _, _ = load_model(model_dir)
+    batch = next(iter(data.make_dataset(out, "dev", 8, input_names(config, info))))
+    assert batch["wordpiece_ids"].shape.rank == 3
+    stored = model(batch).numpy()
+    tokenized = model({k: v for k, v in batch.items() if k != "wordpiece_ids"}).numpy()
+    np.testing.assert_allclose(stored, tokenized, atol=1e-6)

@@ -7,7 +7,9 @@ SavedModel share one definition (no train/serve skew):
    encoder's vocabulary; lower-casing as the checkpoint says), so a word never merges with
    its neighbours; a word that gives no piece at all (a control or format character, a lone
    combining accent) becomes [UNK], so every word owns at least one piece (as
-   ``etagger.bert.word_alignment`` does);
+   ``etagger.bert.word_alignment`` does). ``WordPieces`` is that step; ``cli.py preprocess
+   --bert-handle`` runs the same one and stores the pieces, which training then reads
+   instead of tokenizing again;
 2. per sentence the pieces are packed ``[CLS] pieces... [SEP]`` and cut to ``max_pieces``
    in all (so at most ``max_pieces - 2`` word pieces), padded to the longest sentence of the
    batch with [PAD] and input_mask 0, type ids all 0;
@@ -30,6 +32,7 @@ SavedModel's own ``do_lower_case`` variable (as TF-Hub's BERT encoders carry).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -62,9 +65,55 @@ def read_bert_config(encoder_dir: Path) -> dict:
     return {}
 
 
+def vocab_sha256(handle: str | os.PathLike) -> str:
+    """SHA-256 of the encoder's vocab.txt: preprocess records it beside stored wordpieces, and
+    a tagger uses those only when its own encoder has the same vocabulary."""
+    return hashlib.sha256((resolve_handle(handle) / "assets" / "vocab.txt").read_bytes()).hexdigest()
+
+
 def read_vocab(path: Path) -> dict[str, int]:
     with open(path, encoding="utf-8") as f:
         return {line.rstrip("\n"): i for i, line in enumerate(f)}
+
+
+class WordPieces(tf.Module):
+    """Each word on its own -> its wordpiece ids, with the encoder's vocabulary and casing:
+    ``__call__(words [N] string) -> int32 [N, (pieces)]``. A word that gives no piece (a
+    control or format character, a lone combining accent) becomes [UNK], so every word owns
+    at least one piece. Preprocessing (``--bert-handle``) and the tagger share this.
+
+    ``encoder``: the loaded encoder object, to read its ``do_lower_case`` variable when the
+    folder has no bert_config.json (loaded here when not given)."""
+
+    def __init__(self, handle: str | os.PathLike, encoder=None):
+        super().__init__(name="wordpieces")
+        self.handle = resolve_handle(handle)
+        bert_config = read_bert_config(self.handle)
+        vocab_path = self.handle / "assets" / "vocab.txt"
+        if not vocab_path.exists():
+            raise FileNotFoundError(f"{vocab_path} is missing: the encoder must carry its vocabulary")
+        if "do_lower_case" in bert_config:
+            lower_case = bool(bert_config["do_lower_case"])
+        else:
+            encoder = encoder if encoder is not None else tf.saved_model.load(str(self.handle))
+            if not hasattr(encoder, "do_lower_case"):
+                raise ValueError(f"{self.handle}: cannot tell whether the vocabulary is lower-cased "
+                                 "(no bert_config.json with do_lower_case, no do_lower_case variable)")
+            lower_case = bool(encoder.do_lower_case.numpy())
+        self.lower_case = lower_case
+        self.vocab_path = vocab_path
+        self.vocab = read_vocab(vocab_path)
+        self.unk_id = self.vocab["[UNK]"]
+        # A tf.Module: its vocabulary table tracks vocab.txt as a SavedModel asset.
+        self.tokenizer = text.BertTokenizer(str(vocab_path), lower_case=lower_case, token_out_type=tf.int32)
+
+    def __call__(self, words):
+        pieces = self.tokenizer.tokenize(words).merge_dims(1, 2)  # [N, (pieces)]
+        empty = tf.equal(pieces.row_lengths(), 0)
+        unk = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(self.unk_id, tf.int32)),
+            tf.cast(empty, tf.int64))
+        return tf.concat([pieces, unk], axis=1)
 
 
 class BertWordEmbedding(keras.layers.Layer):
@@ -80,6 +129,8 @@ class BertWordEmbedding(keras.layers.Layer):
     Call:
       words: string [B, T], "" at padding.
       mask: optional bool [B, T], True at real words (default: words != "").
+      pieces: optional int [B, T, P] wordpiece ids per word from preprocessing (``--bert-handle``),
+        0 at padding; when given, the words are not tokenized again.
 
     Returns:
       float32 [B, T, H]; zeros at padding and for words cut off by ``max_pieces``.
@@ -98,42 +149,29 @@ class BertWordEmbedding(keras.layers.Layer):
         self.pooling, self.num_layers, self.max_pieces = pooling, int(layers), int(max_pieces)
         bert_config = read_bert_config(self.handle)
         self.encoder = hub.KerasLayer(str(self.handle), trainable=trainable, name="encoder")
-        vocab_path = self.handle / "assets" / "vocab.txt"
-        if not vocab_path.exists():
-            raise FileNotFoundError(f"{vocab_path} is missing: the encoder must carry its vocabulary")
-        if "do_lower_case" in bert_config:
-            lower_case = bool(bert_config["do_lower_case"])
-        elif hasattr(self.encoder.resolved_object, "do_lower_case"):
-            lower_case = bool(self.encoder.resolved_object.do_lower_case.numpy())
-        else:
-            raise ValueError(f"{self.handle}: cannot tell whether the vocabulary is lower-cased "
-                             "(no bert_config.json with do_lower_case, no do_lower_case variable)")
         positions = bert_config.get("max_position_embeddings")
         if positions is not None and self.max_pieces > positions:
             raise ValueError(f"max_pieces {self.max_pieces} exceeds the encoder's {positions} positions")
         hidden_layers = bert_config.get("num_hidden_layers")
         if hidden_layers is not None and self.num_layers > hidden_layers:
             raise ValueError(f"layers {self.num_layers} exceeds the encoder's {hidden_layers} layers")
-        self.lower_case = lower_case
         self.hidden_size = bert_config.get("hidden_size")
-        vocab = read_vocab(vocab_path)
+        self.tokenizer = WordPieces(self.handle, self.encoder.resolved_object)
+        self.lower_case = self.tokenizer.lower_case
         self.cls_id, self.sep_id, self.pad_id, self.unk_id = (
-            vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"))
-        # A tf.Module: its vocabulary table tracks vocab.txt as a SavedModel asset.
-        self.tokenizer = text.BertTokenizer(str(vocab_path), lower_case=lower_case, token_out_type=tf.int32)
+            self.tokenizer.vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"))
 
-    def pack(self, words, mask):
+    def pack(self, words, mask, pieces=None):
         """For words [B, T] and mask [B, T]: (the packed int32 [B, P] input_word_ids /
         input_mask / input_type_ids, the [N, (pieces)] ragged piece ids of the N real words in
-        row-major order, the sentence of each word [N], the piece count of each sentence [B])."""
+        row-major order, the sentence of each word [N], the piece count of each sentence [B]).
+        ``pieces``: the words' wordpiece ids [B, T, (P)] as preprocessing stored them (0 =
+        padding), instead of tokenizing here."""
         batch = tf.shape(words, out_type=tf.int64)[0]
-        flat = tf.boolean_mask(words, mask)  # [N]
-        pieces = self.tokenizer.tokenize(flat).merge_dims(1, 2)  # [N, (pieces)]
-        empty = tf.equal(pieces.row_lengths(), 0)
-        unk = tf.RaggedTensor.from_row_lengths(
-            tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(self.unk_id, tf.int32)),
-            tf.cast(empty, tf.int64))
-        pieces = tf.concat([pieces, unk], axis=1)  # a word with no piece gets [UNK]
+        if pieces is None:
+            pieces = self.tokenizer(tf.boolean_mask(words, mask))  # [N, (pieces)]
+        else:
+            pieces = tf.RaggedTensor.from_tensor(tf.cast(tf.boolean_mask(pieces, mask), tf.int32), padding=0)
 
         words_per_sentence = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)  # [B]
         sentence_of_word = tf.repeat(tf.range(batch), words_per_sentence)
@@ -149,10 +187,10 @@ class BertWordEmbedding(keras.layers.Layer):
         inputs = {"input_word_ids": ids, "input_mask": input_mask, "input_type_ids": tf.zeros_like(ids)}
         return inputs, pieces, sentence_of_word, pieces_per_sentence
 
-    def call(self, words, mask=None, training=None):
+    def call(self, words, mask=None, pieces=None, training=None):
         words = tf.convert_to_tensor(words, tf.string)
         mask = tf.not_equal(words, "") if mask is None else tf.cast(mask, tf.bool)
-        inputs, pieces, sentence_of_word, pieces_per_sentence = self.pack(words, mask)
+        inputs, pieces, sentence_of_word, pieces_per_sentence = self.pack(words, mask, pieces)
         outputs = self.encoder(inputs, training=training)
         if self.num_layers == 1:
             hidden = outputs["sequence_output"]
@@ -195,7 +233,7 @@ class BertWordEmbedding(keras.layers.Layer):
     def serving_resources(self) -> list:
         """What an exported graph that calls this layer must track besides its variables:
         the tokenizer (its vocabulary table and vocab.txt asset)."""
-        return [self.tokenizer]
+        return [self.tokenizer.tokenizer]
 
     def get_config(self):
         config = super().get_config()
