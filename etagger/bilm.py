@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import logging
 import math
 import shutil
 import time
@@ -42,7 +41,6 @@ from etagger import conll, data
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.highway import Highway
 
-log = logging.getLogger(__name__)
 
 # Character ids: byte + 1 (so 0 is padding), then begin- and end-of-word markers.
 BOW, EOW = 257, 258
@@ -259,9 +257,7 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
             best = perplexity
             model.save_weights(str(out_dir / "best" / "weights"))
         history.append(row)
-        log.info("epoch %d: %s", epoch, row)
-        if progress:
-            print(json.dumps(row), flush=True)
+        print(json.dumps(row), flush=True)  # one line per epoch, also without the progress bar
     model.load_weights(str(out_dir / "best" / "weights"))
     export_hub_module(model, out_dir / "module")
     with conll.atomic_write(out_dir / "bilm_config.json") as f:

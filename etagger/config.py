@@ -23,6 +23,13 @@ class ModelConfig:
     use_chunk: bool = False
     pos_dim: int = 10
     chunk_dim: int = 10
+    # Gazetteer matches (needs `preprocess --gazetteer train|FILE`): an embedding of the bit
+    # mask of entity types whose listed names cover the token. Training drops it per token
+    # with gazetteer_dropout, so the model does not learn that every entity is listed (a
+    # gazetteer from the training split lists every training entity, but not the test ones).
+    use_gazetteer: bool = False
+    gazetteer_dim: int = 8
+    gazetteer_dropout: float = 0.0
     highway_layers: int = 0
     embedding_dropout: float = 0.5
     # Encoder.

@@ -22,11 +22,13 @@ VOCAB_FILES = {
     "pos": "pos.txt",
     "chunk": "chunk.txt",
     "tag": "tags.txt",
+    "gazetteer": "gazetteer.txt",
 }
 # Id vocabularies start with PAD and UNK; the tag vocabulary has neither (tags are never
-# unknown in labelled data, and padded positions are masked out of the CRF).
-RESERVED = {name: (PAD, UNK) for name in VOCAB_FILES if name != "tag"}
-RESERVED["tag"] = ()
+# unknown in labelled data, and padded positions are masked out of the CRF). Gazetteer
+# entries are "TYPE<TAB>normalised words joined by spaces", not ids.
+RESERVED = {name: (PAD, UNK) for name in VOCAB_FILES if name not in ("tag", "gazetteer")}
+RESERVED["tag"] = RESERVED["gazetteer"] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,7 @@ class FeatureConfig:
     zero_digits: bool = False  # map every digit to 0 before the word lookup
     max_word_chars: int = 30  # longer words keep their first characters only
     max_shape_chars: int = 8
+    max_gazetteer_words: int = 6  # longer gazetteer entries are not matched
 
 
 def normalize_words(words: tf.Tensor, config: FeatureConfig) -> tf.Tensor:
@@ -76,6 +79,60 @@ def vocab_keys(words: tf.Tensor, config: FeatureConfig) -> dict[str, tf.Tensor]:
     }
 
 
+def gazetteer_types(entries: Sequence[str]) -> list[str]:
+    """The entity types of gazetteer entries, sorted: type i is bit i of a gazetteer id."""
+    return sorted({entry.split("\t", 1)[0] for entry in entries})
+
+
+def gazetteer_ids(words: tf.Tensor, table: tf.lookup.StaticHashTable, max_words: int) -> tf.Tensor:
+    """For normalised words [B, T] ("" at padding; dense or ragged): int64 [B, T] bit masks,
+    bit i set where the word lies inside a run of 1..max_words words that the gazetteer
+    lists with type i. ``table`` maps "w1 w2 ..." to the OR of its types' bits (else 0)."""
+    ragged = isinstance(words, tf.RaggedTensor)
+    dense = words.to_tensor("") if ragged else words
+    width = tf.shape(dense)[1]
+    ids = tf.zeros(tf.shape(dense), tf.int64)
+    for n in range(1, max_words + 1):
+        starts = tf.maximum(width - n + 1, 0)  # (a negative slice end would count from the end)
+        grams = tf.strings.join([dense[:, k: k + starts] for k in range(n)], separator=" ")
+        bits = table.lookup(grams)  # [B, max(T - n + 1, 0)]: a match starting at each word
+        for k in range(n):  # ... covers that word and the next n - 1
+            ids = tf.bitwise.bitwise_or(ids, tf.pad(bits, [[0, 0], [k, n - 1 - k]])[:, :width])
+    return tf.RaggedTensor.from_tensor(ids, lengths=words.row_lengths()) if ragged else ids
+
+
+def gazetteer_entry(kind: str, words: Sequence[str], config: FeatureConfig) -> str | None:
+    """The gazetteer.txt entry of a name (its words normalised like word lookups), or None
+    when it has more than ``max_gazetteer_words`` words, which are never matched."""
+    if not 0 < len(words) <= config.max_gazetteer_words:
+        return None
+    normalised = normalize_words(tf.constant(list(words)), config).numpy()
+    return kind + "\t" + " ".join(w.decode("utf-8") for w in normalised)
+
+
+def read_gazetteer_file(path: str | Path, config: FeatureConfig) -> list[str]:
+    """Entries of a user gazetteer: one name per line, "TYPE<TAB>words of the name"
+    (blank lines and lines starting with # are skipped). A malformed line raises
+    ConllFormatError naming the file and line."""
+    from etagger.conll import ConllFormatError
+
+    entries = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise ConllFormatError(str(path), 1, f"not valid UTF-8 ({e})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        kind, tab, name = line.rstrip("\r").partition("\t")
+        if not tab or not kind or kind != kind.strip() or " " in kind or not name.split():
+            raise ConllFormatError(str(path), number, f"expected TYPE<TAB>name, got {line!r}")
+        entry = gazetteer_entry(kind, name.split(), config)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
 def read_vocab(path: str | Path) -> list[str]:
     """One entry per line; line i is id i."""
     return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
@@ -91,6 +148,14 @@ def write_vocab(path: str | Path, entries: Sequence[str]) -> None:
         f.write("".join(entry + "\n" for entry in entries))
 
 
+def vocab_sizes(vocabs: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Id-space size per vocabulary; the gazetteer's ids are bit masks over its types."""
+    sizes = {name: len(entries) for name, entries in vocabs.items()}
+    if "gazetteer" in vocabs:
+        sizes["gazetteer"] = 2 ** len(gazetteer_types(vocabs["gazetteer"]))
+    return sizes
+
+
 def load_vocabs(vocab_dir: str | Path) -> dict[str, list[str]]:
     """Every vocabulary file present in ``vocab_dir``."""
     vocab_dir = Path(vocab_dir)
@@ -99,18 +164,29 @@ def load_vocabs(vocab_dir: str | Path) -> dict[str, list[str]]:
 
 
 class FeatureExtractor(tf.Module):
-    """Maps token columns to ids: word, char, shape, and POS/chunk/tag when present.
+    """Maps token columns to ids: word, char, shape, POS/chunk/tag when present, and the
+    gazetteer bit mask when there is a gazetteer vocabulary.
 
     Call it with a dict of string tensors {"word": [B,(T)], "pos": ..., "tag": ...};
     it returns {"word_id": [B,(T)], "char_ids": [B,(T),(C)], "shape_id": ..., "pos_id": ...,
-    "tag_id": ...} as int64. Unknown strings map to UNK_ID (tags to -1).
+    "tag_id": ..., "gazetteer_id": ...} as int64. Unknown strings map to UNK_ID (tags to -1).
     """
 
     def __init__(self, vocabs: Mapping[str, Sequence[str]], config: FeatureConfig):
         super().__init__(name="features")
         self.config = config
         self.tables = {name: self._table(entries, -1 if name == "tag" else UNK_ID)
-                       for name, entries in vocabs.items()}
+                       for name, entries in vocabs.items() if name != "gazetteer"}
+        if vocabs.get("gazetteer"):
+            types = gazetteer_types(vocabs["gazetteer"])
+            bits: dict[str, int] = {}
+            for entry in vocabs["gazetteer"]:
+                kind, phrase = entry.split("\t", 1)
+                bits[phrase] = bits.get(phrase, 0) | 1 << types.index(kind)
+            self.gazetteer = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(bits), tf.string), tf.constant(list(bits.values()), tf.int64)), 0)
+        else:
+            self.gazetteer = None
 
     @staticmethod
     def _table(entries: Sequence[str], default: int) -> tf.lookup.StaticHashTable:
@@ -128,4 +204,6 @@ class FeatureExtractor(tf.Module):
         for name in ("pos", "chunk", "tag"):
             if name in columns and name in self.tables:
                 out[f"{name}_id"] = self.tables[name].lookup(columns[name])
+        if self.gazetteer is not None:
+            out["gazetteer_id"] = gazetteer_ids(keys["word"], self.gazetteer, self.config.max_gazetteer_words)
         return out

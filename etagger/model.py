@@ -44,7 +44,8 @@ class Tagger(keras.Model):
 
     Args:
       config: the network's ModelConfig.
-      vocab_sizes: vocabulary name -> size ("word", "char", "shape", "pos", "chunk").
+      vocab_sizes: vocabulary name -> id-space size ("word", "char", "shape", "pos", "chunk",
+        "gazetteer"), as etagger.features.vocab_sizes gives.
       tags: the tag vocabulary (training scheme), index = tag id.
       tag_scheme: scheme of ``tags``; the CRF forbids transitions it does not allow.
       word_vectors: [vocab_sizes["word"], dim] initial word embeddings (filtered GloVe), or
@@ -63,11 +64,14 @@ class Tagger(keras.Model):
             shape[0], shape[1], trainable=config.train_word_embeddings,
             embeddings_initializer=initializer, name="word_embedding")
         self.char_cnn = CharCNN(vocab_sizes["char"], config.char_dim, config.char_filters, name="char_cnn")
+        if config.use_gazetteer and "gazetteer" not in vocab_sizes:
+            raise ValueError("use_gazetteer needs data preprocessed with --gazetteer")
         self.side_embeddings = {
             name: keras.layers.Embedding(vocab_sizes[name], dim, name=f"{name}_embedding")
             for name, use, dim in (("shape", config.use_shape, config.shape_dim),
                                    ("pos", config.use_pos, config.pos_dim),
-                                   ("chunk", config.use_chunk, config.chunk_dim)) if use}
+                                   ("chunk", config.use_chunk, config.chunk_dim),
+                                   ("gazetteer", config.use_gazetteer, config.gazetteer_dim)) if use}
         if config.bert_handle is not None:  # imported only when used: it loads tensorflow_hub
             from etagger.layers.contextual import BertWordEmbedding
 
@@ -94,7 +98,11 @@ class Tagger(keras.Model):
         word_ids = features["word_id"]
         mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
         parts = [self.word_embedding(word_ids), self.char_cnn(features["char_ids"], mask=mask, training=training)]
-        parts += [layer(features[f"{name}_id"]) for name, layer in self.side_embeddings.items()]
+        for name, layer in self.side_embeddings.items():
+            ids = features[f"{name}_id"]
+            if name == "gazetteer" and training and self.config.gazetteer_dropout > 0:
+                ids = tf.where(tf.random.uniform(tf.shape(ids)) < self.config.gazetteer_dropout, tf.zeros_like(ids), ids)
+            parts.append(layer(ids))
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
             parts.append(self.bert(features["word"], mask=mask, pieces=features.get("wordpiece_ids"),
                                    training=training))

@@ -49,7 +49,8 @@ def input_names(config: Config, data_info: dict | None = None) -> tuple[str, ...
     come from this model's BERT vocabulary."""
     m = config.model
     names = ("word_id", "char_ids") + tuple(f"{n}_id" for n, use in
-                                             (("shape", m.use_shape), ("pos", m.use_pos), ("chunk", m.use_chunk)) if use)
+                                             (("shape", m.use_shape), ("pos", m.use_pos), ("chunk", m.use_chunk),
+                                              ("gazetteer", m.use_gazetteer)) if use)
     if m.bert_handle is not None or m.elmo_handle is not None:
         names += ("word",)
     if m.bert_handle is not None and data_info and data_info.get("bert_vocab_sha256"):
@@ -77,12 +78,12 @@ def load_model(model_dir: str | Path, weights: str = "best") -> tuple[Tagger, Co
 
 
 def build_model(config: Config, vocabs: dict, info: dict, word_vectors: np.ndarray | tuple[int, int]) -> Tagger:
-    sizes = {name: len(entries) for name, entries in vocabs.items()}
-    model = Tagger(config.model, sizes, vocabs["tag"], info["tag_scheme"], word_vectors)
+    model = Tagger(config.model, features.vocab_sizes(vocabs), vocabs["tag"], info["tag_scheme"], word_vectors)
     # Build the variables with a dummy batch so checkpoints can be restored into them.
     dummy = {"word_id": tf.zeros([1, 1], tf.int64), "char_ids": tf.zeros([1, 1, 1], tf.int64),
              "length": tf.ones([1], tf.int32), "shape_id": tf.zeros([1, 1], tf.int64),
-             "pos_id": tf.zeros([1, 1], tf.int64), "chunk_id": tf.zeros([1, 1], tf.int64)}
+             "pos_id": tf.zeros([1, 1], tf.int64), "chunk_id": tf.zeros([1, 1], tf.int64),
+             "gazetteer_id": tf.zeros([1, 1], tf.int64)}
     if model.reads_words:
         dummy["word"] = tf.constant([["."]])
     model(dummy)

@@ -52,6 +52,7 @@ class PreprocessOptions:
     wikitext: bool = False  # raw text uses wikitext's " @-@ " markers
     features: features.FeatureConfig = features.FeatureConfig()
     bert_handle: str | None = None  # a local BERT encoder: also store each token's wordpiece ids
+    gazetteer: tuple[str, ...] = ()  # "train" (the training split's entities) and/or user files
 
 
 # ----------------------------------------------------------------------------- reading
@@ -95,6 +96,11 @@ class _VocabKeys(beam.DoFn):
                 scheme = self.options.input_scheme
                 for value in conll.convert_tags(s.columns["tag"], scheme, self.options.tag_scheme):
                     counts[("tag", value, split)] += 1
+                if split == "train" and "train" in self.options.gazetteer:
+                    for kind, start, end in conll.chunks(s.columns["tag"]):
+                        entry = features.gazetteer_entry(kind, s.columns["word"][start:end], self.options.features)
+                        if entry is not None:
+                            counts[("gazetteer", entry, split)] += 1
         yield from counts.items()
 
 
@@ -123,6 +129,12 @@ def build_vocabs(counts: Iterable[tuple[tuple[str, str, str], int]], options: Pr
     if "tag" in vocabs and "O" in vocabs["tag"]:
         # "O" first so that tag id 0 is "nothing", whatever the counts say.
         vocabs["tag"] = ["O"] + [t for t in vocabs["tag"] if t != "O"]
+    if options.gazetteer:
+        entries = set(train["gazetteer"])
+        for path in options.gazetteer:
+            if path != "train":
+                entries.update(features.read_gazetteer_file(path, options.features))
+        vocabs["gazetteer"] = sorted(entries)
     matrix = glove.embedding_matrix(vocabs["word"], vectors)
     return vocabs, matrix, set(vectors)
 
@@ -417,6 +429,8 @@ def parse_args(argv=None):
     parser.add_argument("--zero-digits", type=int, default=0, choices=(0, 1))
     parser.add_argument("--bert-handle", help="local BERT encoder folder (`cli.py convert-bert` output): "
                                               "also store each token's wordpiece ids")
+    parser.add_argument("--gazetteer", action="append", default=[],
+                        help="'train' (entities of the training split) or a file of TYPE<TAB>name lines; repeatable")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_known_args(argv)
 
@@ -439,7 +453,8 @@ def run(argv=None) -> dict:
         min_count=args.min_count, glove=args.glove, num_shards=args.num_shards, max_tokens=args.max_tokens,
         lenient=args.lenient, wikitext=args.wikitext,
         features=features.FeatureConfig(lowercase=bool(args.lowercase), zero_digits=bool(args.zero_digits)),
-        bert_handle=bert_encoder_dir(args.bert_handle))
+        bert_handle=bert_encoder_dir(args.bert_handle),
+        gazetteer=tuple(g if g == "train" else os.path.abspath(g) for g in args.gazetteer))
     options = resolve_input_scheme(inputs, options)
     staging = prepare_output(args.out, args.overwrite)
     try:
