@@ -95,3 +95,26 @@ def preprocess_tiny(root: Path) -> Path:
     preprocess.run(["--data-dir", str(root / "conll"), "--out", str(root / "data"),
                     "--glove", str(write_glove(root / "glove.txt")), "--num-shards", "2"])
     return root
+
+
+def predicted_tags(pred_file: Path) -> list[list[str]]:
+    """The last column of a conlleval-format prediction file, per sentence."""
+    return [[line.split()[-1] for line in block.split("\n")]
+            for block in Path(pred_file).read_text().strip("\n").split("\n\n")]
+
+
+def serve_conll(loaded, conll_file: Path, signature: str = "serving_default", extra: int = 0,
+                columns: tuple[str, ...] = ()) -> tuple[list[list[str]], dict]:
+    """Tags every sentence of ``conll_file`` in one padded batch (``extra`` more padding
+    columns) with an exported model's ``signature``; ``columns`` (e.g. "pos") are fed too.
+    Returns (tags per sentence, the raw outputs)."""
+    import tensorflow as tf
+
+    from etagger.conll import read_conll
+
+    sentences = list(read_conll(conll_file))
+    width = max(map(len, sentences)) + extra
+    pad = lambda column: tf.constant([list(s.columns[column]) + [""] * (width - len(s)) for s in sentences])
+    out = loaded.signatures[signature](tokens=pad("word"), **{c: pad(c) for c in columns})
+    tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
+    return tags, out

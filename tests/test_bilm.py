@@ -12,7 +12,7 @@ import tensorflow as tf
 from etagger import bilm
 from etagger import config as config_lib
 from etagger.layers.contextual import ElmoWordEmbedding
-from tests.fixtures import preprocess_tiny
+from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll
 
 TINY_BILM = bilm.BiLMConfig(max_chars=10, char_dim=4, char_filters=((2, 8), (3, 8)), highway_layers=1,
                             lstm_units=8, lstm_layers=2, dropout=0.0, vocab_size=100, num_sampled=8,
@@ -113,7 +113,6 @@ def test_elmo_word_embedding_mixes_the_layers(pretrained):
 
 
 def test_tagger_with_elmo_trains_and_exports_without_the_module_folder(pretrained, tmp_path):
-    from etagger.conll import read_conll
     from etagger.evaluate import evaluate_split
     from etagger.export import export
     from etagger.train import input_names, train
@@ -126,20 +125,14 @@ def test_tagger_with_elmo_trains_and_exports_without_the_module_folder(pretraine
     result = train(root / "data", config, tmp_path / "model", progress=False)
     assert result["epochs_run"] == 1
     evaluate_split(tmp_path / "model", root / "data", "test", tmp_path / "pred.txt")
-    expected = [[line.split()[-1] for line in block.split("\n")]
-                for block in (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")]
+    expected = predicted_tags(tmp_path / "pred.txt")
     saved = export(tmp_path / "model", tmp_path / "saved")
 
     away = root / "bilm-away"
     (root / "bilm").rename(away)  # the SavedModel carries the biLM itself
     try:
         loaded = tf.saved_model.load(str(saved))
-        sentences = list(read_conll(root / "conll" / "test.txt"))
-        width = max(map(len, sentences)) + 2
-        tokens = tf.constant([list(s.words) + [""] * (width - len(s)) for s in sentences])
-        out = loaded.signatures["serving_default"](tokens=tokens)
-        tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
-        assert tags == expected
+        assert serve_conll(loaded, root / "conll" / "test.txt", extra=2)[0] == expected
     finally:
         away.rename(root / "bilm")
 

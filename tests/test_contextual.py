@@ -15,7 +15,7 @@ import tensorflow_text  # noqa: F401  (registers the ops of exported graphs)
 from etagger import bert
 from etagger import config as config_lib
 from etagger.layers.contextual import BertWordEmbedding, resolve_handle
-from tests.fixtures import preprocess_tiny, write_small_bert_checkpoint
+from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll, write_small_bert_checkpoint
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", ".", "john", "smith", "paris", "new", "york", "visited",
@@ -216,8 +216,7 @@ def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert
     summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
     dev, _ = evaluate_split(model_dir, tiny_data / "data", "dev")
     assert dev["token_f1"] == round(history[-1]["dev_token_f1"], 6)
-    expected = [[line.split()[-1] for line in block.split("\n")]
-                for block in (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")]
+    expected = predicted_tags(tmp_path / "pred.txt")
     saved = export(model_dir, tmp_path / "saved")
     assert (saved / "assets" / "vocab.txt").read_text() == "\n".join(VOCAB) + "\n"
 
@@ -227,11 +226,7 @@ def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert
     try:
         loaded = tf.saved_model.load(str(saved))
         sentences = list(read_conll(tiny_data / "conll" / "test.txt"))
-        width = max(map(len, sentences)) + 2
-        tokens = tf.constant([list(s.words) + [""] * (width - len(s)) for s in sentences])
-        out = loaded.signatures["tag_with_confidence"](tokens=tokens)
-        tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
-        assert tags == expected
+        assert serve_conll(loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", extra=2)[0] == expected
         alone = loaded.signatures["serving_default"](tokens=tf.constant([list(sentences[0].words)]))
         assert [t.decode() for t in alone["tags"].numpy()[0]] == expected[0]
     finally:

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from etagger import conll, features, records
-from tests.fixtures import write_conll_dir, write_glove
+from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll, write_conll_dir, write_glove
 
 VOCABS = {"word": ["<pad>", "<unk>"], "char": ["<pad>", "<unk>"], "shape": ["<pad>", "<unk>"],
           "gazetteer": ["PER\tjohn smith", "LOC\tnew york", "ORG\tnew york times", "LOC\tparis", "PER\tparis"]}
@@ -82,18 +82,9 @@ def test_tagger_with_gazetteer_trains_and_serves_the_same_tags(gazetteer_data, t
     assert input_names(config)[-1] == "gazetteer_id"
     train(root / "data", config, tmp_path / "model", progress=False)
     evaluate_split(tmp_path / "model", root / "data", "test", tmp_path / "pred.txt")
-    expected = [[line.split()[-1] for line in block.split("\n")]
-                for block in (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")]
     loaded = tf.saved_model.load(str(export(tmp_path / "model", tmp_path / "saved")))
-    sentences = list(conll.read_conll(root / "conll" / "test.txt"))
-    width = max(map(len, sentences)) + 1
-    tokens = tf.constant([list(s.words) + [""] * (width - len(s)) for s in sentences])
-    out = loaded.signatures["serving_default"](tokens=tokens)
-    tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
-    assert tags == expected
+    assert serve_conll(loaded, root / "conll" / "test.txt", extra=1)[0] == predicted_tags(tmp_path / "pred.txt")
     # Without a gazetteer in the data the option is refused with a clear message.
-    from tests.fixtures import preprocess_tiny
-
     plain = preprocess_tiny(tmp_path / "plain")
     with pytest.raises(ValueError, match="--gazetteer"):
         train(plain / "data", config, tmp_path / "model2", progress=False)

@@ -7,7 +7,7 @@ import pytest
 from etagger import config as config_lib
 from etagger.evaluate import evaluate_split
 from etagger.train import train
-from tests.fixtures import preprocess_tiny
+from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll
 
 TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
                   "use_pos": True, "embedding_dropout": 0.1, "encoder_dropout": 0.1},
@@ -74,14 +74,10 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
     saved = export(model_dir, tmp_path / "saved")
     loaded = tf.saved_model.load(str(saved))
     evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
-    expected = [[line.split()[-1] for line in block.split("\n")]
-                for block in (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")]
+    expected = predicted_tags(tmp_path / "pred.txt")
     sentences = list(read_conll(tiny_data / "conll" / "test.txt"))
-    width = max(map(len, sentences))
-    pad = lambda column: tf.constant([list(s.columns[column]) + [""] * (width - len(s)) for s in sentences])
     # Batched, padded serving gives exactly the evaluation's predictions (TINY uses POS).
-    out = loaded.signatures["tag_with_confidence"](tokens=pad("word"), pos=pad("pos"))
-    tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["lengths"].numpy())]
+    tags, out = serve_conll(loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", columns=("pos",))
     assert tags == expected
     # One sentence alone gives the same tags as inside the padded batch.
     alone = loaded.signatures["serving_default"](tokens=tf.constant([sentences[0].words]),
