@@ -165,11 +165,15 @@ def convert_bert(checkpoint, out_dir) -> None:
 @click.option("--split", default="raw", show_default=True)
 @click.option("--epochs", type=int, help="override epochs")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet) -> None:
+@click.option("--export-only", is_flag=True, help="only (re)export OUT/module from OUT/best")
+def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet, export_only) -> None:
     """Pretrain a character-level biLM (the ELMo architecture) on preprocessed raw text and
     export it as a TF-Hub module with ELMo's "tokens" signature."""
     from etagger import bilm
 
+    if export_only:
+        click.echo(json.dumps({"module": str(bilm.export_best(out_dir))}))
+        return
     values = json.loads(Path(config_path).read_text()) if config_path else {}
     if epochs is not None:
         values["epochs"] = epochs

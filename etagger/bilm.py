@@ -217,6 +217,11 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     vocab = build_vocab(count_words(data_dir, split, config), config.vocab_size)
+    # Config and vocabulary first: with them, best/weights alone can be exported (export_best).
+    with conll.atomic_write(out_dir / "bilm_config.json") as f:
+        f.write(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
+    with conll.atomic_write(out_dir / "lm_vocab.txt") as f:
+        f.write("".join(w + "\n" for w in vocab))
     train_ds = lm_dataset(data_dir, split, vocab, config, heldout=False, shuffle=True)
     heldout_ds = lm_dataset(data_dir, split, vocab, config, heldout=True, shuffle=False)
     model = BiLM(config, len(vocab), name="bilm")
@@ -258,15 +263,22 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
             model.save_weights(str(out_dir / "best" / "weights"))
         history.append(row)
         print(json.dumps(row), flush=True)  # one line per epoch, also without the progress bar
-    model.load_weights(str(out_dir / "best" / "weights"))
-    export_hub_module(model, out_dir / "module")
-    with conll.atomic_write(out_dir / "bilm_config.json") as f:
-        f.write(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
-    with conll.atomic_write(out_dir / "lm_vocab.txt") as f:
-        f.write("".join(w + "\n" for w in vocab))
-    with conll.atomic_write(out_dir / "history.json") as f:
-        json.dump(history, f, indent=1)
+        with conll.atomic_write(out_dir / "history.json") as f:
+            json.dump(history, f, indent=1)
+    export_best(out_dir)
     return {"module": str(out_dir / "module"), "vocab_size": len(vocab), "history": history}
+
+
+def export_best(out_dir: str | Path) -> Path:
+    """Exports OUT/module from OUT/best/weights, OUT/bilm_config.json and OUT/lm_vocab.txt
+    (``pretrain`` ends with this; ``cli.py pretrain-bilm --export-only`` reruns it)."""
+    out_dir = Path(out_dir)
+    config = BiLMConfig.from_dict(json.loads((out_dir / "bilm_config.json").read_text()))
+    vocab_size = len((out_dir / "lm_vocab.txt").read_text(encoding="utf-8").split("\n")) - 1
+    model = BiLM(config, vocab_size, name="bilm")
+    model(tf.constant([["a"]]), tf.constant([1]))  # builds the variables
+    model.load_weights(str(out_dir / "best" / "weights"))
+    return export_hub_module(model, out_dir / "module")
 
 
 class ElmoModule(tf.Module):

@@ -80,6 +80,7 @@ def test_pretraining_lowers_perplexity_and_exports_a_hub_module(pretrained):
     assert vocab[:3] == ["<S>", "</S>", "<UNK>"] and "Paris" in vocab and result["vocab_size"] == len(vocab)
     assert json.loads((root / "bilm" / "bilm_config.json").read_text())["lstm_units"] == 8
     assert not (root / "bilm" / "module.tmp").exists()
+    assert json.loads((root / "bilm" / "history.json").read_text()) == history
 
     # Loaded the way original ELMo modules are; outputs equal the best epoch's biLM.
     layer = hub.KerasLayer(str(root / "bilm" / "module"), signature="tokens", signature_outputs_as_dict=True)
