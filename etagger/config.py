@@ -64,6 +64,8 @@ class ModelConfig:
             raise ValueError(f"decoder must be 'crf' or 'softmax', not {self.decoder!r}")
         if self.bert_handle is not None and (not isinstance(self.bert_handle, str) or not self.bert_handle):
             raise ValueError(f"bert_handle must be a non-empty path or null, not {self.bert_handle!r}")
+        if not 0.0 <= self.gazetteer_dropout < 1.0:
+            raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
         if self.elmo_handle is not None and (not isinstance(self.elmo_handle, str) or not self.elmo_handle):
             raise ValueError(f"elmo_handle must be a non-empty path or null, not {self.elmo_handle!r}")
         if self.bert_pooling not in ("first", "mean"):

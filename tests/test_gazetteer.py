@@ -29,6 +29,14 @@ def test_matches_cover_every_word_of_a_listed_name():
     assert features.gazetteer_entry("ORG", ["The", "UN"], features.FeatureConfig()) == "ORG\tthe un"
 
 
+def test_gazetteer_dropout_is_a_probability():
+    from etagger.config import ModelConfig
+
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="gazetteer_dropout"):
+            ModelConfig(gazetteer_dropout=bad)
+
+
 def test_bad_gazetteer_line_names_file_and_line(tmp_path):
     good = tmp_path / "good.tsv"
     good.write_text("# people\nPER\tAngela Merkel\n\nLOC\tLisbon\n")
