@@ -101,7 +101,8 @@ class Tagger(keras.Model):
         for name, layer in self.side_embeddings.items():
             ids = features[f"{name}_id"]
             if name == "gazetteer" and training and self.config.gazetteer_dropout > 0:
-                ids = tf.where(tf.random.uniform(tf.shape(ids)) < self.config.gazetteer_dropout, tf.zeros_like(ids), ids)
+                dropped = tf.random.uniform(tf.shape(ids)) < self.config.gazetteer_dropout
+                ids = tf.where(dropped, tf.zeros_like(ids), ids)  # id 0: no match
             parts.append(layer(ids))
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
             parts.append(self.bert(features["word"], mask=mask, pieces=features.get("wordpiece_ids"),
@@ -125,7 +126,8 @@ class Tagger(keras.Model):
 
     def serving_resources(self) -> list:
         """Trackables besides the variables that a graph calling this model must save (the
-        BERT tokenizer and its vocabulary asset); empty without BERT features."""
+        BERT tokenizer and its vocabulary asset); empty without BERT features (an ELMo
+        module needs none: its character ids are computed without tables)."""
         return self.bert.serving_resources() if self.bert is not None else []
 
     def loss(self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True) -> tf.Tensor:

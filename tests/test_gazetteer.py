@@ -66,7 +66,8 @@ def test_preprocess_lists_training_entities_and_user_names(gazetteer_data):
     assert entries == sorted(entries)
     assert {"PER\tjohn smith", "LOC\tatlantis", "MISC\tolympic games"} <= set(entries)
     train_entities = {features.gazetteer_entry(kind, s.words[a:b], features.FeatureConfig())
-                      for s in conll.read_conll(root / "conll" / "train.txt") for kind, a, b in conll.chunks(s.columns["tag"])}
+                      for s in conll.read_conll(root / "conll" / "train.txt")
+                      for kind, a, b in conll.chunks(s.columns["tag"])}
     assert train_entities | {"LOC\tatlantis", "MISC\tolympic games"} == set(entries)
     info = json.loads((root / "data" / "preprocess.json").read_text())
     assert info["gazetteer"][0] == "train"
