@@ -11,18 +11,18 @@ TF-Hub style SavedModels that ``hub.KerasLayer(local_path)`` loads with no netwo
                         bert_pack_inputs([segments], seq_length) -> the three packed inputs
     out/bert_config.json
 
-Each folder is written to a temporary sibling and renamed into place, so a reader never sees
-half a SavedModel. Both SavedModels carry vocab.txt under assets/. As with TF-Hub's own BERT
-preprocessors, ``import tensorflow_text`` before loading the preprocessor: its ops live there. ``numpy_forward`` is a plain NumPy BERT that
-the converted encoder is checked against, and ``word_alignment`` maps wordpieces to
-pre-tokenized (CoNLL) words.
+Each folder is written to a temporary sibling and renamed into place (``conll.atomic_folder``),
+so a reader never sees half a SavedModel. Both SavedModels carry vocab.txt under assets/. As
+with TF-Hub's own BERT preprocessors, ``import tensorflow_text`` before loading the
+preprocessor: its ops live there.
+``numpy_forward`` is a plain NumPy BERT that the converted encoder is checked against;
+``word_pieces`` and ``word_alignment`` map pre-tokenized (CoNLL) words to wordpieces.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as text
 from safetensors.numpy import load_file
+
+from etagger.conll import atomic_folder, atomic_write
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 DEFAULT_SEQ_LENGTH = 128
@@ -275,24 +277,33 @@ def _preprocessor(vocab_path: Path, lower_case: bool, seq_length: int = DEFAULT_
     return module
 
 
-def word_alignment(words: list[str], tokenizer, unk_id: int | None = None) -> tuple[list[int], list[int], list[int]]:
-    """(wordpiece ids, start index of each word's pieces, piece count of each word) for
-    pre-tokenized ``words``.
+def word_pieces(tokenizer, words: tf.Tensor, unk_id: int) -> tf.RaggedTensor:
+    """Words [N] string -> their wordpiece ids [N, (pieces)] int32, as TF ops.
 
     Each word is tokenized on its own, so a word never merges with its neighbours; a word
     that yields no piece at all (a control or format character, a lone combining accent,
-    "") becomes [UNK], so that every word owns at least one piece. ``tokenizer`` is a
+    "") becomes [UNK] (``unk_id``), so that every word owns at least one piece. ``tokenizer``
+    is a tensorflow_text.BertTokenizer or a loaded preprocessor (anything with ``tokenize``).
+    """
+    # [words, basic tokens, pieces] -> [N, (pieces)]
+    pieces = tf.cast(tokenizer.tokenize(words).merge_dims(1, 2), tf.int32)
+    empty = tf.equal(pieces.row_lengths(), 0)
+    unk = tf.RaggedTensor.from_row_lengths(
+        tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(unk_id, tf.int32)), tf.cast(empty, tf.int64))
+    return tf.concat([pieces, unk], axis=1)
+
+
+def word_alignment(words: list[str], tokenizer, unk_id: int | None = None) -> tuple[list[int], list[int], list[int]]:
+    """(wordpiece ids, start index of each word's pieces, piece count of each word) for
+    pre-tokenized ``words``, each word tokenized by ``word_pieces``. ``tokenizer`` is a
     tensorflow_text.BertTokenizer from ``load_tokenizer`` or a loaded preprocessor.
     """
     if unk_id is None:
         unk_id = int(tokenizer.unk_id)
     if not words:
         return [], [], []
-    # [words, basic tokens, pieces] -> the pieces of each word
-    per_word = tokenizer.tokenize(tf.constant(list(words))).merge_dims(1, 2).to_list()
     ids, starts, counts = [], [], []
-    for pieces in per_word:
-        pieces = [int(p) for p in pieces] or [unk_id]
+    for pieces in word_pieces(tokenizer, tf.constant(list(words)), unk_id).to_list():
         starts.append(len(ids))
         counts.append(len(pieces))
         ids.extend(pieces)
@@ -300,26 +311,6 @@ def word_alignment(words: list[str], tokenizer, unk_id: int | None = None) -> tu
 
 
 # ------------------------------------------------------------------------- conversion
-def _save_atomically(save, target: Path) -> None:
-    """Runs ``save(folder)`` into a temporary sibling of ``target``, then renames it into place;
-    an existing ``target`` is only removed once the new one is complete."""
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        save(staging)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not target.exists():  # the swap itself failed: put the old one back
-            os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
@@ -333,14 +324,13 @@ def convert(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> di
     config, weights, vocab = load_checkpoint(checkpoint_dir)
 
     encoder = BertEncoder(config, weights, vocab)
-    _save_atomically(lambda d: tf.saved_model.save(encoder, str(d)), out / "encoder")
+    atomic_folder(lambda d: tf.saved_model.save(encoder, str(d)), out / "encoder")
     preprocessor = _preprocessor(vocab, config["do_lower_case"])
-    _save_atomically(lambda d: tf.saved_model.save(preprocessor, str(d)), out / "preprocessor")
+    atomic_folder(lambda d: tf.saved_model.save(preprocessor, str(d)), out / "preprocessor")
 
     meta = {**config, "source": str(Path(checkpoint_dir).resolve()), "has_pooler": "pooler.dense.weight" in weights}
-    staging = out / f".bert_config.json.tmp-{os.getpid()}"
-    staging.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(staging, out / "bert_config.json")
+    with atomic_write(out / "bert_config.json") as f:
+        f.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return {"encoder": str(out / "encoder"), "encoder_bytes": _size(out / "encoder"),
             "preprocessor": str(out / "preprocessor"), "preprocessor_bytes": _size(out / "preprocessor"),
             "config": str(out / "bert_config.json"), "seconds": round(time.perf_counter() - started, 1)}

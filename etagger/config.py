@@ -62,12 +62,12 @@ class ModelConfig:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
         if self.decoder not in ("crf", "softmax"):
             raise ValueError(f"decoder must be 'crf' or 'softmax', not {self.decoder!r}")
-        if self.bert_handle is not None and (not isinstance(self.bert_handle, str) or not self.bert_handle):
-            raise ValueError(f"bert_handle must be a non-empty path or null, not {self.bert_handle!r}")
+        for name in ("bert_handle", "elmo_handle"):
+            handle = getattr(self, name)
+            if handle is not None and (not isinstance(handle, str) or not handle):
+                raise ValueError(f"{name} must be a non-empty path or null, not {handle!r}")
         if not 0.0 <= self.gazetteer_dropout < 1.0:
             raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
-        if self.elmo_handle is not None and (not isinstance(self.elmo_handle, str) or not self.elmo_handle):
-            raise ValueError(f"elmo_handle must be a non-empty path or null, not {self.elmo_handle!r}")
         if self.bert_pooling not in ("first", "mean"):
             raise ValueError(f"bert_pooling must be 'first' or 'mean', not {self.bert_pooling!r}")
         if not isinstance(self.bert_layers, int) or isinstance(self.bert_layers, bool) or self.bert_layers < 1:

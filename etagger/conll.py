@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -202,6 +203,29 @@ class atomic_write:
         else:
             os.unlink(self.tmp)
         return False
+
+
+def atomic_folder(save, target: str | os.PathLike) -> Path:
+    """Runs ``save(folder)`` into a temporary sibling of ``target`` (e.g. a SavedModel), then
+    renames it into place; an existing ``target`` is only removed once the new one is
+    complete, so a reader sees the old folder or the new one, never half of one."""
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        save(staging)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():  # the swap itself failed: put the old one back
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 # ---------------------------------------------------------------------------------------

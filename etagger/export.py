@@ -20,7 +20,6 @@ TFModelHandlerTensor does.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import tensorflow as tf
@@ -118,18 +117,14 @@ def export(model_dir: str | Path, out: str | Path, weights: str = "best") -> Pat
     feature_config = features.FeatureConfig(**info["features"])
     module = ServingModule(model, vocabs, feature_config, info["tag_scheme"], extra)
     module.__call__ = module.serve
-    out = Path(out)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    tf.saved_model.save(module, str(staging), signatures={
-        "serving_default": module.serve, "tag_with_confidence": module.serve_with_confidence})
     # What a user (and tag-corpus) needs to know about the model, beside the graph.
     meta = {"config": json.loads(config.to_json()), "preprocess": info, "inputs": ["tokens", *extra],
             "output_scheme": "IOB2", "input_scheme": info["input_scheme"]}
-    (staging / "assets.extra").mkdir(exist_ok=True)
-    with conll.atomic_write(staging / "assets.extra" / "etagger.json") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+
+    def save(folder: Path) -> None:
+        tf.saved_model.save(module, str(folder), signatures={
+            "serving_default": module.serve, "tag_with_confidence": module.serve_with_confidence})
+        with conll.atomic_write(folder / "assets.extra" / "etagger.json") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+
+    return conll.atomic_folder(save, out)

@@ -149,23 +149,3 @@ def test_small_checkpoint_without_pooler_and_with_prefix(tmp_path):
     for got, want in zip([out["embedding_output"], *out["encoder_outputs"]], reference):
         assert np.abs(got.numpy() - want).max() < TOL
     np.testing.assert_array_equal(out["pooled_output"].numpy(), out["sequence_output"].numpy()[:, 0])
-
-
-def test_save_atomically_keeps_the_old_folder_on_failure(tmp_path):
-    target = tmp_path / "encoder"
-
-    def write(text):
-        return lambda folder: (folder / "saved_model.pb").write_text(text)
-
-    bert._save_atomically(write("one"), target)
-    bert._save_atomically(write("two"), target)
-    assert (target / "saved_model.pb").read_text() == "two"
-
-    def fail(folder):
-        (folder / "saved_model.pb").write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        bert._save_atomically(fail, target)
-    assert (target / "saved_model.pb").read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["encoder"]  # no staging folders left behind

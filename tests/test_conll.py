@@ -283,3 +283,23 @@ def test_error_survives_beam_style_reraise_and_pickle():
     assert (again.path, again.line) == ("/data/train.txt", 12)
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.path, copy.line, str(copy)) == (error.path, error.line, str(error))
+
+
+def test_atomic_folder_keeps_the_old_folder_on_failure(tmp_path):
+    target = tmp_path / "encoder"
+
+    def write(text):
+        return lambda folder: (folder / "saved_model.pb").write_text(text)
+
+    conll.atomic_folder(write("one"), target)
+    conll.atomic_folder(write("two"), target)
+    assert (target / "saved_model.pb").read_text() == "two"
+
+    def fail(folder):
+        (folder / "saved_model.pb").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        conll.atomic_folder(fail, target)
+    assert (target / "saved_model.pb").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["encoder"]  # no staging folders left behind

@@ -6,8 +6,8 @@ SavedModel share one definition (no train/serve skew):
 1. each real word is wordpiece-tokenized on its own with tensorflow_text.BertTokenizer (the
    encoder's vocabulary; lower-casing as the checkpoint says), so a word never merges with
    its neighbours; a word that gives no piece at all (a control or format character, a lone
-   combining accent) becomes [UNK], so every word owns at least one piece (as
-   ``etagger.bert.word_alignment`` does). ``WordPieces`` is that step; ``cli.py preprocess
+   combining accent) becomes [UNK], so every word owns at least one piece
+   (``etagger.bert.word_pieces``). ``WordPieces`` is that step; ``cli.py preprocess
    --bert-handle`` runs the same one and stores the pieces, which training then reads
    instead of tokenizing again;
 2. per sentence the pieces are packed ``[CLS] pieces... [SEP]`` and cut to ``max_pieces``
@@ -42,18 +42,22 @@ import tensorflow_hub as hub
 import tensorflow_text as text
 import tf_keras as keras
 
+from etagger.bert import read_vocab, word_pieces
+
 POOLINGS = ("first", "mean")
 
 
-def resolve_handle(handle: str | os.PathLike) -> Path:
-    """The absolute encoder SavedModel folder of ``handle`` (relative: against the current
-    working directory). ``OUT`` of ``etagger.bert.convert`` resolves to ``OUT/encoder``."""
+def resolve_handle(handle: str | os.PathLike, inner: str = "encoder", field: str = "bert_handle",
+                   maker: str = "convert-bert --out DIR") -> Path:
+    """The absolute SavedModel folder of ``handle`` (relative: against the current working
+    directory): ``handle`` itself, or ``handle/inner`` when that is where the SavedModel is
+    (``OUT`` of ``cli.py convert-bert`` resolves to ``OUT/encoder``, of ``cli.py
+    pretrain-bilm`` to ``OUT/module``). ``field`` and ``maker`` word the error."""
     path = Path(os.path.abspath(os.path.expanduser(str(handle))))
-    if not (path / "saved_model.pb").exists() and (path / "encoder" / "saved_model.pb").exists():
-        path = path / "encoder"
+    if not (path / "saved_model.pb").exists() and (path / inner / "saved_model.pb").exists():
+        path = path / inner
     if not (path / "saved_model.pb").exists():
-        raise FileNotFoundError(f"bert_handle {str(handle)!r}: no SavedModel at {path} "
-                                "(make one with `cli.py convert-bert --out DIR`)")
+        raise FileNotFoundError(f"{field} {str(handle)!r}: no SavedModel at {path} (make one with `cli.py {maker}`)")
     return path
 
 
@@ -69,11 +73,6 @@ def vocab_sha256(handle: str | os.PathLike) -> str:
     """SHA-256 of the encoder's vocab.txt: preprocess records it beside stored wordpieces, and
     a tagger uses those only when its own encoder has the same vocabulary."""
     return hashlib.sha256((resolve_handle(handle) / "assets" / "vocab.txt").read_bytes()).hexdigest()
-
-
-def read_vocab(path: Path) -> dict[str, int]:
-    with open(path, encoding="utf-8") as f:
-        return {line.rstrip("\n"): i for i, line in enumerate(f)}
 
 
 class WordPieces(tf.Module):
@@ -101,19 +100,13 @@ class WordPieces(tf.Module):
                                  "(no bert_config.json with do_lower_case, no do_lower_case variable)")
             lower_case = bool(encoder.do_lower_case.numpy())
         self.lower_case = lower_case
-        self.vocab_path = vocab_path
         self.vocab = read_vocab(vocab_path)
         self.unk_id = self.vocab["[UNK]"]
         # A tf.Module: its vocabulary table tracks vocab.txt as a SavedModel asset.
         self.tokenizer = text.BertTokenizer(str(vocab_path), lower_case=lower_case, token_out_type=tf.int32)
 
     def __call__(self, words):
-        pieces = self.tokenizer.tokenize(words).merge_dims(1, 2)  # [N, (pieces)]
-        empty = tf.equal(pieces.row_lengths(), 0)
-        unk = tf.RaggedTensor.from_row_lengths(
-            tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(self.unk_id, tf.int32)),
-            tf.cast(empty, tf.int64))
-        return tf.concat([pieces, unk], axis=1)
+        return word_pieces(self.tokenizer, words, self.unk_id)
 
 
 class BertWordEmbedding(keras.layers.Layer):
@@ -262,14 +255,9 @@ class ElmoWordEmbedding(keras.layers.Layer):
 
     def __init__(self, handle: str | os.PathLike, **kwargs):
         super().__init__(**kwargs)
-        path = Path(os.path.abspath(os.path.expanduser(str(handle))))
-        if not (path / "saved_model.pb").exists() and (path / "module" / "saved_model.pb").exists():
-            path = path / "module"  # the output folder of `cli.py pretrain-bilm`
-        if not (path / "saved_model.pb").exists() and not (path / "tfhub_module.pb").exists():
-            raise FileNotFoundError(f"elmo_handle {str(handle)!r}: no hub module at {path} "
-                                    "(make one with `cli.py pretrain-bilm`)")
-        self.handle = path
-        self.module = hub.KerasLayer(str(path), signature="tokens", signature_outputs_as_dict=True,
+        # TF1 Hub modules (the original ELMo ones) hold a saved_model.pb too.
+        self.handle = resolve_handle(handle, "module", "elmo_handle", "pretrain-bilm")
+        self.module = hub.KerasLayer(str(self.handle), signature="tokens", signature_outputs_as_dict=True,
                                      trainable=False, name="elmo_module")
 
     def build(self, input_shape):
@@ -293,9 +281,6 @@ class ElmoWordEmbedding(keras.layers.Layer):
         else:
             vectors = self.gamma * tf.stop_gradient(outputs["elmo"])
         return vectors * tf.cast(mask, vectors.dtype)[..., None]
-
-    def serving_resources(self) -> list:
-        return []
 
     def get_config(self):
         config = super().get_config()
