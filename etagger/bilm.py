@@ -30,7 +30,6 @@ import collections
 import dataclasses
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -168,6 +167,15 @@ def build_vocab(words: collections.Counter, size: int) -> list[str]:
     return [BOS, EOS, UNK] + [w for w, _ in ranked]
 
 
+def sentences(data_dir: str | Path, split: str, config: BiLMConfig, heldout: bool) -> tf.data.Dataset:
+    """{"word" [T], "length" []} of the training (``heldout`` False) or held-out sentences of
+    ``split``: every ``heldout_every``-th sentence is held out."""
+    every = config.heldout_every
+    ds = tf.data.TFRecordDataset(data.shard_files(data_dir, split)).map(data.parse_fn(["word"])).enumerate()
+    ds = ds.filter(lambda i, r: tf.equal(tf.equal(i % every, every - 1), heldout))
+    return ds.map(lambda i, r: {"word": r["word"], "length": r["length"]})
+
+
 def lm_dataset(data_dir: str | Path, split: str, vocab: list[str], config: BiLMConfig, heldout: bool,
                shuffle: bool) -> tf.data.Dataset:
     """Batches {"word", "length", "next_id", "previous_id"} of the training (``heldout``
@@ -183,11 +191,7 @@ def lm_dataset(data_dir: str | Path, split: str, vocab: list[str], config: BiLMC
         record["previous_id"] = tf.concat([[bos], ids[:-1]], axis=0)
         return record
 
-    ds = tf.data.TFRecordDataset(data.shard_files(data_dir, split))
-    ds = ds.map(data.parse_fn(["word"])).enumerate()
-    every = config.heldout_every
-    ds = ds.filter(lambda i, r: tf.equal(i % every, every - 1) if heldout else tf.not_equal(i % every, every - 1))
-    ds = ds.map(lambda i, r: targets({"word": r["word"], "length": r["length"]})).cache()
+    ds = sentences(data_dir, split, config, heldout).map(targets).cache()
     if shuffle:
         ds = ds.shuffle(50000, seed=config.seed, reshuffle_each_iteration=True)
     padding = {"word": tf.constant(b""), "length": tf.constant(0), "next_id": tf.constant(0, tf.int64),
@@ -201,11 +205,10 @@ def lm_dataset(data_dir: str | Path, split: str, vocab: list[str], config: BiLMC
 
 
 def count_words(data_dir: str | Path, split: str, config: BiLMConfig) -> collections.Counter:
+    """Token counts of the training (not held-out) sentences of ``split``."""
     counts = collections.Counter()
-    ds = tf.data.TFRecordDataset(data.shard_files(data_dir, split)).map(data.parse_fn(["word"])).enumerate()
-    for i, record in ds.as_numpy_iterator():
-        if i % config.heldout_every != config.heldout_every - 1:
-            counts.update(w.decode("utf-8") for w in record["word"])
+    for record in sentences(data_dir, split, config, heldout=False).as_numpy_iterator():
+        counts.update(w.decode("utf-8") for w in record["word"])
     return counts
 
 
@@ -313,13 +316,6 @@ class ElmoModule(tf.Module):
 def export_hub_module(model: BiLM, out: str | Path) -> Path:
     """Saves ``model`` as a TF-Hub-format SavedModel with the "tokens" signature, written to
     a temporary folder and renamed into place."""
-    out = Path(out)
-    staging = out.with_name(out.name + ".tmp")
-    if staging.exists():  # left by a killed export
-        shutil.rmtree(staging)
     module = ElmoModule(model)
-    tf.saved_model.save(module, str(staging), signatures={"tokens": module.tokens})
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    return conll.atomic_folder(lambda d: tf.saved_model.save(module, str(d), signatures={"tokens": module.tokens}),
+                               out)

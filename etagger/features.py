@@ -101,13 +101,22 @@ def gazetteer_ids(words: tf.Tensor, table: tf.lookup.StaticHashTable, max_words:
     return tf.RaggedTensor.from_tensor(ids, lengths=words.row_lengths()) if ragged else ids
 
 
+def gazetteer_entries(names: Sequence[tuple[str, Sequence[str]]], config: FeatureConfig) -> list[str]:
+    """The gazetteer.txt entries of (type, words) names, their words normalised like word
+    lookups (in one TF call for all names). Names with more than ``max_gazetteer_words``
+    words are never matched, so they are left out."""
+    names = [(kind, list(words)) for kind, words in names if 0 < len(words) <= config.max_gazetteer_words]
+    if not names:
+        return []
+    flat = normalize_words(tf.constant([w for _, words in names for w in words]), config).numpy()
+    normalised = iter(w.decode("utf-8") for w in flat)
+    return [kind + "\t" + " ".join(next(normalised) for _ in words) for kind, words in names]
+
+
 def gazetteer_entry(kind: str, words: Sequence[str], config: FeatureConfig) -> str | None:
-    """The gazetteer.txt entry of a name (its words normalised like word lookups), or None
-    when it has more than ``max_gazetteer_words`` words, which are never matched."""
-    if not 0 < len(words) <= config.max_gazetteer_words:
-        return None
-    normalised = normalize_words(tf.constant(list(words)), config).numpy()
-    return kind + "\t" + " ".join(w.decode("utf-8") for w in normalised)
+    """The gazetteer.txt entry of one name, or None when it is too long to be matched."""
+    entries = gazetteer_entries([(kind, words)], config)
+    return entries[0] if entries else None
 
 
 def read_gazetteer_file(path: str | Path, config: FeatureConfig) -> list[str]:
@@ -116,7 +125,7 @@ def read_gazetteer_file(path: str | Path, config: FeatureConfig) -> list[str]:
     ConllFormatError naming the file and line."""
     from etagger.conll import ConllFormatError
 
-    entries = []
+    names = []
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as e:
@@ -127,10 +136,8 @@ def read_gazetteer_file(path: str | Path, config: FeatureConfig) -> list[str]:
         kind, tab, name = line.rstrip("\r").partition("\t")
         if not tab or not kind or kind != kind.strip() or " " in kind or not name.split():
             raise ConllFormatError(str(path), number, f"expected TYPE<TAB>name, got {line!r}")
-        entry = gazetteer_entry(kind, name.split(), config)
-        if entry is not None:
-            entries.append(entry)
-    return entries
+        names.append((kind, name.split()))
+    return gazetteer_entries(names, config)
 
 
 def read_vocab(path: str | Path) -> list[str]:

@@ -88,6 +88,7 @@ class _VocabKeys(beam.DoFn):
         for split, n in zip(split_of, char_rows):
             for _ in range(n):
                 counts[("char", next(chars).decode("utf-8"), split)] += 1
+        names = []  # the training split's entities, for a gazetteer
         for split, s in batch:
             for name in ("pos", "chunk"):
                 for value in s.columns.get(name, ()):
@@ -97,10 +98,9 @@ class _VocabKeys(beam.DoFn):
                 for value in conll.convert_tags(s.columns["tag"], scheme, self.options.tag_scheme):
                     counts[("tag", value, split)] += 1
                 if split == "train" and "train" in self.options.gazetteer:
-                    for kind, start, end in conll.chunks(s.columns["tag"]):
-                        entry = features.gazetteer_entry(kind, s.columns["word"][start:end], self.options.features)
-                        if entry is not None:
-                            counts[("gazetteer", entry, split)] += 1
+                    names += [(kind, s.columns["word"][a:b]) for kind, a, b in conll.chunks(s.columns["tag"])]
+        for entry in features.gazetteer_entries(names, self.options.features):
+            counts[("gazetteer", entry, "train")] += 1
         yield from counts.items()
 
 
