@@ -32,6 +32,9 @@ class ModelConfig:
     gazetteer_dropout: float = 0.0
     highway_layers: int = 0
     embedding_dropout: float = 0.5
+    # Training replaces this fraction of word ids by UNK, so the UNK vector is learned and
+    # the model learns to lean on characters for words GloVe and training lack.
+    word_dropout: float = 0.0
     # Encoder.
     encoder: str = "bilstm"
     lstm_units: int = 200
@@ -66,6 +69,8 @@ class ModelConfig:
             handle = getattr(self, name)
             if handle is not None and (not isinstance(handle, str) or not handle):
                 raise ValueError(f"{name} must be a non-empty path or null, not {handle!r}")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), not {self.word_dropout!r}")
         if not 0.0 <= self.gazetteer_dropout < 1.0:
             raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
         if self.bert_pooling not in ("first", "mean"):
@@ -92,6 +97,13 @@ class TrainConfig:
     clip_norm: float = 5.0
     patience: int = 5  # epochs without a better dev entity F1 before stopping
     seed: int = 42
+    # Exponential moving average of the weights (etagger.averaging), used for dev evaluation
+    # and the best checkpoint; 0 turns it off.
+    ema_decay: float = 0.0
+
+    def __post_init__(self):
+        if not (self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), not {self.ema_decay!r}")
 
 
 @dataclasses.dataclass(frozen=True)

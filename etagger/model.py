@@ -16,6 +16,7 @@ import tf_keras as keras
 
 from etagger import crf as crf_lib
 from etagger.config import ModelConfig
+from etagger.features import UNK_ID
 from etagger.layers.bilstm import BiLSTMEncoder
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.highway import Highway
@@ -37,6 +38,14 @@ def build_encoder(config: ModelConfig) -> list[keras.layers.Layer]:
         "bilstm_mha": lambda: [bilstm(), MultiHeadAttentionBlock(config.num_heads, 2 * config.lstm_units,
                                                                  dropout=dropout)],
     }[config.encoder]()
+
+
+def _drop_ids(ids: tf.Tensor, rate: float, replacement: int, mask: tf.Tensor) -> tf.Tensor:
+    """``ids`` with a ``rate`` fraction of the real (``mask``) positions set to ``replacement``."""
+    if rate <= 0:
+        return ids
+    dropped = (tf.random.uniform(tf.shape(ids)) < rate) & mask
+    return tf.where(dropped, tf.constant(replacement, ids.dtype), ids)
 
 
 class Tagger(keras.Model):
@@ -97,12 +106,13 @@ class Tagger(keras.Model):
         """Features -> tag potentials [B, T, K] (zeros at padding)."""
         word_ids = features["word_id"]
         mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
+        if training:
+            word_ids = _drop_ids(word_ids, self.config.word_dropout, UNK_ID, mask)
         parts = [self.word_embedding(word_ids), self.char_cnn(features["char_ids"], mask=mask, training=training)]
         for name, layer in self.side_embeddings.items():
             ids = features[f"{name}_id"]
-            if name == "gazetteer" and training and self.config.gazetteer_dropout > 0:
-                dropped = tf.random.uniform(tf.shape(ids)) < self.config.gazetteer_dropout
-                ids = tf.where(dropped, tf.zeros_like(ids), ids)  # id 0: no match
+            if name == "gazetteer" and training:
+                ids = _drop_ids(ids, self.config.gazetteer_dropout, 0, mask)  # id 0: no match
             parts.append(layer(ids))
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
             parts.append(self.bert(features["word"], mask=mask, pieces=features.get("wordpiece_ids"),

@@ -8,6 +8,7 @@ A model folder holds everything needed to evaluate, export and tag with it:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -19,6 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from etagger import conll, data, features, metrics
+from etagger.averaging import WeightAverage
 from etagger.config import Config
 from etagger.model import Tagger
 
@@ -145,13 +147,15 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"))
     schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
     optimizer = keras.optimizers.Adam(schedule)
+    average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
 
     epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
     best_f1 = tf.Variable(-1.0, dtype=tf.float64, name="best_f1")
     stale = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
-    last = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_f1=best_f1, stale=stale),
-        model_dir / "last", max_to_keep=1)
+    state = dict(model=model, optimizer=optimizer, epoch=epoch, best_f1=best_f1, stale=stale)
+    if average is not None:
+        state["average"] = average
+    last = tf.train.CheckpointManager(tf.train.Checkpoint(**state), model_dir / "last", max_to_keep=1)
     if last.latest_checkpoint:
         last.checkpoint.restore(last.latest_checkpoint)
         log.info("resumed from %s at epoch %d", last.latest_checkpoint, int(epoch))
@@ -167,6 +171,8 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         grads = tape.gradient(loss, model.trainable_variables)
         grads, norm = tf.clip_by_global_norm(grads, tc.clip_norm)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if average is not None:
+            average.update()
         return loss, norm
 
     started = time.time()
@@ -180,13 +186,16 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
             tokens += int(tf.reduce_sum(batch["length"]))
             bar.update(step, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
         train_seconds = time.time() - t0
-        report = score(predict(model, dev_ds, vocabs["tag"]), info["tag_scheme"], info["input_scheme"])
+        # With weight averaging, dev is scored and the best checkpoint saved with the averages.
+        with average.swapped_in() if average is not None else contextlib.nullcontext():
+            report = score(predict(model, dev_ds, vocabs["tag"]), info["tag_scheme"], info["input_scheme"])
+            improved = report.f1 > float(best_f1)
+            if improved:
+                best.write(str(model_dir / "best" / "ckpt"))
         epoch.assign_add(1)
-        improved = report.f1 > float(best_f1)
         if improved:
             best_f1.assign(report.f1)
             stale.assign(0)
-            best.write(str(model_dir / "best" / "ckpt"))
         else:
             stale.assign_add(1)
         row = {"epoch": int(epoch), "loss": float(np.mean(losses)), "dev_entity_f1": report.f1,

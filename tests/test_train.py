@@ -54,6 +54,29 @@ def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
         train(tiny_data / "data", other, model_dir, progress=False)
 
 
+def test_weight_averaging_and_word_dropout_fit_and_save_the_averages(tiny_data, tmp_path):
+    cfg = {"model": {**TINY["model"], "word_dropout": 0.05}, "train": {**TINY["train"], "ema_decay": 0.9}}
+    model_dir = tmp_path / "ema"
+    result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), model_dir, progress=False)
+    assert result["dev_entity_f1"] >= 0.95
+    # The best checkpoint holds the weights dev was scored with: the averages.
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "dev", tmp_path / "pred.txt")
+    assert summary["entity_f1"] == pytest.approx(result["dev_entity_f1"], abs=1e-6)
+
+
+def test_word_dropout_replaces_only_real_positions():
+    import tensorflow as tf
+
+    from etagger.model import _drop_ids
+
+    ids = tf.fill([200, 50], tf.constant(7, tf.int64))
+    mask = tf.sequence_mask(tf.fill([200], 30), 50)
+    dropped = _drop_ids(ids, 0.1, 1, mask).numpy()
+    assert set(dropped[:, 30:].ravel()) == {7}
+    assert 0.07 < (dropped[:, :30] == 1).mean() < 0.13
+    assert _drop_ids(ids, 0.0, 1, mask) is ids
+
+
 @pytest.mark.parametrize("encoder", ["transformer", "qrnn", "bilstm_transformer", "bilstm_mha"])
 def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
     cfg = {"model": {**TINY["model"], "encoder": encoder, "transformer_layers": 1, "num_heads": 2,
