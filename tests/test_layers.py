@@ -216,6 +216,15 @@ def test_bilstm_backward_direction_starts_at_last_real_token(rng):
     np.testing.assert_allclose(real(out, mask)[:, 4:], real(expected, mask), atol=ATOL)
 
 
+def test_bilstm_drops_out_between_layers_only(rng):
+    # The tagger drops the encoder's output itself: a second dropout here would drop it twice.
+    x, mask = CASES[2].inputs(rng, [5, 2, 3], 5)
+    single = BiLSTMEncoder(4, num_layers=1, dropout=0.9)
+    np.testing.assert_array_equal(single(x, mask=mask, training=True), single(x, mask=mask, training=False))
+    stacked = BiLSTMEncoder(4, num_layers=2, dropout=0.9)
+    assert not np.allclose(stacked(x, mask=mask, training=True), stacked(x, mask=mask, training=False))
+
+
 def test_fo_pool_matches_the_recurrence(rng):
     z, f, o = (tf.constant(rng.uniform(size=(2, 4, 3)), tf.float32) for _ in range(3))
     c = np.zeros((2, 3))

@@ -24,7 +24,8 @@ class BiLSTMEncoder(keras.layers.Layer):
     Args:
         units: LSTM units per direction.
         num_layers: number of stacked bidirectional layers.
-        dropout: dropout rate on each layer's output (training only).
+        dropout: dropout rate between stacked layers (training only). The last layer's output is
+            left to the caller: the tagger drops it once before the tag projection.
 
     Call:
         inputs: float ``[B, T, D]``.
@@ -47,9 +48,9 @@ class BiLSTMEncoder(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(dropout)
 
     def call(self, inputs, mask, training=None):
-        x = inputs
-        for rnn in self.rnns:
-            x = self.dropout(rnn(x, mask=mask, training=training), training=training)
+        x = self.rnns[0](inputs, mask=mask, training=training)
+        for rnn in self.rnns[1:]:
+            x = rnn(self.dropout(x, training=training), mask=mask, training=training)
         # Bidirectional already outputs zeros at masked steps (it forces zero_output_for_mask);
         # zeroing here keeps this layer's contract independent of that Keras internal.
         return x * tf.cast(mask, x.dtype)[..., None]
