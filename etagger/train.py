@@ -1,9 +1,10 @@
-"""Training: Adam with warm-up and exponential decay, gradient clipping, early stopping on
-dev entity F1, best checkpoint kept, TensorBoard summaries, resume from the last epoch.
+"""Training: Adam with warm-up and exponential decay, gradient clipping, optional weight
+averaging, early stopping on dev entity F1, best checkpoint kept, TensorBoard summaries,
+resume from the last epoch.
 
 A model folder holds everything needed to evaluate, export and tag with it:
   config.json  preprocess.json  vocab/  glove_filtered.npy (initial vectors, for rebuilding)
-  best/        weights of the best dev epoch          last/  checkpoint to resume from
+  best/        weights of the best dev epoch (averaged with ema_decay)   last/  checkpoint to resume from
   history.json per-epoch figures                      logs/  TensorBoard
 """
 from __future__ import annotations
