@@ -35,6 +35,10 @@ class ModelConfig:
     # Training replaces this fraction of word ids by UNK, so the UNK vector is learned and
     # the model learns to lean on characters for words GloVe and training lack.
     word_dropout: float = 0.0
+    # One dropout mask per sentence, shared by all its tokens (Gal & Ghahramani's variational
+    # dropout), for the embedding and encoder-output dropout and between BiLSTM layers;
+    # recurrent connections stay undropped so Keras keeps its fused LSTM kernel.
+    variational_dropout: bool = False
     # Encoder.
     encoder: str = "bilstm"
     lstm_units: int = 200

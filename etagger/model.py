@@ -19,6 +19,7 @@ from etagger.config import ModelConfig
 from etagger.features import UNK_ID
 from etagger.layers.bilstm import BiLSTMEncoder
 from etagger.layers.char_cnn import CharCNN
+from etagger.layers.dropout import sequence_dropout
 from etagger.layers.highway import Highway
 from etagger.layers.qrnn import BiQRNN
 from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder
@@ -27,7 +28,8 @@ from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncod
 def build_encoder(config: ModelConfig) -> list[keras.layers.Layer]:
     """The encoder layers in order, each called as layer(x, mask=mask, training=training)."""
     dropout = config.encoder_dropout
-    bilstm = lambda: BiLSTMEncoder(config.lstm_units, config.lstm_layers, dropout=dropout)
+    bilstm = lambda: BiLSTMEncoder(config.lstm_units, config.lstm_layers, dropout=dropout,
+                                   variational=config.variational_dropout)
     transformer = lambda: TransformerEncoder(config.transformer_layers, config.num_heads, config.model_dim,
                                              config.ff_dim, dropout=dropout)
     return {
@@ -95,9 +97,9 @@ class Tagger(keras.Model):
         else:
             self.elmo = None
         self.highway = Highway(config.highway_layers) if config.highway_layers else None
-        self.embedding_dropout = keras.layers.Dropout(config.embedding_dropout)
+        self.embedding_dropout = sequence_dropout(config.embedding_dropout, config.variational_dropout)
         self.encoder = build_encoder(config)
-        self.output_dropout = keras.layers.Dropout(config.encoder_dropout)
+        self.output_dropout = sequence_dropout(config.encoder_dropout, config.variational_dropout)
         self.projection = keras.layers.Dense(self.num_tags, name="tag_scores")
         allowed = crf_lib.allowed_transitions(list(tags), tag_scheme)
         self.crf = crf_lib.CRF(self.num_tags, allowed=allowed, name="crf") if config.decoder == "crf" else None

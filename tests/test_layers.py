@@ -9,6 +9,7 @@ import tf_keras as keras
 
 from etagger.layers.bilstm import BiLSTMEncoder
 from etagger.layers.char_cnn import CharCNN
+from etagger.layers.dropout import sequence_dropout
 from etagger.layers.highway import Highway
 from etagger.layers.qrnn import BiQRNN, fo_pool
 from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder, sinusoidal_positions
@@ -223,6 +224,15 @@ def test_bilstm_drops_out_between_layers_only(rng):
     np.testing.assert_array_equal(single(x, mask=mask, training=True), single(x, mask=mask, training=False))
     stacked = BiLSTMEncoder(4, num_layers=2, dropout=0.9)
     assert not np.allclose(stacked(x, mask=mask, training=True), stacked(x, mask=mask, training=False))
+
+
+def test_variational_dropout_drops_the_same_features_at_every_step():
+    x = tf.ones([3, 7, 50])
+    dropped = sequence_dropout(0.5, variational=True)(x, training=True).numpy()
+    np.testing.assert_array_equal(dropped, np.repeat(dropped[:, :1], 7, axis=1))
+    assert 0 < (dropped == 0).mean() < 1
+    per_token = sequence_dropout(0.5)(x, training=True).numpy()
+    assert not np.array_equal(per_token, np.repeat(per_token[:, :1], 7, axis=1))
 
 
 def test_fo_pool_matches_the_recurrence(rng):

@@ -54,8 +54,9 @@ def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
         train(tiny_data / "data", other, model_dir, progress=False)
 
 
-def test_weight_averaging_and_word_dropout_fit_and_save_the_averages(tiny_data, tmp_path):
-    cfg = {"model": {**TINY["model"], "word_dropout": 0.05}, "train": {**TINY["train"], "ema_decay": 0.9}}
+def test_weight_averaging_word_and_variational_dropout_fit_and_save_the_averages(tiny_data, tmp_path):
+    cfg = {"model": {**TINY["model"], "word_dropout": 0.05, "variational_dropout": True},
+           "train": {**TINY["train"], "ema_decay": 0.9}}
     model_dir = tmp_path / "ema"
     result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), model_dir, progress=False)
     assert result["dev_entity_f1"] >= 0.95

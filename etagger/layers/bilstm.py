@@ -2,6 +2,8 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from etagger.layers.dropout import sequence_dropout
+
 
 class BiLSTMEncoder(keras.layers.Layer):
     """Stacked bidirectional LSTMs; the outputs of both directions are concatenated.
@@ -26,6 +28,7 @@ class BiLSTMEncoder(keras.layers.Layer):
         num_layers: number of stacked bidirectional layers.
         dropout: dropout rate between stacked layers (training only). The last layer's output is
             left to the caller: the tagger drops it once before the tag projection.
+        variational: one dropout mask per sequence, shared by all its steps.
 
     Call:
         inputs: float ``[B, T, D]``.
@@ -36,16 +39,18 @@ class BiLSTMEncoder(keras.layers.Layer):
         float ``[B, T, 2 * units]``, zeros at padded tokens.
     """
 
-    def __init__(self, units: int, num_layers: int = 1, dropout: float = 0.0, **kwargs):
+    def __init__(self, units: int, num_layers: int = 1, dropout: float = 0.0, variational: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.num_layers = num_layers
         self.dropout_rate = dropout
+        self.variational = variational
         self.rnns = [
             keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True), name=f"bilstm_{i}")
             for i in range(num_layers)
         ]
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = sequence_dropout(dropout, variational)
 
     def call(self, inputs, mask, training=None):
         x = self.rnns[0](inputs, mask=mask, training=training)
@@ -60,5 +65,6 @@ class BiLSTMEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, num_layers=self.num_layers, dropout=self.dropout_rate)
+        config.update(units=self.units, num_layers=self.num_layers, dropout=self.dropout_rate,
+                      variational=self.variational)
         return config
