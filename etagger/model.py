@@ -31,7 +31,9 @@ def build_encoder(config: ModelConfig) -> list[keras.layers.Layer]:
     bilstm = lambda: BiLSTMEncoder(config.lstm_units, config.lstm_layers, dropout=dropout,
                                    variational=config.variational_dropout)
     transformer = lambda: TransformerEncoder(config.transformer_layers, config.num_heads, config.model_dim,
-                                             config.ff_dim, dropout=dropout)
+                                             config.ff_dim, dropout=dropout,
+                                             relative_positions=config.relative_positions,
+                                             scale_attention=config.scale_attention)
     return {
         "bilstm": lambda: [bilstm()],
         "transformer": lambda: [transformer()],

@@ -1,6 +1,6 @@
-"""Every shipped config loads, and each variant of bilstm_crf (contextual features,
-gazetteer) adds only its own model fields: the same encoder and training budget, so the
-comparisons in bench/RESULTS.md change one thing at a time."""
+"""Every shipped config loads, and each variant (of bilstm_crf: contextual features, gazetteer;
+of transformer_crf: relative positions) adds only its own model fields: the same encoder and
+training budget, so the comparisons in bench/RESULTS.md change one thing at a time."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,13 @@ import pytest
 from etagger.config import Config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# variant -> (the config it varies, the model fields it adds)
 VARIANTS = {
-    "minilm_bilstm_crf": {"bert_handle": "work/minilm-hub/encoder", "bert_trainable": False, "bert_pooling": "first",
-                          "bert_layers": 4, "bert_max_pieces": 256},
-    "elmo_bilstm_crf": {"elmo_handle": "work/bilm/wikitext2/module"},
-    "bilstm_gazetteer_crf": {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5},
+    "minilm_bilstm_crf": ("bilstm_crf", {"bert_handle": "work/minilm-hub/encoder", "bert_trainable": False, "bert_pooling": "first",
+                          "bert_layers": 4, "bert_max_pieces": 256}),
+    "elmo_bilstm_crf": ("bilstm_crf", {"elmo_handle": "work/bilm/wikitext2/module"}),
+    "bilstm_gazetteer_crf": ("bilstm_crf", {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5}),
+    "transformer_rel_crf": ("transformer_crf", {"relative_positions": 16, "scale_attention": False}),
 }
 
 
@@ -26,8 +28,9 @@ def test_config_loads(path):
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_adds_only_its_fields(name):
-    reference = json.loads((CONFIGS / "bilstm_crf.json").read_text())
+    base, added = VARIANTS[name]
+    reference = json.loads((CONFIGS / f"{base}.json").read_text())
     variant = json.loads((CONFIGS / f"{name}.json").read_text())
     assert variant["train"] == reference["train"]
-    assert {k: v for k, v in variant["model"].items() if k not in reference["model"]} == VARIANTS[name]
+    assert {k: v for k, v in variant["model"].items() if k not in reference["model"]} == added
     assert all(variant["model"][k] == v for k, v in reference["model"].items())

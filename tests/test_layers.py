@@ -12,7 +12,12 @@ from etagger.layers.char_cnn import CharCNN
 from etagger.layers.dropout import sequence_dropout
 from etagger.layers.highway import Highway
 from etagger.layers.qrnn import BiQRNN, fo_pool
-from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder, sinusoidal_positions
+from etagger.layers.transformer import (
+    MultiHeadAttentionBlock,
+    RelativeSelfAttention,
+    TransformerEncoder,
+    sinusoidal_positions,
+)
 
 DIM = 6  # feature size of float inputs
 CHARS = 5  # characters per token of CharCNN inputs
@@ -62,6 +67,8 @@ CASES = [
     Case("highway", lambda: Highway(2), DIM),
     Case("bilstm", lambda: BiLSTMEncoder(4, num_layers=2, dropout=0.1), 8),
     Case("transformer", lambda: TransformerEncoder(2, num_heads=2, model_dim=8, ff_dim=12, dropout=0.1), 8),
+    Case("transformer_relative", lambda: TransformerEncoder(2, num_heads=2, model_dim=8, ff_dim=12, dropout=0.1,
+                                                            relative_positions=2, scale_attention=False), 8),
     Case("mha_block", lambda: MultiHeadAttentionBlock(num_heads=2, model_dim=8, dropout=0.1), DIM),
     Case("qrnn", lambda: BiQRNN(4, num_layers=2, window=3, dropout=0.1, zoneout=0.1), 8),
 ]
@@ -263,3 +270,33 @@ def test_sinusoidal_positions():
     pos, i = np.arange(5)[:, None], np.arange(6)[None, :]
     angles = pos / np.power(10000.0, 2 * (i // 2) / 6)
     np.testing.assert_allclose(pe, np.where(i % 2 == 0, np.sin(angles), np.cos(angles)), atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_relative_attention_matches_a_numpy_reference(rng, scale):
+    heads, dim, k_max, time = 2, 4, 2, 6  # time > k_max + 1: offsets get clipped
+    x = rng.normal(size=(2, time, DIM)).astype(np.float32)
+    mask = np.arange(time)[None, :] < np.array([[time], [4]])
+    attention_mask = tf.constant(mask[:, :, None] & mask[:, None, :])
+    layer = RelativeSelfAttention(heads, dim, k_max, scale=scale)
+    layer(tf.constant(x), attention_mask=attention_mask)
+    for var in layer.weights:
+        var.assign(rng.normal(scale=0.5, size=var.shape))
+    out = layer(tf.constant(x), attention_mask=attention_mask).numpy()
+
+    q, k, v = (np.einsum("btd,dhk->bthk", x, p.kernel.numpy()) + p.bias.numpy()
+               for p in (layer.query, layer.key, layer.value))
+    bias = layer.relative_bias.numpy()
+    out_kernel, out_bias = layer.output_projection.kernel.numpy(), layer.output_projection.bias.numpy()
+    for b in range(2):
+        for i in range(int(mask[b].sum())):
+            heads_out = []
+            for h in range(heads):
+                keys = np.flatnonzero(mask[b])
+                logits = q[b, i, h] @ k[b, keys, h].T / (np.sqrt(dim // heads) if scale else 1.0)
+                logits += bias[np.clip(keys - i, -k_max, k_max) + k_max, h]  # offset j - i: direction-aware
+                p = np.exp(logits - logits.max())
+                p /= p.sum()
+                heads_out.append(p @ v[b, keys, h])
+            expected = out_bias + sum(o @ out_kernel[h] for h, o in enumerate(heads_out))
+            np.testing.assert_allclose(out[b, i], expected, atol=1e-4)

@@ -78,10 +78,19 @@ def test_word_dropout_replaces_only_real_positions():
     assert _drop_ids(ids, 0.0, 1, mask) is ids
 
 
-@pytest.mark.parametrize("encoder", ["transformer", "qrnn", "bilstm_transformer", "bilstm_mha"])
+ENCODERS = {
+    "transformer": {},
+    "transformer_relative": {"encoder": "transformer", "relative_positions": 4, "scale_attention": False},
+    "qrnn": {},
+    "bilstm_transformer": {},
+    "bilstm_mha": {},
+}
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
     cfg = {"model": {**TINY["model"], "encoder": encoder, "transformer_layers": 1, "num_heads": 2,
-                     "model_dim": 16, "ff_dim": 16, "qrnn_units": 8, "qrnn_layers": 1},
+                     "model_dim": 16, "ff_dim": 16, "qrnn_units": 8, "qrnn_layers": 1, **ENCODERS[encoder]},
            "train": {**TINY["train"], "epochs": 1}}
     result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), tmp_path / encoder, progress=False)
     assert result["epochs_run"] == 1
