@@ -17,7 +17,7 @@ VARIANTS = {
                           "bert_layers": 4, "bert_max_pieces": 256}),
     "elmo_bilstm_crf": ("bilstm_crf", {"elmo_handle": "work/bilm/wikitext2/module"}),
     "bilstm_gazetteer_crf": ("bilstm_crf", {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5}),
-    "transformer_rel_crf": ("transformer_crf", {"relative_positions": 16, "scale_attention": False}),
+    "transformer_rel_crf": ("transformer_crf", {"relative_positions": 16}),
 }
 
 
