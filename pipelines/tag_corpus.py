@@ -308,6 +308,11 @@ def model_load_ms(result) -> float | None:
     return round(max(v.max for v in values), 1) if values else None
 
 
+def _rates(sentences_per_second: float, tokens_per_second: float) -> str:
+    # Three significant figures below 100/s, so a tiny input's 0.4 sentences/s does not print as 0.
+    return ", ".join(f"{r:,.0f}" if r >= 100 else f"{r:.3g}" for r in (sentences_per_second, tokens_per_second))
+
+
 def format_table(timing: dict) -> str:
     """The timing figures as an aligned two-column table."""
     s, b = timing["sentence_latency"], timing["batch_latency"]
@@ -320,9 +325,9 @@ def format_table(timing: dict) -> str:
         ("batches (mean sentences)", f"{timing['batches']} ({timing['mean_batch_sentences']})"),
         ("batch latency mean/p50/p95/p99", "/".join(f"{b.get(k, 0):.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
         ("sentence latency mean/p50/p95/p99", "/".join(f"{s.get(k, 0):.3f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
-        ("inference sentences/s, tokens/s", f"{timing['inference_sentences_per_second']:,.0f}, {timing['inference_tokens_per_second']:,.0f}"),
+        ("inference sentences/s, tokens/s", _rates(timing["inference_sentences_per_second"], timing["inference_tokens_per_second"])),
         ("wall time", f"{timing['wall_seconds']:.2f} s"),
-        ("end-to-end sentences/s, tokens/s", f"{timing['sentences_per_second']:,.0f}, {timing['tokens_per_second']:,.0f}"),
+        ("end-to-end sentences/s, tokens/s", _rates(timing["sentences_per_second"], timing["tokens_per_second"])),
         ("skipped or bad records", ", ".join(f"{k} {v}" for k, v in timing["bad_records"].items()) or "none"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -153,6 +153,8 @@ def test_timing_json_and_table(tmp_path):
     assert set(timing["sentence_latency"]) == {"mean_ms", "p50_ms", "p95_ms", "p99_ms"}
     table = tag_corpus.format_table(timing)
     assert "sentence latency" in table and "tokens/s" in table
+    slow = {**timing, "sentences_per_second": 0.391, "tokens_per_second": 7.04}
+    assert "  0.391, 7.04\n" in tag_corpus.format_table(slow)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
 
 
