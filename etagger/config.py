@@ -49,7 +49,8 @@ class ModelConfig:
     ff_dim: int = 256
     # 0: absolute sinusoidal positions and Keras attention; K > 0: a learned attention bias per
     # head and relative offset in [-K, K], no absolute positions (TENER-style, see
-    # etagger.layers.transformer.RelativeSelfAttention). Unscaled attention needs K > 0.
+    # etagger.layers.transformer.RelativeSelfAttention). Unscaled attention needs K > 0
+    # (TransformerEncoder checks both when the model is built).
     relative_positions: int = 0
     scale_attention: bool = True
     qrnn_units: int = 200
@@ -78,8 +79,6 @@ class ModelConfig:
             handle = getattr(self, name)
             if handle is not None and (not isinstance(handle, str) or not handle):
                 raise ValueError(f"{name} must be a non-empty path or null, not {handle!r}")
-        if self.relative_positions < 0 or (not self.scale_attention and not self.relative_positions):
-            raise ValueError("relative_positions must be >= 0, and scale_attention=false needs it > 0")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), not {self.word_dropout!r}")
         if not 0.0 <= self.gazetteer_dropout < 1.0:

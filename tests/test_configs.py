@@ -13,8 +13,8 @@ from etagger.config import Config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # variant -> (the config it varies, the model fields it adds)
 VARIANTS = {
-    "minilm_bilstm_crf": ("bilstm_crf", {"bert_handle": "work/minilm-hub/encoder", "bert_trainable": False, "bert_pooling": "first",
-                          "bert_layers": 4, "bert_max_pieces": 256}),
+    "minilm_bilstm_crf": ("bilstm_crf", {"bert_handle": "work/minilm-hub/encoder", "bert_trainable": False,
+                                         "bert_pooling": "first", "bert_layers": 4, "bert_max_pieces": 256}),
     "elmo_bilstm_crf": ("bilstm_crf", {"elmo_handle": "work/bilm/wikitext2/module"}),
     "bilstm_gazetteer_crf": ("bilstm_crf", {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5}),
     "transformer_rel_crf": ("transformer_crf", {"relative_positions": 16}),

@@ -272,6 +272,13 @@ def test_sinusoidal_positions():
     np.testing.assert_allclose(pe, np.where(i % 2 == 0, np.sin(angles), np.cos(angles)), atol=1e-6)
 
 
+@pytest.mark.parametrize("relative_positions, scale", [(-1, True), (0, False)])
+def test_transformer_rejects_bad_position_settings(relative_positions, scale):
+    with pytest.raises(ValueError, match="relative_positions"):
+        TransformerEncoder(1, num_heads=2, model_dim=8, ff_dim=8, relative_positions=relative_positions,
+                           scale_attention=scale)
+
+
 @pytest.mark.parametrize("scale", [True, False])
 def test_relative_attention_matches_a_numpy_reference(rng, scale):
     heads, dim, k_max, time = 2, 4, 2, 6  # time > k_max + 1: offsets get clipped
@@ -289,10 +296,10 @@ def test_relative_attention_matches_a_numpy_reference(rng, scale):
     bias = layer.relative_bias.numpy()
     out_kernel, out_bias = layer.output_projection.kernel.numpy(), layer.output_projection.bias.numpy()
     for b in range(2):
-        for i in range(int(mask[b].sum())):
+        keys = np.flatnonzero(mask[b])
+        for i in keys:
             heads_out = []
             for h in range(heads):
-                keys = np.flatnonzero(mask[b])
                 logits = q[b, i, h] @ k[b, keys, h].T / (np.sqrt(dim // heads) if scale else 1.0)
                 logits += bias[np.clip(keys - i, -k_max, k_max) + k_max, h]  # offset j - i: direction-aware
                 p = np.exp(logits - logits.max())

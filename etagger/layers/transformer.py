@@ -139,8 +139,9 @@ class TransformerEncoder(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         _check_heads(model_dim, num_heads)
-        if not scale_attention and not relative_positions:
-            raise ValueError("scale_attention=False needs relative_positions > 0")
+        if relative_positions < 0 or (not scale_attention and not relative_positions):
+            raise ValueError(f"relative_positions must be >= 0, not {relative_positions}, "
+                             "and scale_attention=False needs it > 0")
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.model_dim = model_dim
