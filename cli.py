@@ -108,7 +108,7 @@ def tag_corpus(ctx: click.Context) -> None:
 def tag(model_path, spans, wikitext) -> None:
     """Tag lines from stdin, one at a time: token/tag columns (blank line after each
     sentence) or, with --spans, a JSON line of entities per input line."""
-    from etagger import outputs
+    from etagger import conll, outputs
     from etagger.conll import Sentence
     from etagger.predictor import Predictor
     from etagger.tokenize import Tokenizer
@@ -119,7 +119,9 @@ def tag(model_path, spans, wikitext) -> None:
         sentences = [Sentence(columns={"word": s.tokens}, index=k, line=line_no, source="stdin",
                               offsets=tuple(zip(s.starts, s.ends)))
                      for k, s in enumerate(tokenizer.tokenize_line(line.rstrip("\n")))]
-        tagged = predictor([s.columns for s in sentences]) if sentences else []
+        # A line is one document: a model with document context reads its sentences together.
+        packs = conll.pack_documents(sentences, predictor.document_context, len, lambda s: False)
+        tagged = [out for pack in predictor.tag_packs([[s.columns for s in p] for p in packs]) for out in pack]
         if spans:
             entities = [e for s, t in zip(sentences, tagged)
                         for e in outputs.entity_spans(s, t["tags"], t["entity_confidence"])]

@@ -39,6 +39,11 @@ class ModelConfig:
     # dropout), for the embedding and encoder-output dropout and between BiLSTM layers;
     # recurrent connections stay undropped so Keras keeps its fused LSTM kernel.
     variational_dropout: bool = False
+    # 0: the encoder reads one sentence at a time. N > 0: consecutive sentences of a document
+    # are packed into sequences of up to N tokens (etagger.conll.pack_documents) for training,
+    # evaluation and tag-corpus, so the encoder and CRF see the neighbouring sentences
+    # (a headline's context, an earlier full name); predictions are split back per sentence.
+    document_context: int = 0
     # Encoder.
     encoder: str = "bilstm"
     lstm_units: int = 200
@@ -81,6 +86,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a non-empty path or null, not {handle!r}")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), not {self.word_dropout!r}")
+        if not isinstance(self.document_context, int) or isinstance(self.document_context, bool) \
+                or self.document_context < 0:
+            raise ValueError(f"document_context must be an integer >= 0, not {self.document_context!r}")
         if not 0.0 <= self.gazetteer_dropout < 1.0:
             raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
         if self.bert_pooling not in ("first", "mean"):

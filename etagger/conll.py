@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ CONLL2003_COLUMNS = ("word", "pos", "chunk", "tag")
 WORD_TAG_COLUMNS = ("word", "tag")
 DOCSTART = "-DOCSTART-"
 SCHEMES = ("IOB1", "IOB2", "IOBES")
+T = TypeVar("T")
 
 
 class ConllFormatError(ValueError):
@@ -166,6 +167,24 @@ def read_conll(
     sentence = finish()
     if sentence is not None:
         yield sentence
+
+
+def pack_documents(sentences: Iterable[T], max_tokens: int, length: Callable[[T], int],
+                   starts_document: Callable[[T], bool]) -> list[list[T]]:
+    """Groups consecutive sentences (in file order) into packs of at most ``max_tokens``
+    tokens that never cross a document boundary (a sentence for which ``starts_document``
+    is true); a longer sentence is a pack of its own. A model with document context reads
+    each pack as one sequence, so it sees the sentences around the one it tags."""
+    packs: list[list[T]] = []
+    tokens = 0
+    for sentence in sentences:
+        n = length(sentence)
+        if not packs or starts_document(sentence) or tokens + n > max_tokens:
+            packs.append([])
+            tokens = 0
+        packs[-1].append(sentence)
+        tokens += n
+    return packs
 
 
 def format_sentence(sentence: Sentence, columns: Sequence[str] | None = None) -> str:

@@ -1,13 +1,15 @@
 """tf.data input: preprocessed TFRecord shards -> padded, length-bucketed batches."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import tensorflow as tf
 
-from etagger import schema
+from etagger import conll, records, schema
 
 # Features the model reads; "length" is derived. Strings ride along for evaluation output.
 ID_FEATURES = ("word_id", "char_ids", "shape_id", "pos_id", "chunk_id")
@@ -48,25 +50,64 @@ def _padding_values(element_spec: dict) -> dict:
             for name, spec in element_spec.items()}
 
 
+def _document_dataset(data_dir: str | Path, split: str, names: set[str], max_tokens: int) -> tf.data.Dataset:
+    """One element per pack of ``conll.pack_documents``: the requested sequence features of its
+    sentences concatenated (char_ids padded to the pack's longest word), "length" its token
+    count, "sentence_lengths" [S] and "index" the index of its first sentence."""
+    spec = schema.load_schema()["sequence"]
+    names = names & set(spec)
+    sentences = records.read_records(data_dir, split, names | {"leading", "source", "index", "length"})
+    # Records come sorted by (source, index): grouping by source gives each file's sentences in order.
+    packs = [pack for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
+             for pack in conll.pack_documents(in_file, max_tokens, lambda s: s["length"],
+                                              lambda s: conll.DOCSTART in s["leading"])]
+    sentences = [s for pack in packs for s in pack]
+    pack_lengths = [sum(s["length"] for s in pack) for pack in packs]
+    elements = {
+        "length": tf.constant(pack_lengths, tf.int32),
+        "index": tf.constant([pack[0]["index"] for pack in packs], tf.int64),
+        "sentence_lengths": tf.RaggedTensor.from_row_lengths(
+            tf.constant([s["length"] for s in sentences], tf.int32), [len(pack) for pack in packs]),
+    }
+    for name in names:
+        tokens = [token for s in sentences for token in s[name]]
+        if spec[name].get("ragged"):  # per token a list of ids: [packs, (tokens), (ids)]
+            flat = np.concatenate([np.asarray(t, np.int64) for t in tokens] + [np.zeros(0, np.int64)])
+            values = tf.RaggedTensor.from_row_lengths(flat, [len(t) for t in tokens])
+        else:
+            values = tf.constant(tokens, tf.string if spec[name]["dtype"] == "string" else tf.int64)
+        elements[name] = tf.RaggedTensor.from_row_lengths(values, pack_lengths)
+    ds = tf.data.Dataset.from_tensor_slices(elements)
+    return ds.map(lambda r: {k: v.to_tensor() if isinstance(v, tf.RaggedTensor) else v for k, v in r.items()})
+
+
 def make_dataset(data_dir: str | Path, split: str, batch_size: int, names: Iterable[str] = ID_FEATURES + ("tag_id",),
-                 shuffle: bool = False, seed: int = 0, bucket: bool = True, cache: bool = True) -> tf.data.Dataset:
+                 shuffle: bool = False, seed: int = 0, bucket: bool = True, cache: bool = True,
+                 document_context: int = 0) -> tf.data.Dataset:
     """Batches of dicts: every requested feature padded to [B, T] ([B, T, C] for char_ids),
     plus "length" [B]. Padding ids are 0 (PAD) and padding strings are "".
 
     With ``bucket`` sentences of similar length share a batch (less padding, faster steps);
     ``shuffle`` reshuffles every epoch with a fixed ``seed``. Without shuffle, batches come
     in a fixed order (by shard, then sentence index).
+
+    With ``document_context`` > 0 an element is a pack of consecutive sentences of one
+    document of at most that many tokens (``conll.pack_documents``), with "sentence_lengths"
+    [B, S] (0-padded) telling where its sentences end and "index" its first sentence's index.
     """
-    files = shard_files(data_dir, split)
-    ds = tf.data.TFRecordDataset(files, num_parallel_reads=1)
-    ds = ds.map(parse_fn(names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if document_context:
+        ds = _document_dataset(data_dir, split, set(names) | {"word_id"}, document_context)
+    else:
+        files = shard_files(data_dir, split)
+        ds = tf.data.TFRecordDataset(files, num_parallel_reads=1)
+        ds = ds.map(parse_fn(names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(20000, seed=seed, reshuffle_each_iteration=True)
     padding = _padding_values(ds.element_spec)
     if bucket:
-        boundaries = list(BUCKET_BOUNDARIES)
+        boundaries = list(BUCKET_BOUNDARIES) + list(range(BUCKET_BOUNDARIES[-1] + 16, document_context + 1, 16))
         ds = ds.bucket_by_sequence_length(
             lambda r: r["length"], bucket_boundaries=boundaries,
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),

@@ -23,7 +23,8 @@ def evaluate_split(model_dir: str | Path, data_dir: str | Path, split: str, pred
     """(JSON-ready summary, conlleval-format report text) for ``split`` of ``data_dir``."""
     model, config, vocabs, info = load_model(model_dir, weights)
     names = input_names(config, data.load_preprocess_info(data_dir)) + ("word", "pos", "chunk", "tag", "index")
-    dataset = data.make_dataset(data_dir, split, 64, names, bucket=False, cache=False)
+    dataset = data.make_dataset(data_dir, split, 64, names, bucket=False, cache=False,
+                                document_context=config.model.document_context)
     rows = sorted(predict(model, dataset, vocabs["tag"]), key=lambda r: r["index"])
     report = score(rows, info["tag_scheme"], info["input_scheme"])
     if pred_out:

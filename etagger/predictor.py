@@ -62,3 +62,24 @@ class Predictor:
                 out["entity_confidence"] = result["entity_confidence"][i, :n].tolist()
             outs.append(out)
         return outs
+
+    @property
+    def document_context(self) -> int:
+        """Tokens of neighbouring sentences the model was trained to read together (0: none)."""
+        return self.meta["config"]["model"].get("document_context", 0)
+
+    def tag_packs(self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]) -> list[list[dict]]:
+        """Tags packs of consecutive sentences (``conll.pack_documents``), each read as one
+        sequence; returns per pack the output dicts of its sentences, as ``__call__`` does."""
+        if not packs:
+            return []
+        joined = [{name: [token for s in pack for token in s[name]] for name in pack[0]} for pack in packs]
+        results = []
+        for pack, out in zip(packs, self(joined)):
+            parts, start = [], 0
+            for sentence in pack:
+                end = start + len(sentence["word"])
+                parts.append({key: values[start:end] for key, values in out.items()})
+                start = end
+            results.append(parts)
+        return results

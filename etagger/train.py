@@ -112,8 +112,24 @@ def predict(model: Tagger, dataset: tf.data.Dataset, tags: list[str]) -> list[di
                 if k in batch:
                     value = batch[k][i].numpy()
                     row[k] = value.decode("utf-8") if isinstance(value, bytes) else int(value)
-            out.append(row)
+            if "sentence_lengths" in batch:  # a pack of document sentences: split it back
+                out.extend(_unpack(row, batch["sentence_lengths"][i].numpy()))
+            else:
+                out.append(row)
     return out
+
+
+def _unpack(row: dict, sentence_lengths) -> list[dict]:
+    """The rows of the sentences of a document pack (``conll.pack_documents``), numbered on
+    from the pack's first "index"."""
+    rows, start = [], 0
+    for k, n in enumerate(int(n) for n in sentence_lengths if n):
+        sentence = {key: value[start:start + n] for key, value in row.items() if isinstance(value, list)}
+        if "index" in row:
+            sentence["index"] = row["index"] + k
+        rows.append(sentence)
+        start += n
+    return rows
 
 
 def score(rows: list[dict], train_scheme: str, input_scheme: str) -> metrics.Report:
@@ -144,8 +160,10 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     info = data.load_preprocess_info(data_dir)
     model = build_model(config, vocabs, info, np.load(data_dir / "glove_filtered.npy"))
     names = input_names(config, info)
-    train_ds = data.make_dataset(data_dir, "train", tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed)
-    dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"))
+    context = config.model.document_context
+    train_ds = data.make_dataset(data_dir, "train", tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed,
+                                 document_context=context)
+    dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"), document_context=context)
     schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
     optimizer = keras.optimizers.Adam(schedule)
     average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None

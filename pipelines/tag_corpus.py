@@ -4,10 +4,11 @@
         [--format conll|jsonl|parquet] [--input-format auto|conll|raw] [--runner DirectRunner] ...
 
 Input files are CoNLL column files (gold tags optional) or raw text, one document or
-sentence per line (sentence split and tokenized as in preprocessing). Sentences are
-batched by length (BatchElements' length buckets), tagged by the model's own graph (token
-strings in, tags out) and written, per input file, to ``DIR/<file name>.<format>`` in input
-order, atomically. ``DIR/timing.json`` holds model load time, per-batch and per-sentence
+sentence per line (sentence split and tokenized as in preprocessing). Sentences (for a
+model trained with document context: packs of consecutive sentences, ``PackDocuments``)
+are batched by length (BatchElements' length buckets), tagged by the model's own graph
+(token strings in, tags out) and written, per input file, to ``DIR/<file name>.<format>``
+in input order, atomically. ``DIR/timing.json`` holds model load time, per-batch and per-sentence
 latency, throughput and the pipeline's counters (sentences, tokens, skipped records).
 """
 from __future__ import annotations
@@ -52,9 +53,10 @@ class TagOptions:
     lenient: bool = False  # skip (and count) malformed records instead of failing
     max_tokens: int = 1000  # raw text: longer sentences are cut (CoNLL input: no limit)
     wikitext: bool = False  # raw text in wikitext-2/-103 style
-    max_batch_sentences: int = 64  # per model call
+    max_batch_sentences: int = 64  # per model call (packs of sentences, with document context)
     max_batch_tokens: int = 4096  # per RunInference batch (split into length-sorted model calls)
     output_scheme: str = "IOB2"  # scheme of predicted tags in CoNLL output of gold-tagged input
+    document_context: int = 0  # the model's: tokens of neighbouring sentences read together
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -63,10 +65,11 @@ class TagOptions:
 
 # ----------------------------------------------------------------------------- inference
 
-class TaggerModelHandler(ModelHandler[conll.Sentence, dict, Predictor]):
-    """RunInference handler for an etagger SavedModel: a batch of sentences -> one dict per
-    sentence with the sentence, its IOB2 ``tags`` (and CRF confidences when
-    ``with_confidence``), and the time and size of the model call that tagged it."""
+class TaggerModelHandler(ModelHandler[Sequence[conll.Sentence], list, Predictor]):
+    """RunInference handler for an etagger SavedModel. An element is a pack of consecutive
+    sentences the model reads as one sequence (one sentence without document context); its
+    result is one dict per sentence with the sentence, its IOB2 ``tags`` (and CRF
+    confidences when ``with_confidence``), and the time and size of the model call."""
 
     def __init__(self, model_path: str, with_confidence: bool, max_batch_sentences: int = 64,
                  max_batch_tokens: int = 4096):
@@ -78,34 +81,73 @@ class TaggerModelHandler(ModelHandler[conll.Sentence, dict, Predictor]):
         # (BatchElements' own length buckets need its stateful path, which DirectRunner
         # runs on its old bundle-based runner: no --direct_num_workers, counters lost.)
         self._batching_kwargs = dict(min_batch_size=min(512, max_batch_tokens), max_batch_size=max_batch_tokens,
-                                     element_size_fn=len)
+                                     element_size_fn=_tokens)
 
     def load_model(self) -> Predictor:
         return Predictor(self.model_path, self.with_confidence)
 
-    def run_inference(self, batch: Sequence[conll.Sentence], model: Predictor, inference_args=None) -> list[dict]:
+    def run_inference(self, batch: Sequence[Sequence[conll.Sentence]], model: Predictor,
+                      inference_args=None) -> list[list[dict]]:
         if not getattr(model, "load_reported", False):
             # Metrics updated in DoFn.setup, where loading happens, are dropped: report on first use.
             Metrics.distribution(NAMESPACE, "model_load_ms").update(int(model.load_seconds * 1000))
             model.load_reported = True
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
-        results: list[dict] = [{}] * len(batch)
+        order = sorted(range(len(batch)), key=lambda i: _tokens(batch[i]))
+        results: list[list[dict]] = [[]] * len(batch)
         for first in range(0, len(order), self.max_batch_sentences):
             chunk = order[first:first + self.max_batch_sentences]
             start = time.perf_counter()
-            tagged = model([batch[i].columns for i in chunk])
+            tagged = model.tag_packs([[s.columns for s in batch[i]] for i in chunk])
             seconds = time.perf_counter() - start
-            tokens = sum(len(batch[i]) for i in chunk)
-            for k, (i, out) in enumerate(zip(chunk, tagged)):
-                results[i] = {"sentence": batch[i], **out, "batch_seconds": seconds if k == 0 else None,
-                              "batch_size": len(chunk), "batch_tokens": tokens}
+            tokens = sum(_tokens(batch[i]) for i in chunk)
+            sentences = sum(len(batch[i]) for i in chunk)
+            for k, (i, parts) in enumerate(zip(chunk, tagged)):
+                results[i] = [{"sentence": sentence, **part, "batch_seconds": seconds if k == j == 0 else None,
+                               "batch_size": sentences, "batch_tokens": tokens}
+                              for j, (sentence, part) in enumerate(zip(batch[i], parts))]
         return results
 
-    def get_num_bytes(self, batch: Sequence[conll.Sentence]) -> int:
-        return sum(len(w) for s in batch for w in s.words)
+    def get_num_bytes(self, batch: Sequence[Sequence[conll.Sentence]]) -> int:
+        return sum(len(w) for pack in batch for s in pack for w in s.words)
 
     def share_model_across_processes(self) -> bool:
         return False
+
+
+def _tokens(pack: Sequence[conll.Sentence]) -> int:
+    return sum(len(s) for s in pack)
+
+
+class PackDocuments(beam.PTransform):
+    """conll.Sentence -> packs (tuples) of consecutive sentences of one document, at most
+    ``max_tokens`` tokens each (``conll.pack_documents``), for a model trained with
+    document context; with ``max_tokens`` 0, every sentence is a pack of its own.
+
+    Sentences are grouped by file and block of ``BLOCK_LINES`` input lines, so no worker has
+    to hold a whole large file; a pack never spans two blocks. CoNLL documents begin at
+    ``-DOCSTART-``; a raw-text file is read as one document.
+    """
+
+    BLOCK_LINES = 4096
+
+    def __init__(self, max_tokens: int):
+        super().__init__()
+        self.max_tokens = max_tokens
+
+    def expand(self, sentences):
+        if not self.max_tokens:
+            return sentences | beam.Map(lambda s: (s,))
+        max_tokens = self.max_tokens
+
+        def pack(block):
+            in_order = sorted(block, key=lambda s: s.index)
+            for found in conll.pack_documents(in_order, max_tokens, len, lambda s: s.doc_start):
+                yield tuple(found)
+
+        return (sentences
+                | beam.Map(lambda s: ((s.source, s.line // PackDocuments.BLOCK_LINES), s))
+                | beam.GroupByKey()
+                | beam.FlatMapTuple(lambda _, block: pack(block)))
 
 
 class _CountAndReport(beam.DoFn):
@@ -136,7 +178,7 @@ class _CountAndReport(beam.DoFn):
 
 
 class TagSentences(beam.PTransform):
-    """conll.Sentence -> tagged dicts (RunInference over length-bucketed batches)."""
+    """conll.Sentence -> tagged dicts (RunInference over length-bucketed batches of packs)."""
 
     def __init__(self, options: TagOptions):
         super().__init__()
@@ -147,7 +189,9 @@ class TagSentences(beam.PTransform):
                                      max_batch_sentences=self.options.max_batch_sentences,
                                      max_batch_tokens=self.options.max_batch_tokens)
         return (sentences
+                | PackDocuments(self.options.document_context)
                 | RunInference(handler, metrics_namespace=NAMESPACE)
+                | beam.FlatMap(lambda tagged_pack: tagged_pack)
                 | beam.ParDo(_CountAndReport()))
 
 
@@ -361,7 +405,8 @@ def run(argv=None) -> dict:
     meta = json.loads(Path(args.model, "assets.extra", "etagger.json").read_text())
     options = TagOptions(model=args.model, output_scheme=meta["input_scheme"], format=args.format, columns=tuple(args.columns.split(",")),
                          lenient=args.lenient, max_tokens=args.max_tokens, wikitext=args.wikitext,
-                         max_batch_sentences=args.batch_size, max_batch_tokens=args.batch_tokens)
+                         max_batch_sentences=args.batch_size, max_batch_tokens=args.batch_tokens,
+                         document_context=meta["config"]["model"].get("document_context", 0))
     paths = resolve_inputs(args.input, args.input_format, options.columns)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     for stale in [*Path(args.output).glob(".*.tmp"), *Path(args.output).glob(".latency-*.json")]:

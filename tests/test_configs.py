@@ -1,6 +1,8 @@
 """Every shipped config loads, and each variant (of bilstm_crf: contextual features, gazetteer;
-of transformer_crf: relative positions) adds only its own model fields: the same encoder and
-training budget, so the comparisons in bench/RESULTS.md change one thing at a time."""
+of transformer_crf: relative positions; of both: document context) adds only its own model
+fields (and the document-context variants their batch size and decay steps, as a pack
+holds about three sentences): the same encoder and training budget, so the comparisons in
+bench/RESULTS.md change one thing at a time."""
 from __future__ import annotations
 
 import json
@@ -11,13 +13,16 @@ import pytest
 from etagger.config import Config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# variant -> (the config it varies, the model fields it adds)
+# variant -> (the config it varies, the model fields it adds[, the training fields it changes])
+DOCUMENT_TRAINING = {"batch_size": 16, "decay_steps": 600}
 VARIANTS = {
     "minilm_bilstm_crf": ("bilstm_crf", {"bert_handle": "work/minilm-hub/encoder", "bert_trainable": False,
                                          "bert_pooling": "first", "bert_layers": 4, "bert_max_pieces": 256}),
     "elmo_bilstm_crf": ("bilstm_crf", {"elmo_handle": "work/bilm/wikitext2/module"}),
     "bilstm_gazetteer_crf": ("bilstm_crf", {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5}),
     "transformer_rel_crf": ("transformer_crf", {"relative_positions": 16}),
+    "bilstm_doc_crf": ("bilstm_crf", {"document_context": 64}, DOCUMENT_TRAINING),
+    "transformer_doc_crf": ("transformer_crf", {"document_context": 64}, DOCUMENT_TRAINING),
 }
 
 
@@ -28,9 +33,9 @@ def test_config_loads(path):
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_adds_only_its_fields(name):
-    base, added = VARIANTS[name]
+    base, added, *training = VARIANTS[name]
     reference = json.loads((CONFIGS / f"{base}.json").read_text())
     variant = json.loads((CONFIGS / f"{name}.json").read_text())
-    assert variant["train"] == reference["train"]
+    assert variant["train"] == {**reference["train"], **(training[0] if training else {})}
     assert {k: v for k, v in variant["model"].items() if k not in reference["model"]} == added
     assert all(variant["model"][k] == v for k, v in reference["model"].items())

@@ -303,3 +303,14 @@ def test_atomic_folder_keeps_the_old_folder_on_failure(tmp_path):
         conll.atomic_folder(fail, target)
     assert (target / "saved_model.pb").read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["encoder"]  # no staging folders left behind
+
+
+def test_pack_documents_keeps_order_size_and_document_boundaries():
+    # (tokens, starts a document) per sentence.
+    sentences = [(3, True), (4, False), (2, False), (9, False), (1, False), (2, True), (2, False)]
+    packs = conll.pack_documents(sentences, 8, lambda s: s[0], lambda s: s[1])
+    assert [[n for n, _ in pack] for pack in packs] == [[3, 4], [2], [9], [1], [2, 2]]
+    assert [s for pack in packs for s in pack] == sentences  # nothing lost, nothing reordered
+    # Without context every sentence is a pack of its own.
+    assert conll.pack_documents(sentences, 0, lambda s: s[0], lambda s: False) == [[s] for s in sentences]
+    assert conll.pack_documents([], 8, len, bool) == []

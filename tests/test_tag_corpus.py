@@ -267,3 +267,16 @@ def test_real_test_set_f1_equals_the_model_card(conll_dir, tmp_path):
     card = json.loads(Path(MODEL, "assets.extra", "evaluation.json").read_text())
     assert timing["sentences"] == 3453 and report.tokens == 46435
     assert round(report.f1, 6) == card["entity_f1"]  # what `cli.py evaluate` printed
+
+
+def test_pack_documents_transform_packs_each_documents_sentences_in_order(tmp_path):
+    path = tmp_path / "docs.txt"
+    write_conll_split(path, 12, seed=5, docs=3)
+    sentences = list(conll.read_conll(path))
+    expected = [tuple(s.index for s in pack)
+                for pack in conll.pack_documents(sentences, 20, len, lambda s: s.doc_start)]
+    assert max(map(len, expected)) > 1 and len(expected) < len(sentences)
+    with TestPipeline() as p:
+        packs = (p | beam.Create(sentences) | tag_corpus.PackDocuments(20)
+                 | beam.Map(lambda pack: tuple(s.index for s in pack)))
+        assert_that(packs, equal_to(expected))

@@ -96,6 +96,42 @@ def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
     assert result["epochs_run"] == 1
 
 
+def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
+    from etagger import conll, data
+
+    dataset = data.make_dataset(tiny_data / "data", "train", 64, ("word",), bucket=False, document_context=16)
+    words, pack_sizes = [], []
+    for batch in dataset:
+        for row, lengths in zip(batch["word"].numpy(), batch["sentence_lengths"].numpy()):
+            start = 0
+            for n in lengths[lengths > 0]:
+                words.append(tuple(w.decode() for w in row[start:start + n]))
+                start += n
+            pack_sizes.append(int((lengths > 0).sum()))
+    sentences = list(conll.read_conll(tiny_data / "conll" / "train.txt"))
+    assert words == [s.words for s in sentences]
+    assert max(pack_sizes) > 1
+    # The second document starts a pack (the fixture has two documents of 20 sentences).
+    first = [sum(pack_sizes[:k]) for k in range(len(pack_sizes))]
+    assert [s.index for s in sentences if s.doc_start] == [0, 20] and 20 in first
+
+
+def test_document_context_model_tags_alike_in_evaluation_export_and_tag_corpus(tiny_data, tmp_path):
+    from etagger.export import export
+    from pipelines import tag_corpus
+
+    cfg = {"model": {**TINY["model"], "document_context": 16}, "train": {**TINY["train"], "batch_size": 4}}
+    model_dir = tmp_path / "doc"
+    result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), model_dir, progress=False)
+    assert result["dev_entity_f1"] >= 0.95
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
+    assert summary["sentences"] == 10 and summary["entity_f1"] >= 0.95
+    saved = export(model_dir, tmp_path / "saved")
+    tag_corpus.run(["--model", str(saved), "--input", str(tiny_data / "conll" / "test.txt"),
+                    "--output", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "test.txt.conll").read_bytes() == (tmp_path / "pred.txt").read_bytes()
+
+
 def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the Viterbi op)
