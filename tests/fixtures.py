@@ -9,6 +9,10 @@ PLACES = ["Paris", "New York", "Berlin", "Lisbon", "Tokyo"]
 ORGS = ["Reuters", "European Union", "Acme Corp", "UN"]
 VERBS = ["visited", "left", "praised", "met officials in", "spoke about"]
 TAG_COLUMNS = {"PER": ("NNP", "I-NP"), "LOC": ("NNP", "I-NP"), "ORG": ("NNP", "I-NP")}
+# A tiny BiLSTM-CRF config that fits the fixture in 12 epochs (tests/test_train.py).
+TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
+                  "use_pos": True, "embedding_dropout": 0.1, "encoder_dropout": 0.1},
+        "train": {"batch_size": 8, "epochs": 12, "learning_rate": 0.01, "warmup_steps": 5, "patience": 12}}
 
 
 def sentence(rng: random.Random) -> list[tuple[str, str, str, str]]:

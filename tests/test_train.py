@@ -7,11 +7,7 @@ import pytest
 from etagger import config as config_lib
 from etagger.evaluate import evaluate_split
 from etagger.train import train
-from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll
-
-TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
-                  "use_pos": True, "embedding_dropout": 0.1, "encoder_dropout": 0.1},
-        "train": {"batch_size": 8, "epochs": 12, "learning_rate": 0.01, "warmup_steps": 5, "patience": 12}}
+from tests.fixtures import TINY, predicted_tags, preprocess_tiny, serve_conll
 
 
 @pytest.fixture(scope="module")
@@ -54,28 +50,6 @@ def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
         train(tiny_data / "data", other, model_dir, progress=False)
 
 
-def test_averaging_dropouts_and_document_context_fit_and_tag_alike_everywhere(tiny_data, tmp_path):
-    """Weight averaging, word and variational dropout and document context in one model:
-    it fits; evaluation scores the averages that dev was scored with, on packs split back
-    into sentences; and tag-corpus, which packs the same way, writes the same file."""
-    from etagger.export import export
-    from pipelines import tag_corpus
-
-    cfg = {"model": {**TINY["model"], "word_dropout": 0.05, "variational_dropout": True, "document_context": 16},
-           "train": {**TINY["train"], "batch_size": 4, "ema_decay": 0.9}}
-    model_dir = tmp_path / "ema"
-    result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), model_dir, progress=False)
-    assert result["dev_entity_f1"] >= 0.95
-    # The best checkpoint holds the weights dev was scored with: the averages.
-    summary, _ = evaluate_split(model_dir, tiny_data / "data", "dev", tmp_path / "dev.txt")
-    assert summary["entity_f1"] == pytest.approx(result["dev_entity_f1"], abs=1e-6)
-    summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
-    assert summary["sentences"] == 10
-    tag_corpus.run(["--model", str(export(model_dir, tmp_path / "saved")),
-                    "--input", str(tiny_data / "conll" / "test.txt"), "--output", str(tmp_path / "out")])
-    assert (tmp_path / "out" / "test.txt.conll").read_bytes() == (tmp_path / "pred.txt").read_bytes()
-
-
 def test_word_dropout_replaces_only_real_positions():
     import tensorflow as tf
 
@@ -87,24 +61,6 @@ def test_word_dropout_replaces_only_real_positions():
     assert set(dropped[:, 30:].ravel()) == {7}
     assert 0.07 < (dropped[:, :30] == 1).mean() < 0.13
     assert _drop_ids(ids, 0.0, 1, mask) is ids
-
-
-ENCODERS = {
-    "transformer": {},
-    "transformer_relative": {"encoder": "transformer", "relative_positions": 4, "scale_attention": False},
-    "qrnn": {},
-    "bilstm_transformer": {},
-    "bilstm_mha": {},
-}
-
-
-@pytest.mark.parametrize("encoder", sorted(ENCODERS))
-def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
-    cfg = {"model": {**TINY["model"], "encoder": encoder, "transformer_layers": 1, "num_heads": 2,
-                     "model_dim": 16, "ff_dim": 16, "qrnn_units": 8, "qrnn_layers": 1, **ENCODERS[encoder]},
-           "train": {**TINY["train"], "epochs": 1}}
-    result = train(tiny_data / "data", config_lib.Config.from_dict(cfg), tmp_path / encoder, progress=False)
-    assert result["epochs_run"] == 1
 
 
 def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
