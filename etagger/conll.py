@@ -169,6 +169,19 @@ def read_conll(
         yield sentence
 
 
+# Packs never span two blocks of this many sentence indices, so a distributed pipeline can
+# pack each block on its own and still cut exactly where training and evaluation cut. A
+# raw-text sentence's index is line * 65536 + k, so each raw line starts a block: a line is
+# a document.
+PACK_BLOCK = 1024
+
+
+def starts_pack(index: int, leading: str) -> bool:
+    """Whether the sentence at ``index`` (after ``leading`` text) must begin a new pack:
+    at a document start (``-DOCSTART-``) and at every ``PACK_BLOCK`` boundary."""
+    return DOCSTART in leading or index % PACK_BLOCK == 0
+
+
 def pack_documents(sentences: Iterable[T], max_tokens: int, length: Callable[[T], int],
                    starts_document: Callable[[T], bool]) -> list[list[T]]:
     """Groups consecutive sentences (in file order) into packs of at most ``max_tokens``

@@ -60,7 +60,7 @@ def _document_dataset(data_dir: str | Path, split: str, names: set[str], max_tok
     # Records come sorted by (source, index): grouping by source gives each file's sentences in order.
     packs = [pack for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
              for pack in conll.pack_documents(in_file, max_tokens, lambda s: s["length"],
-                                              lambda s: conll.DOCSTART in s["leading"])]
+                                              lambda s: conll.starts_pack(s["index"], s["leading"]))]
     sentences = [s for pack in packs for s in pack]
     pack_lengths = [sum(s["length"] for s in pack) for pack in packs]
     elements = {

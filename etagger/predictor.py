@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from etagger import conll
+
 
 class Predictor:
     """Loads the SavedModel at ``path`` and tags batches of sentences with it.
@@ -70,7 +72,11 @@ class Predictor:
 
     def tag_packs(self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]) -> list[list[dict]]:
         """Tags packs of consecutive sentences (``conll.pack_documents``), each read as one
-        sequence; returns per pack the output dicts of its sentences, as ``__call__`` does."""
+        sequence; returns per pack the output dicts of its sentences, as ``__call__`` does.
+
+        An entity the model runs across a sentence boundary is cut there: each sentence's tags
+        are valid IOB2 on their own (a sentence opening inside it starts with B-), as
+        ``cli.py evaluate`` reads them. Its entity confidence stays that of the whole run."""
         if not packs:
             return []
         joined = [{name: [token for s in pack for token in s[name]] for name in pack[0]} for pack in packs]
@@ -79,7 +85,9 @@ class Predictor:
             parts, start = [], 0
             for sentence in pack:
                 end = start + len(sentence["word"])
-                parts.append({key: values[start:end] for key, values in out.items()})
+                part = {key: values[start:end] for key, values in out.items()}
+                part["tags"] = conll.from_chunks(len(part["tags"]), conll.chunks(part["tags"]), "IOB2")
+                parts.append(part)
                 start = end
             results.append(parts)
         return results

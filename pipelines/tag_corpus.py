@@ -123,12 +123,10 @@ class PackDocuments(beam.PTransform):
     ``max_tokens`` tokens each (``conll.pack_documents``), for a model trained with
     document context; with ``max_tokens`` 0, every sentence is a pack of its own.
 
-    Sentences are grouped by file and block of ``BLOCK_LINES`` input lines, so no worker has
-    to hold a whole large file; a pack never spans two blocks. CoNLL documents begin at
-    ``-DOCSTART-``; a raw-text file is read as one document.
+    Sentences are grouped by file and block of ``conll.PACK_BLOCK`` sentence indices, so no
+    worker has to hold a whole large file; packs are cut where ``conll.starts_pack`` says,
+    as in training and evaluation (CoNLL: at ``-DOCSTART-``; raw text: at each line).
     """
-
-    BLOCK_LINES = 4096
 
     def __init__(self, max_tokens: int):
         super().__init__()
@@ -141,11 +139,11 @@ class PackDocuments(beam.PTransform):
 
         def pack(block):
             in_order = sorted(block, key=lambda s: s.index)
-            for found in conll.pack_documents(in_order, max_tokens, len, lambda s: s.doc_start):
+            for found in conll.pack_documents(in_order, max_tokens, len, lambda s: conll.starts_pack(s.index, s.leading)):
                 yield tuple(found)
 
         return (sentences
-                | beam.Map(lambda s: ((s.source, s.line // PackDocuments.BLOCK_LINES), s))
+                | beam.Map(lambda s: ((s.source, s.index // conll.PACK_BLOCK), s))
                 | beam.GroupByKey()
                 | beam.FlatMapTuple(lambda _, block: pack(block)))
 

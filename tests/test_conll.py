@@ -314,3 +314,10 @@ def test_pack_documents_keeps_order_size_and_document_boundaries():
     # Without context every sentence is a pack of its own.
     assert conll.pack_documents(sentences, 0, lambda s: s[0], lambda s: False) == [[s] for s in sentences]
     assert conll.pack_documents([], 8, len, bool) == []
+
+
+def test_packs_start_at_documents_and_blocks():
+    assert conll.starts_pack(5, "-DOCSTART- -X- -X- O\n\n")
+    assert not conll.starts_pack(5, "")
+    assert conll.starts_pack(conll.PACK_BLOCK, "") and conll.starts_pack(0, "")
+    assert conll.starts_pack(7 * 65536, "")  # the first sentence of raw line 7

@@ -274,9 +274,23 @@ def test_pack_documents_transform_packs_each_documents_sentences_in_order(tmp_pa
     write_conll_split(path, 12, seed=5, docs=3)
     sentences = list(conll.read_conll(path))
     expected = [tuple(s.index for s in pack)
-                for pack in conll.pack_documents(sentences, 20, len, lambda s: s.doc_start)]
+                for pack in conll.pack_documents(sentences, 20, len, lambda s: conll.starts_pack(s.index, s.leading))]
     assert max(map(len, expected)) > 1 and len(expected) < len(sentences)
     with TestPipeline() as p:
         packs = (p | beam.Create(sentences) | tag_corpus.PackDocuments(20)
                  | beam.Map(lambda pack: tuple(s.index for s in pack)))
         assert_that(packs, equal_to(expected))
+
+
+def test_a_packs_sentences_get_tags_valid_on_their_own():
+    class TwoSentencePack(Predictor):
+        def __init__(self):  # no SavedModel: the model call is stubbed below
+            pass
+
+        def __call__(self, sentences):
+            assert sentences == [{"word": ["English", "Challenge", "Cup", "."]}]  # one sequence
+            return [{"tags": ["B-MISC", "I-MISC", "I-MISC", "O"]}]
+
+    # The model ran the entity across the sentence boundary; each sentence gets a whole entity.
+    parts = TwoSentencePack().tag_packs([[{"word": ["English", "Challenge"]}, {"word": ["Cup", "."]}]])
+    assert [p["tags"] for p in parts[0]] == [["B-MISC", "I-MISC"], ["B-MISC", "O"]]
