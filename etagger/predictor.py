@@ -86,7 +86,8 @@ class Predictor:
             for sentence in pack:
                 end = start + len(sentence["word"])
                 part = {key: values[start:end] for key, values in out.items()}
-                part["tags"] = conll.from_chunks(len(part["tags"]), conll.chunks(part["tags"]), "IOB2")
+                if len(pack) > 1:  # only a cut can leave a sentence opening inside an entity
+                    part["tags"] = conll.from_chunks(len(part["tags"]), conll.chunks(part["tags"]), "IOB2")
                 parts.append(part)
                 start = end
             results.append(parts)
