@@ -61,30 +61,36 @@ def train(data_dir, config_path, model_dir, epochs, seed, batch_size, quiet) -> 
     click.echo(json.dumps(result))
 
 
+MODELS = click.option("--model", "model_dirs", required=True, multiple=True,
+                      type=click.Path(exists=True, file_okay=False),
+                      help="a trained model folder; give it several times for their ensemble "
+                           "(models trained on the same preprocessed data)")
+
+
 @main.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@MODELS
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--split", default="test", show_default=True)
 @click.option("--pred-out", type=click.Path(dir_okay=False), help="write conlleval input: word POS chunk gold pred")
 @click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True)
-def evaluate(model_dir, data_dir, split, pred_out, weights) -> None:
+def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
     """Entity F1 (conlleval-exact), token F1 and a per-type table on a preprocessed split."""
     from etagger.evaluate import evaluate_split
 
-    summary, text = evaluate_split(model_dir, data_dir, split, pred_out, weights)
+    summary, text = evaluate_split(model_dirs, data_dir, split, pred_out, weights)
     click.echo(text, err=True, nl=False)
     click.echo(json.dumps(summary))
 
 
 @main.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@MODELS
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True)
-def export(model_dir, out, weights) -> None:
-    """Export a trained model as a SavedModel that takes token strings."""
+def export(model_dirs, out, weights) -> None:
+    """Export a trained model (or an ensemble) as a SavedModel that takes token strings."""
     from etagger.export import export as run_export
 
-    click.echo(str(run_export(model_dir, out, weights)))
+    click.echo(str(run_export(model_dirs, out, weights)))
 
 
 @main.command("tag-corpus", **BEAM_COMMAND)

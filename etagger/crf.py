@@ -208,14 +208,14 @@ class CRF(keras.layers.Layer):
         self.end_transitions = self.add_weight(name="end_transitions", shape=[num_tags], initializer="zeros")
         # tf_text's op has one extra state K acting as the start (row K) and
         # the end (column K) of every sequence; entry [K, K] is ignored.
-        self._decode_mask = None
+        self.decode_mask = None
         if self._allowed is not None:
             mask = np.ones([num_tags + 1, num_tags + 1], dtype=bool)
             mask[:num_tags, :num_tags], mask[num_tags, :num_tags], mask[:num_tags, num_tags] = self._allowed
-            self._decode_mask = mask
+            self.decode_mask = mask
 
-    def _params(self):
-        """(transitions, start, end) with scheme-forbidden entries set to DISALLOWED."""
+    def params(self):
+        """(transitions [K, K], start [K], end [K]) with scheme-forbidden entries set to DISALLOWED."""
         params = (self.transitions, self.start_transitions, self.end_transitions)
         if self._allowed is None:
             return params
@@ -224,12 +224,12 @@ class CRF(keras.layers.Layer):
     def log_likelihood(self, potentials, tags, lengths):
         """potentials [B, T, K], tags [B, T] int32, lengths [B] int32 -> [B] log p(tags)."""
         potentials = tf.cast(potentials, self.transitions.dtype)
-        return crf_log_likelihood(potentials, tags, lengths, *self._params())
+        return crf_log_likelihood(potentials, tags, lengths, *self.params())
 
     def marginals(self, potentials, lengths):
         """potentials [B, T, K], lengths [B] int32 -> [B, T, K] posterior marginals."""
         potentials = tf.cast(potentials, self.transitions.dtype)
-        return crf_marginals(potentials, lengths, *self._params())
+        return crf_marginals(potentials, lengths, *self.params())
 
     def decode(self, potentials, lengths):
         """Best allowed paths: potentials [B, T, K], lengths [B] int32 -> [B, T] int32.
@@ -239,15 +239,22 @@ class CRF(keras.layers.Layer):
         would come back as -1s, which cannot happen when some tag (e.g. 'O')
         may start, follow itself and end.
         """
-        potentials = tf.cast(potentials, tf.float32)  # the op only takes float32
-        trans, start, end = (tf.cast(p, tf.float32) for p in self._params())
-        weights = tf.concat([tf.concat([trans, end[:, None]], axis=1),
-                             tf.concat([start, [0.0]], axis=0)[None]], axis=0)
-        paths = tf_text.viterbi_constrained_sequence(
-            potentials, lengths, allowed_transitions=self._decode_mask, transition_weights=weights,
-            use_log_space=True, use_start_and_end_states=True)
-        return paths.to_tensor(default_value=0, shape=tf.shape(potentials)[:2])
+        return viterbi_decode(potentials, lengths, self.params(), self.decode_mask)
 
     def get_config(self):
         allowed = None if self._allowed is None else [a.tolist() for a in self._allowed]
         return {**super().get_config(), "num_tags": self.num_tags, "allowed": allowed}
+
+
+def viterbi_decode(potentials, lengths, params, decode_mask=None):
+    """Best paths under (transitions, start, end) ``params``: potentials [B, T, K], lengths
+    [B] int32 -> [B, T] int32, 0 at padding. ``decode_mask`` [K+1, K+1] bool hard-forbids
+    transitions (row K: the start state, column K: the end state; see `CRF`)."""
+    potentials = tf.cast(potentials, tf.float32)  # the op only takes float32
+    trans, start, end = (tf.cast(p, tf.float32) for p in params)
+    weights = tf.concat([tf.concat([trans, end[:, None]], axis=1),
+                         tf.concat([start, [0.0]], axis=0)[None]], axis=0)
+    paths = tf_text.viterbi_constrained_sequence(
+        potentials, lengths, allowed_transitions=decode_mask, transition_weights=weights,
+        use_log_space=True, use_start_and_end_states=True)
+    return paths.to_tensor(default_value=0, shape=tf.shape(potentials)[:2])

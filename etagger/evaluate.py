@@ -3,10 +3,11 @@ F1, the per-type table, and a conlleval input file of the predictions."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from etagger import conll, data, metrics, outputs
-from etagger.train import input_names, load_model, predict, score
+from etagger.ensemble import load_tagger
+from etagger.train import input_names, predict, score
 
 
 def write_predictions(path: str | Path, rows: Iterable[dict], train_scheme: str, input_scheme: str) -> None:
@@ -18,13 +19,16 @@ def write_predictions(path: str | Path, rows: Iterable[dict], train_scheme: str,
             f.write(outputs.conll_text([row[k] for k in ("word", "pos", "chunk", "tag") if k in row], pred))
 
 
-def evaluate_split(model_dir: str | Path, data_dir: str | Path, split: str, pred_out: str | None = None,
-                   weights: str = "best") -> tuple[dict, str]:
-    """(JSON-ready summary, conlleval-format report text) for ``split`` of ``data_dir``."""
-    model, config, vocabs, info = load_model(model_dir, weights)
-    names = input_names(config, data.load_preprocess_info(data_dir)) + ("word", "pos", "chunk", "tag", "index")
+def evaluate_split(model_dirs: str | Path | Sequence[str | Path], data_dir: str | Path, split: str,
+                   pred_out: str | None = None, weights: str = "best") -> tuple[dict, str]:
+    """(JSON-ready summary, conlleval-format report text) for ``split`` of ``data_dir``, by
+    one model folder or the ensemble of several (etagger.ensemble)."""
+    model, configs, vocabs, info = load_tagger(model_dirs, weights)
+    data_info = data.load_preprocess_info(data_dir)
+    names = tuple(dict.fromkeys(n for c in configs for n in input_names(c, data_info)))
+    names += ("word", "pos", "chunk", "tag", "index")
     dataset = data.make_dataset(data_dir, split, 64, names, bucket=False, cache=False,
-                                document_context=config.model.document_context)
+                                document_context=configs[0].model.document_context)
     rows = sorted(predict(model, dataset, vocabs["tag"]), key=lambda r: r["index"])
     report = score(rows, info["tag_scheme"], info["input_scheme"])
     if pred_out:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import tensorflow as tf
 
 from etagger import conll, features
-from etagger.train import load_model
+from etagger.ensemble import as_dirs, load_tagger
 
 
 def iob2_tags(tags: list[str], scheme: str) -> list[str]:
@@ -110,16 +111,21 @@ class ServingModule(tf.Module):
         return tf.where(inside, per_token, 0.0)
 
 
-def export(model_dir: str | Path, out: str | Path, weights: str = "best") -> Path:
-    """Writes the SavedModel to ``out`` atomically (staging folder, then rename)."""
-    model, config, vocabs, info = load_model(model_dir, weights)
-    extra = tuple(name for name, use in (("pos", config.model.use_pos), ("chunk", config.model.use_chunk)) if use)
+def export(model_dirs: str | Path | Sequence[str | Path], out: str | Path, weights: str = "best") -> Path:
+    """Writes the SavedModel of one model folder, or of the ensemble of several
+    (etagger.ensemble), to ``out`` atomically (staging folder, then rename)."""
+    model_dirs = as_dirs(model_dirs)
+    model, configs, vocabs, info = load_tagger(model_dirs, weights)
+    extra = tuple(name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs))
     feature_config = features.FeatureConfig(**info["features"])
     module = ServingModule(model, vocabs, feature_config, info["tag_scheme"], extra)
     module.__call__ = module.serve
-    # What a user (and tag-corpus) needs to know about the model, beside the graph.
-    meta = {"config": json.loads(config.to_json()), "preprocess": info, "inputs": ["tokens", *extra],
+    # What a user (and tag-corpus) needs to know about the model, beside the graph. An
+    # ensemble's "config" is its first member's (members share data and document context).
+    meta = {"config": json.loads(configs[0].to_json()), "preprocess": info, "inputs": ["tokens", *extra],
             "output_scheme": "IOB2", "input_scheme": info["input_scheme"]}
+    if len(configs) > 1:
+        meta["ensemble"] = [{"model_dir": str(d), "config": json.loads(c.to_json())} for d, c in zip(model_dirs, configs)]
 
     def save(folder: Path) -> None:
         tf.saved_model.save(module, str(folder), signatures={

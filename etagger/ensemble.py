@@ -1,0 +1,117 @@
+"""An ensemble of taggers trained on the same preprocessed data (e.g. the same config with
+different seeds), scored and decoded as one tagger.
+
+A member CRF gives log p_m(y | x) = score_m(y) - log Z_m(x), with score_m the sum of its tag
+potentials and transition weights along y. Averaging the members' potentials and transition
+weights gives a CRF of the same form whose best path maximises the mean of log p_m(y | x) over
+the members (log Z_m does not depend on y): the path with the highest geometric mean of the
+members' probabilities. Softmax members average their log-probabilities, the same rule per
+token. Decoding keeps the scheme constraints, so no invalid sequence is emitted.
+
+`Ensemble` has the methods of `etagger.model.Tagger` that prediction and export call, so
+``evaluate``, ``export`` and, through the export, ``tag-corpus`` take ensembles as they are.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from etagger import crf as crf_lib
+from etagger.model import Tagger
+
+
+class Ensemble(tf.Module):
+    """The mean of ``members``' tag scores. Members share the tag vocabulary and decoder."""
+
+    def __init__(self, members: Sequence[Tagger]):
+        super().__init__(name="ensemble")
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        decoders = {m.config.decoder for m in members}
+        if len(decoders) > 1 or len({m.num_tags for m in members}) > 1:
+            raise ValueError(f"ensemble members differ in decoder {sorted(decoders)} or in tag count")
+        self.members = list(members)
+        first = self.members[0].crf
+        if first is not None and any(
+                not np.array_equal(m.crf.decode_mask, first.decode_mask) for m in self.members[1:]):
+            raise ValueError("ensemble members have different tag-scheme constraints")
+
+    @property
+    def crf(self):
+        """The first member's CRF (None for softmax members): its constraints are everyone's."""
+        return self.members[0].crf
+
+    @property
+    def reads_words(self) -> bool:
+        """Whether some member reads the word strings (BERT or ELMo features)."""
+        return any(m.reads_words for m in self.members)
+
+    def serving_resources(self) -> list:
+        """Every member's serving resources (see `Tagger.serving_resources`)."""
+        return [r for m in self.members for r in m.serving_resources()]
+
+    def __call__(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Features -> the members' mean potentials [B, T, K] (softmax members: mean log-probabilities)."""
+        scores = [m(features, training=training) for m in self.members]
+        if self.crf is None:
+            scores = [tf.nn.log_softmax(s) for s in scores]
+        return tf.add_n(scores) / len(scores)
+
+    def params(self):
+        """The members' mean (transitions, start, end), scheme-forbidden entries DISALLOWED."""
+        return tuple(tf.add_n(list(p)) / len(self.members) for p in zip(*(m.crf.params() for m in self.members)))
+
+    def decode(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return self.decode_potentials(self(features), features["length"])
+
+    def decode_potentials(self, potentials: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        if self.crf is not None:
+            return crf_lib.viterbi_decode(potentials, lengths, self.params(), self.crf.decode_mask)
+        return self.members[0].decode_potentials(potentials, lengths)
+
+    def marginals(self, potentials: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        if self.crf is not None:
+            return crf_lib.crf_marginals(tf.cast(potentials, tf.float32), lengths, *self.params())
+        return tf.nn.softmax(potentials)
+
+
+def same_data(model_dirs: Sequence[str | Path]) -> None:
+    """Raises unless every model was trained on the same preprocessing (vocabularies,
+    feature definitions, tag scheme): their ids and tags must mean the same things."""
+    def fingerprint(model_dir):
+        folder = Path(model_dir)
+        vocabs = {p.name: p.read_text() for p in sorted((folder / "vocab").glob("*.txt"))}
+        info = json.loads((folder / "preprocess.json").read_text())
+        config = json.loads((folder / "config.json").read_text())
+        return (vocabs, info["features"], info["tag_scheme"], info["input_scheme"],
+                config["model"].get("document_context", 0))
+
+    first = fingerprint(model_dirs[0])
+    for other in model_dirs[1:]:
+        if fingerprint(other) != first:
+            raise ValueError(f"{other} was trained on other vocabularies, features, tag scheme or "
+                             f"document context than {model_dirs[0]}: it cannot join that ensemble")
+
+
+def as_dirs(model_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One model folder or several, as a list of folders."""
+    return [Path(model_dirs)] if isinstance(model_dirs, (str, Path)) else [Path(d) for d in model_dirs]
+
+
+def load_tagger(model_dirs: str | Path | Sequence[str | Path], weights: str = "best"):
+    """(model, member configs, vocabs, preprocess info) of one model folder, or the
+    `Ensemble` of several trained on the same data (checked by `same_data`)."""
+    from etagger.train import load_model
+
+    model_dirs = as_dirs(model_dirs)
+    if len(model_dirs) == 1:
+        model, config, vocabs, info = load_model(model_dirs[0], weights)
+        return model, [config], vocabs, info
+    same_data(model_dirs)
+    loaded = [load_model(d, weights) for d in model_dirs]
+    _, _, vocabs, info = loaded[0]
+    return Ensemble([m for m, *_ in loaded]), [c for _, c, *_ in loaded], vocabs, info
