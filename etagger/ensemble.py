@@ -13,7 +13,6 @@ token. Decoding keeps the scheme constraints, so no invalid sequence is emitted.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -35,9 +34,8 @@ class Ensemble(tf.Module):
         if len(decoders) > 1 or len({m.num_tags for m in members}) > 1:
             raise ValueError(f"ensemble members differ in decoder {sorted(decoders)} or in tag count")
         self.members = list(members)
-        first = self.members[0].crf
-        if first is not None and any(
-                not np.array_equal(m.crf.decode_mask, first.decode_mask) for m in self.members[1:]):
+        if self.crf is not None and any(
+                not np.array_equal(m.crf.decode_mask, self.crf.decode_mask) for m in self.members[1:]):
             raise ValueError("ensemble members have different tag-scheme constraints")
 
     @property
@@ -79,20 +77,16 @@ class Ensemble(tf.Module):
         return tf.nn.softmax(potentials)
 
 
-def same_data(model_dirs: Sequence[str | Path]) -> None:
-    """Raises unless every model was trained on the same preprocessing (vocabularies,
-    feature definitions, tag scheme): their ids and tags must mean the same things."""
-    def fingerprint(model_dir):
-        folder = Path(model_dir)
-        vocabs = {p.name: p.read_text() for p in sorted((folder / "vocab").glob("*.txt"))}
-        info = json.loads((folder / "preprocess.json").read_text())
-        config = json.loads((folder / "config.json").read_text())
-        return (vocabs, info["features"], info["tag_scheme"], info["input_scheme"],
-                config["model"].get("document_context", 0))
+def same_data(model_dirs: Sequence[Path], loaded: Sequence[tuple]) -> None:
+    """Raises unless every model (``loaded``: `load_model` results of ``model_dirs``) was
+    trained on the same preprocessing (vocabularies, feature definitions, tag scheme) and
+    document context: their ids and tags must mean the same things."""
+    def fingerprint(model, config, vocabs, info):
+        return (vocabs, info["features"], info["tag_scheme"], info["input_scheme"], config.model.document_context)
 
-    first = fingerprint(model_dirs[0])
-    for other in model_dirs[1:]:
-        if fingerprint(other) != first:
+    first = fingerprint(*loaded[0])
+    for other, member in zip(model_dirs[1:], loaded[1:]):
+        if fingerprint(*member) != first:
             raise ValueError(f"{other} was trained on other vocabularies, features, tag scheme or "
                              f"document context than {model_dirs[0]}: it cannot join that ensemble")
 
@@ -111,7 +105,7 @@ def load_tagger(model_dirs: str | Path | Sequence[str | Path], weights: str = "b
     if len(model_dirs) == 1:
         model, config, vocabs, info = load_model(model_dirs[0], weights)
         return model, [config], vocabs, info
-    same_data(model_dirs)
     loaded = [load_model(d, weights) for d in model_dirs]
+    same_data(model_dirs, loaded)
     _, _, vocabs, info = loaded[0]
     return Ensemble([m for m, *_ in loaded]), [c for _, c, *_ in loaded], vocabs, info
