@@ -49,14 +49,15 @@ def preprocess(ctx: click.Context) -> None:
 @click.option("--epochs", type=int, help="override train.epochs")
 @click.option("--seed", type=int, help="override train.seed")
 @click.option("--batch-size", type=int, help="override train.batch_size")
+@click.option("--train-split", help="override train.train_split: 'train+dev' fits on both; the last epoch is kept")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def train(data_dir, config_path, model_dir, epochs, seed, batch_size, quiet) -> None:
+def train(data_dir, config_path, model_dir, epochs, seed, batch_size, train_split, quiet) -> None:
     """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present."""
     from etagger.config import Config
     from etagger.train import train as run_training
 
     config = Config.load(config_path) if config_path else Config()
-    config = config.replace(epochs=epochs, seed=seed, batch_size=batch_size)
+    config = config.replace(epochs=epochs, seed=seed, batch_size=batch_size, train_split=train_split)
     result = run_training(data_dir, config, model_dir, progress=not quiet)
     click.echo(json.dumps(result))
 

@@ -118,8 +118,16 @@ class TrainConfig:
     # Exponential moving average of the weights (etagger.averaging), used for dev evaluation
     # and the best checkpoint; 0 turns it off.
     ema_decay: float = 0.0
+    # The splits to train on: "train", or "train+dev" to fit a final model on all labelled
+    # data. Dev then no longer measures generalisation, so it cannot choose the checkpoint or
+    # stop training: all epochs run and the best checkpoint holds the last epoch's weights.
+    train_split: str = "train"
 
     def __post_init__(self):
+        parts = self.train_split.split("+") if isinstance(self.train_split, str) else [None]
+        if not all(parts) or "test" in parts or len(set(parts)) != len(parts):
+            raise ValueError(f"train_split must name distinct splits other than test joined by '+' "
+                             f"(e.g. 'train' or 'train+dev'), not {self.train_split!r}")
         if not (self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), not {self.ema_decay!r}")
 

@@ -18,9 +18,13 @@ BUCKET_BOUNDARIES = (8, 12, 16, 20, 25, 30, 40, 50, 64)
 
 
 def shard_files(data_dir: str | Path, split: str) -> list[str]:
-    files = sorted(str(p) for p in Path(data_dir).glob(f"{split}-*-of-*.tfrecord"))
-    if not files:
-        raise FileNotFoundError(f"no {split} shards in {data_dir} (run `cli.py preprocess` first)")
+    """The shards of ``split``; "train+dev" (as in TFDS) names the shards of both splits."""
+    files = []
+    for part in split.split("+"):
+        found = sorted(str(p) for p in Path(data_dir).glob(f"{part}-*-of-*.tfrecord"))
+        if not found:
+            raise FileNotFoundError(f"no {part} shards in {data_dir} (run `cli.py preprocess` first)")
+        files += found
     return files
 
 
@@ -56,7 +60,9 @@ def _document_dataset(data_dir: str | Path, split: str, names: set[str], max_tok
     count, "sentence_lengths" [S] and "index" the index of its first sentence."""
     spec = schema.load_schema()["sequence"]
     names = names & set(spec)
-    sentences = records.read_records(data_dir, split, names | {"leading", "source", "index", "length"})
+    sentences = itertools.chain.from_iterable(
+        records.read_records(data_dir, part, names | {"leading", "source", "index", "length"})
+        for part in split.split("+"))
     # Records come sorted by (source, index): grouping by source gives each file's sentences in order.
     packs = [pack for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
              for pack in conll.pack_documents(in_file, max_tokens, lambda s: s["length"],

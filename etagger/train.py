@@ -4,7 +4,8 @@ resume from the last epoch.
 
 A model folder holds everything needed to evaluate, export and tag with it:
   config.json  preprocess.json  vocab/  glove_filtered.npy (initial vectors, for rebuilding)
-  best/        weights of the best dev epoch (averaged with ema_decay)   last/  checkpoint to resume from
+  best/        weights of the best dev epoch, or of the last with train_split "train+dev"
+               (averaged with ema_decay)                              last/  checkpoint to resume from
   history.json per-epoch figures                      logs/  TensorBoard
 """
 from __future__ import annotations
@@ -161,7 +162,9 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     model = build_model(config, vocabs, info, np.load(data_dir / "glove_filtered.npy"))
     names = input_names(config, info)
     context = config.model.document_context
-    train_ds = data.make_dataset(data_dir, "train", tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed,
+    # Dev chooses the checkpoint and stops training only while it is held out.
+    select_on_dev = "dev" not in tc.train_split.split("+")
+    train_ds = data.make_dataset(data_dir, tc.train_split, tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed,
                                  document_context=context)
     dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"), document_context=context)
     schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
@@ -208,7 +211,7 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         # With weight averaging, dev is scored and the best checkpoint saved with the averages.
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             report = score(predict(model, dev_ds, vocabs["tag"]), info["tag_scheme"], info["input_scheme"])
-            improved = report.f1 > float(best_f1)
+            improved = report.f1 > float(best_f1) or not select_on_dev
             if improved:
                 best.write(str(model_dir / "best" / "ckpt"))
         epoch.assign_add(1)
@@ -231,6 +234,6 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         log.info("epoch %d: %s", int(epoch), row)
         if progress:
             print(json.dumps(row), flush=True)
-    best_row = max(history, key=lambda r: r["dev_entity_f1"])
+    best_row = max(history, key=lambda r: r["dev_entity_f1"]) if select_on_dev else history[-1]
     return {"best_epoch": best_row["epoch"], "dev_entity_f1": best_row["dev_entity_f1"],
             "epochs_run": len(history)}

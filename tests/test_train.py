@@ -50,6 +50,29 @@ def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
         train(tiny_data / "data", other, model_dir, progress=False)
 
 
+def test_train_plus_dev_trains_on_both_and_keeps_the_last_epoch(tiny_data, tmp_path):
+    from etagger import data
+
+    both = data.make_dataset(tiny_data / "data", "train+dev", 64, ("word",), bucket=False)
+    assert sum(int(b["length"].shape[0]) for b in both) == 40 + 10
+    packed = data.make_dataset(tiny_data / "data", "train+dev", 64, ("word",), bucket=False, document_context=16)
+    assert sum(int((b["sentence_lengths"].numpy() > 0).sum()) for b in packed) == 40 + 10
+
+    # Dev is trained on, so it neither stops training (patience 1) nor picks the checkpoint.
+    config = config_lib.Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 3, "patience": 1}})
+    config = config.replace(train_split="train+dev")
+    result = train(tiny_data / "data", config, tmp_path / "m", progress=False)
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert result["epochs_run"] == 3 and result["best_epoch"] == 3
+    assert [row["best"] for row in history] == [True, True, True]
+
+
+@pytest.mark.parametrize("split", ["train+test", "train+train", "train+", ""])
+def test_train_split_refuses_test_and_malformed_names(split):
+    with pytest.raises(ValueError, match="train_split"):
+        config_lib.TrainConfig(train_split=split)
+
+
 def test_word_dropout_replaces_only_real_positions():
     import tensorflow as tf
 
