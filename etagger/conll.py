@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,16 @@ def pack_documents(sentences: Iterable[T], max_tokens: int, length: Callable[[T]
         packs[-1].append(sentence)
         tokens += n
     return packs
+
+
+def split_pack(columns: Mapping[str, Sequence], lengths: Iterable[int]) -> list[dict]:
+    """Cuts the per-token ``columns`` of a pack back into one dict per sentence, of
+    ``lengths`` tokens each (the inverse of joining the sentences of a pack)."""
+    parts, start = [], 0
+    for n in lengths:
+        parts.append({name: values[start:start + n] for name, values in columns.items()})
+        start += n
+    return parts
 
 
 def format_sentence(sentence: Sentence, columns: Sequence[str] | None = None) -> str:

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from etagger import conll, features
 from etagger.ensemble import as_dirs, load_tagger
+from etagger.predictor import META_PATH
 
 
 def iob2_tags(tags: list[str], scheme: str) -> list[str]:
@@ -130,7 +131,7 @@ def export(model_dirs: str | Path | Sequence[str | Path], out: str | Path, weigh
     def save(folder: Path) -> None:
         tf.saved_model.save(module, str(folder), signatures={
             "serving_default": module.serve, "tag_with_confidence": module.serve_with_confidence})
-        with conll.atomic_write(folder / "assets.extra" / "etagger.json") as f:
+        with conll.atomic_write(folder.joinpath(*META_PATH)) as f:
             json.dump(meta, f, indent=2, sort_keys=True)
 
     return conll.atomic_folder(save, out)

@@ -13,6 +13,19 @@ import numpy as np
 
 from etagger import conll
 
+# Beside an exported SavedModel's graph, `cli.py export` writes what tagging needs to know.
+META_PATH = ("assets.extra", "etagger.json")
+
+
+def read_meta(path: str | Path) -> dict:
+    """The etagger.json of the exported model at ``path``: config, preprocess info, inputs, schemes."""
+    return json.loads(Path(path, *META_PATH).read_text())
+
+
+def document_context(meta: dict) -> int:
+    """Tokens of neighbouring sentences the exported model reads together (0: none)."""
+    return meta["config"]["model"].get("document_context", 0)
+
 
 class Predictor:
     """Loads the SavedModel at ``path`` and tags batches of sentences with it.
@@ -29,7 +42,7 @@ class Predictor:
 
         start = time.perf_counter()
         self.path = str(path)
-        self.meta = json.loads(Path(path, "assets.extra", "etagger.json").read_text())
+        self.meta = read_meta(path)
         self.inputs: list[str] = self.meta["inputs"]  # "tokens", then "pos"/"chunk" if used
         self.with_confidence = with_confidence
         self.saved_model = tf.saved_model.load(self.path)
@@ -68,7 +81,7 @@ class Predictor:
     @property
     def document_context(self) -> int:
         """Tokens of neighbouring sentences the model was trained to read together (0: none)."""
-        return self.meta["config"]["model"].get("document_context", 0)
+        return document_context(self.meta)
 
     def tag_packs(self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]) -> list[list[dict]]:
         """Tags packs of consecutive sentences (``conll.pack_documents``), each read as one
@@ -82,13 +95,9 @@ class Predictor:
         joined = [{name: [token for s in pack for token in s[name]] for name in pack[0]} for pack in packs]
         results = []
         for pack, out in zip(packs, self(joined)):
-            parts, start = [], 0
-            for sentence in pack:
-                end = start + len(sentence["word"])
-                part = {key: values[start:end] for key, values in out.items()}
-                if len(pack) > 1:  # only a cut can leave a sentence opening inside an entity
+            parts = conll.split_pack(out, [len(sentence["word"]) for sentence in pack])
+            if len(pack) > 1:  # only a cut can leave a sentence opening inside an entity
+                for part in parts:
                     part["tags"] = conll.from_chunks(len(part["tags"]), conll.chunks(part["tags"]), "IOB2")
-                parts.append(part)
-                start = end
             results.append(parts)
         return results

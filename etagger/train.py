@@ -123,13 +123,11 @@ def predict(model: Tagger, dataset: tf.data.Dataset, tags: list[str]) -> list[di
 def _unpack(row: dict, sentence_lengths) -> list[dict]:
     """The rows of the sentences of a document pack (``conll.pack_documents``), numbered on
     from the pack's first "index"."""
-    rows, start = [], 0
-    for k, n in enumerate(int(n) for n in sentence_lengths if n):
-        sentence = {key: value[start:start + n] for key, value in row.items() if isinstance(value, list)}
-        if "index" in row:
+    columns = {key: value for key, value in row.items() if isinstance(value, list)}
+    rows = conll.split_pack(columns, [int(n) for n in sentence_lengths if n])
+    if "index" in row:
+        for k, sentence in enumerate(rows):
             sentence["index"] = row["index"] + k
-        rows.append(sentence)
-        start += n
     return rows
 
 

@@ -34,7 +34,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from etagger import conll, outputs
-from etagger.predictor import Predictor
+from etagger.predictor import Predictor, document_context, read_meta
 from pipelines.io import ReadConll, ReadRawText
 
 log = logging.getLogger(__name__)
@@ -400,11 +400,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
 def run(argv=None) -> dict:
     """Parses options, builds and runs the pipeline; returns (and writes) the timing figures."""
     args, beam_args = parse_args(argv)
-    meta = json.loads(Path(args.model, "assets.extra", "etagger.json").read_text())
+    meta = read_meta(args.model)
     options = TagOptions(model=args.model, output_scheme=meta["input_scheme"], format=args.format, columns=tuple(args.columns.split(",")),
                          lenient=args.lenient, max_tokens=args.max_tokens, wikitext=args.wikitext,
                          max_batch_sentences=args.batch_size, max_batch_tokens=args.batch_tokens,
-                         document_context=meta["config"]["model"].get("document_context", 0))
+                         document_context=document_context(meta))
     paths = resolve_inputs(args.input, args.input_format, options.columns)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     for stale in [*Path(args.output).glob(".*.tmp"), *Path(args.output).glob(".latency-*.json")]:
