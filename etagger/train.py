@@ -195,7 +195,8 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
             average.update()
         return loss, norm
 
-    started = time.time()
+    # elapsed_seconds runs on across resumes, so it is the run's training time in all.
+    started = time.time() - (history[-1]["elapsed_seconds"] if history else 0.0)
     while int(epoch) < tc.epochs and int(stale) < tc.patience:
         t0 = time.time()
         bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"], verbose=1 if progress else 0)
