@@ -131,6 +131,11 @@ class TrainConfig:
         if not (self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), not {self.ema_decay!r}")
 
+    @property
+    def selects_on_dev(self) -> bool:
+        """Whether dev is held out, so that it stops training and chooses the checkpoint."""
+        return "dev" not in self.train_split.split("+")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:

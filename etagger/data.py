@@ -17,17 +17,6 @@ STRING_FEATURES = ("word", "pos", "chunk", "tag")
 BUCKET_BOUNDARIES = (8, 12, 16, 20, 25, 30, 40, 50, 64)
 
 
-def shard_files(data_dir: str | Path, split: str) -> list[str]:
-    """The shards of ``split``; "train+dev" (as in TFDS) names the shards of both splits."""
-    files = []
-    for part in split.split("+"):
-        found = sorted(str(p) for p in Path(data_dir).glob(f"{part}-*-of-*.tfrecord"))
-        if not found:
-            raise FileNotFoundError(f"no {part} shards in {data_dir} (run `cli.py preprocess` first)")
-        files += found
-    return files
-
-
 def load_preprocess_info(data_dir: str | Path) -> dict:
     """OUT/preprocess.json of a preprocess run."""
     return json.loads((Path(data_dir) / "preprocess.json").read_text())
@@ -60,9 +49,7 @@ def _document_dataset(data_dir: str | Path, split: str, names: set[str], max_tok
     count, "sentence_lengths" [S] and "index" the index of its first sentence."""
     spec = schema.load_schema()["sequence"]
     names = names & set(spec)
-    sentences = itertools.chain.from_iterable(
-        records.read_records(data_dir, part, names | {"leading", "source", "index", "length"})
-        for part in split.split("+"))
+    sentences = records.read_records(data_dir, split, names | {"leading", "source", "index", "length"})
     # Records come sorted by (source, index): grouping by source gives each file's sentences in order.
     packs = [pack for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
              for pack in conll.pack_documents(in_file, max_tokens, lambda s: s["length"],
@@ -104,7 +91,7 @@ def make_dataset(data_dir: str | Path, split: str, batch_size: int, names: Itera
     if document_context:
         ds = _document_dataset(data_dir, split, set(names) | {"word_id"}, document_context)
     else:
-        files = shard_files(data_dir, split)
+        files = [str(path) for path in records.shard_paths(data_dir, split)]
         ds = tf.data.TFRecordDataset(files, num_parallel_reads=1)
         ds = ds.map(parse_fn(names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:

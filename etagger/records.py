@@ -15,10 +15,14 @@ SORT_KEYS = ("source", "index")
 
 
 def shard_paths(data_dir: str | Path, split: str) -> list[Path]:
-    """The shards of ``split``, in shard order; FileNotFoundError when there are none."""
-    paths = sorted(Path(data_dir).glob(f"{split}-*-of-*.tfrecord"))
-    if not paths:
-        raise FileNotFoundError(f"no {split} shards in {data_dir}")
+    """The shards of ``split``, in shard order; "train+dev" (as in TFDS) names the shards of
+    both splits. FileNotFoundError when a split has none."""
+    paths = []
+    for part in split.split("+"):
+        found = sorted(Path(data_dir).glob(f"{part}-*-of-*.tfrecord"))
+        if not found:
+            raise FileNotFoundError(f"no {part} shards in {data_dir} (run `cli.py preprocess` first)")
+        paths += found
     return paths
 
 

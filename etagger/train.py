@@ -160,8 +160,6 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     model = build_model(config, vocabs, info, np.load(data_dir / "glove_filtered.npy"))
     names = input_names(config, info)
     context = config.model.document_context
-    # Dev chooses the checkpoint and stops training only while it is held out.
-    select_on_dev = "dev" not in tc.train_split.split("+")
     train_ds = data.make_dataset(data_dir, tc.train_split, tc.batch_size, names + ("tag_id",), shuffle=True, seed=tc.seed,
                                  document_context=context)
     dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"), document_context=context)
@@ -210,7 +208,7 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         # With weight averaging, dev is scored and the best checkpoint saved with the averages.
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             report = score(predict(model, dev_ds, vocabs["tag"]), info["tag_scheme"], info["input_scheme"])
-            improved = report.f1 > float(best_f1) or not select_on_dev
+            improved = report.f1 > float(best_f1) or not tc.selects_on_dev
             if improved:
                 best.write(str(model_dir / "best" / "ckpt"))
         epoch.assign_add(1)
@@ -233,6 +231,6 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         log.info("epoch %d: %s", int(epoch), row)
         if progress:
             print(json.dumps(row), flush=True)
-    best_row = max(history, key=lambda r: r["dev_entity_f1"]) if select_on_dev else history[-1]
+    best_row = max(history, key=lambda r: r["dev_entity_f1"]) if tc.selects_on_dev else history[-1]
     return {"best_epoch": best_row["epoch"], "dev_entity_f1": best_row["dev_entity_f1"],
             "epochs_run": len(history)}
