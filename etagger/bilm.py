@@ -231,8 +231,7 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
     model = BiLM(config, len(vocab), name="bilm")
     optimizer = keras.optimizers.Adam(config.learning_rate)
 
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
+    def step(batch):
         with tf.GradientTape() as tape:
             loss = model.lm_loss(batch["word"], batch["length"], batch["next_id"], batch["previous_id"])
         grads = tape.gradient(loss, model.trainable_variables)
@@ -240,10 +239,16 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    @tf.function(reduce_retracing=True)
-    def heldout_loss(batch):
+    def summed_loss(batch):
         loss = model.lm_loss(batch["word"], batch["length"], batch["next_id"], batch["previous_id"], training=False)
         return loss * tf.cast(tf.reduce_sum(batch["length"]), tf.float32)
+
+    # The model's variables, then the optimizer's, before the first step: a step that creates
+    # variables is traced twice.
+    model(tf.constant([["."]]), tf.constant([1]))
+    optimizer.build(model.trainable_variables)
+    train_step = data.batch_function(step, train_ds)
+    heldout_loss = data.batch_function(summed_loss, heldout_ds)
 
     history, best = [], math.inf
     for epoch in range(1, config.epochs + 1):

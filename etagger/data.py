@@ -22,6 +22,14 @@ def load_preprocess_info(data_dir: str | Path) -> dict:
     return json.loads((Path(data_dir) / "preprocess.json").read_text())
 
 
+def batch_function(fn, dataset: tf.data.Dataset):
+    """``fn(batch)`` as a tf.function traced once for all of ``dataset``'s batches: its input
+    signature is the dataset's element_spec, whose batch and length dimensions are None.
+    (A plain tf.function traces the first batch's shapes, then again with relaxed shapes, and
+    again whenever another dimension first varies; one trace of a training step takes seconds.)"""
+    return tf.function(fn, input_signature=[dataset.element_spec])
+
+
 def parse_fn(names: Iterable[str]):
     """A function serialized record -> dict with the requested features, the ragged ones
     (char_ids, wordpiece_ids) densified to [T, C] with 0 padding, and "length" [] added."""

@@ -97,9 +97,12 @@ def build_model(config: Config, vocabs: dict, info: dict, word_vectors: np.ndarr
 def predict(model: Tagger, dataset: tf.data.Dataset, tags: list[str]) -> list[dict]:
     """Decodes every batch; returns per sentence the string columns and "pred" tags (in
     the training scheme), in dataset order."""
-    if not hasattr(model, "_decode_fn"):  # one traced function per model, not per call
-        model._decode_fn = tf.function(model.decode, reduce_retracing=True)
-    decode = model._decode_fn
+    # One traced decode per model and dataset structure, reused across calls (e.g. every epoch).
+    traced = model.__dict__.setdefault("_decode_fns", {})
+    key = repr(dataset.element_spec)
+    if key not in traced:
+        traced[key] = data.batch_function(model.decode, dataset)
+    decode = traced[key]
     out = []
     for batch in dataset:
         pred = decode(batch).numpy()
@@ -165,6 +168,8 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     dev_ds = data.make_dataset(data_dir, "dev", 64, names + ("word", "tag"), document_context=context)
     schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
     optimizer = keras.optimizers.Adam(schedule)
+    # Its slots exist before the first step: a step that creates variables is traced twice.
+    optimizer.build(model.trainable_variables)
     average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
 
     epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -182,8 +187,7 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     history_path = model_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() and last.latest_checkpoint else []
 
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
+    def step(batch):
         with tf.GradientTape() as tape:
             loss = model.loss(batch, batch["tag_id"], training=True)
         grads = tape.gradient(loss, model.trainable_variables)
@@ -192,6 +196,8 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         if average is not None:
             average.update()
         return loss, norm
+
+    train_step = data.batch_function(step, train_ds)
 
     # elapsed_seconds runs on across resumes, so it is the run's training time in all.
     started = time.time() - (history[-1]["elapsed_seconds"] if history else 0.0)
