@@ -98,6 +98,7 @@ def predict(model: Tagger, dataset: tf.data.Dataset, tags: list[str]) -> list[di
     """Decodes every batch; returns per sentence the string columns and "pred" tags (in
     the training scheme), in dataset order."""
     # One traced decode per model and dataset structure, reused across calls (e.g. every epoch).
+    # Kept in __dict__ so Keras does not wrap the dict as a tracked structure of the model.
     traced = model.__dict__.setdefault("_decode_fns", {})
     key = repr(dataset.element_spec)
     if key not in traced:
