@@ -129,3 +129,20 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
     confidence = out["entity_confidence"].numpy()
     assert ((confidence >= 0) & (confidence <= 1.0 + 1e-6)).all()
     assert (confidence[out["tags"].numpy() == b"O"] == 0).all()
+
+
+def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
+    import tensorflow as tf
+
+    from etagger import data
+
+    traces = []
+
+    def width(batch):
+        traces.append(1)  # Python runs only while tracing
+        return tf.shape(batch["char_ids"])
+
+    dataset = data.make_dataset(tiny_data / "data", "train", 4, ("word_id", "char_ids", "tag_id"), shuffle=True)
+    traced = data.batch_function(width, dataset)
+    shapes = {tuple(traced(batch).numpy()) for batch in dataset}
+    assert len(shapes) > 2 and len(traces) == 1
