@@ -146,3 +146,20 @@ def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
     traced = data.batch_function(width, dataset)
     shapes = {tuple(traced(batch).numpy()) for batch in dataset}
     assert len(shapes) > 2 and len(traces) == 1
+
+
+def test_resumed_training_continues_the_optimizer_and_the_history(tiny_data, tmp_path):
+    from etagger import data
+    from etagger.train import WarmupExponentialDecay
+
+    one = config_lib.Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
+    train(tiny_data / "data", one, tmp_path / "m", progress=False)
+    result = train(tiny_data / "data", one.replace(epochs=2), tmp_path / "m", progress=False)
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert result["epochs_run"] == 2 and [row["epoch"] for row in history] == [1, 2]
+    # The step counter came back from last/: the learning rate after epoch 2 is that of 2 epochs' steps.
+    steps = sum(1 for _ in data.make_dataset(tiny_data / "data", "train", TINY["train"]["batch_size"], ("word_id",)))
+    tc = one.train
+    schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
+    assert history[1]["learning_rate"] == pytest.approx(float(schedule(2 * steps)))
+    assert history[1]["elapsed_seconds"] >= history[0]["elapsed_seconds"]
