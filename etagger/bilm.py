@@ -36,7 +36,7 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from etagger import conll, data, records
+from etagger import conll, data
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.highway import Highway
 
@@ -171,8 +171,7 @@ def sentences(data_dir: str | Path, split: str, config: BiLMConfig, heldout: boo
     """{"word" [T], "length" []} of the training (``heldout`` False) or held-out sentences of
     ``split``: every ``heldout_every``-th sentence is held out."""
     every = config.heldout_every
-    files = [str(path) for path in records.shard_paths(data_dir, split)]
-    ds = tf.data.TFRecordDataset(files).map(data.parse_fn(["word"])).enumerate()
+    ds = data.parsed_records(data_dir, split, ["word"]).enumerate()
     ds = ds.filter(lambda i, r: tf.equal(tf.equal(i % every, every - 1), heldout))
     return ds.map(lambda i, r: {"word": r["word"], "length": r["length"]})
 

@@ -46,6 +46,14 @@ def parse_fn(names: Iterable[str]):
     return parse
 
 
+def parsed_records(data_dir: str | Path, split: str, names: Iterable[str]) -> tf.data.Dataset:
+    """The records of ``split``'s shards (``records.shard_paths``), in shard order, parsed by
+    ``parse_fn(names)``."""
+    files = [str(path) for path in records.shard_paths(data_dir, split)]
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=1)
+    return ds.map(parse_fn(names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def _padding_values(element_spec: dict) -> dict:
     return {name: tf.constant(b"" if spec.dtype == tf.string else 0, spec.dtype)
             for name, spec in element_spec.items()}
@@ -99,9 +107,7 @@ def make_dataset(data_dir: str | Path, split: str, batch_size: int, names: Itera
     if document_context:
         ds = _document_dataset(data_dir, split, set(names) | {"word_id"}, document_context)
     else:
-        files = [str(path) for path in records.shard_paths(data_dir, split)]
-        ds = tf.data.TFRecordDataset(files, num_parallel_reads=1)
-        ds = ds.map(parse_fn(names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = parsed_records(data_dir, split, names)
     if cache:
         ds = ds.cache()
     if shuffle:
