@@ -206,11 +206,11 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
         t0 = time.time()
         bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"], verbose=1 if progress else 0)
         tokens, losses = 0, []
-        for step, batch in enumerate(train_ds, start=1):
+        for i, batch in enumerate(train_ds, start=1):
             loss, _ = train_step(batch)
             losses.append(float(loss))
             tokens += int(tf.reduce_sum(batch["length"]))
-            bar.update(step, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
+            bar.update(i, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
         train_seconds = time.time() - t0
         # With weight averaging, dev is scored and the best checkpoint saved with the averages.
         with average.swapped_in() if average is not None else contextlib.nullcontext():
