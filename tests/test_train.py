@@ -5,8 +5,9 @@ import json
 import pytest
 
 from etagger import config as config_lib
+from etagger import data
 from etagger.evaluate import evaluate_split
-from etagger.train import train
+from etagger.train import WarmupExponentialDecay, train
 from tests.fixtures import TINY, predicted_tags, preprocess_tiny, serve_conll
 
 
@@ -51,8 +52,6 @@ def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
 
 
 def test_train_plus_dev_trains_on_both_and_keeps_the_last_epoch(tiny_data, tmp_path):
-    from etagger import data
-
     both = data.make_dataset(tiny_data / "data", "train+dev", 64, ("word",), bucket=False)
     assert sum(int(b["length"].shape[0]) for b in both) == 40 + 10
     packed = data.make_dataset(tiny_data / "data", "train+dev", 64, ("word",), bucket=False, document_context=16)
@@ -87,7 +86,7 @@ def test_word_dropout_replaces_only_real_positions():
 
 
 def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
-    from etagger import conll, data
+    from etagger import conll
 
     dataset = data.make_dataset(tiny_data / "data", "train", 64, ("word",), bucket=False, document_context=16)
     words, pack_sizes = [], []
@@ -134,8 +133,6 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
 def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
     import tensorflow as tf
 
-    from etagger import data
-
     traces = []
 
     def width(batch):
@@ -149,9 +146,6 @@ def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
 
 
 def test_resumed_training_continues_the_optimizer_and_the_history(tiny_data, tmp_path):
-    from etagger import data
-    from etagger.train import WarmupExponentialDecay
-
     one = config_lib.Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
     train(tiny_data / "data", one, tmp_path / "m", progress=False)
     result = train(tiny_data / "data", one.replace(epochs=2), tmp_path / "m", progress=False)
