@@ -3,10 +3,14 @@ evaluate it, resume it, and check the files a model folder must hold."""
 import json
 
 import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the Viterbi op that exported models call)
 
 from etagger import config as config_lib
-from etagger import data
+from etagger import conll, data
 from etagger.evaluate import evaluate_split
+from etagger.export import export
+from etagger.model import _drop_ids
 from etagger.train import WarmupExponentialDecay, train
 from tests.fixtures import TINY, predicted_tags, preprocess_tiny, serve_conll
 
@@ -73,10 +77,6 @@ def test_train_split_refuses_test_and_malformed_names(split):
 
 
 def test_word_dropout_replaces_only_real_positions():
-    import tensorflow as tf
-
-    from etagger.model import _drop_ids
-
     ids = tf.fill([200, 50], tf.constant(7, tf.int64))
     mask = tf.sequence_mask(tf.fill([200], 30), 50)
     dropped = _drop_ids(ids, 0.1, 1, mask).numpy()
@@ -86,8 +86,6 @@ def test_word_dropout_replaces_only_real_positions():
 
 
 def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
-    from etagger import conll
-
     dataset = data.make_dataset(tiny_data / "data", "train", 64, ("word",), bucket=False, document_context=16)
     words, pack_sizes = [], []
     for batch in dataset:
@@ -106,18 +104,12 @@ def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
 
 
 def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_path):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the Viterbi op)
-
-    from etagger.conll import read_conll
-    from etagger.export import export
-
     model_dir, _, _ = tiny_model
     saved = export(model_dir, tmp_path / "saved")
     loaded = tf.saved_model.load(str(saved))
     evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
     expected = predicted_tags(tmp_path / "pred.txt")
-    sentences = list(read_conll(tiny_data / "conll" / "test.txt"))
+    sentences = list(conll.read_conll(tiny_data / "conll" / "test.txt"))
     # Batched, padded serving gives exactly the evaluation's predictions (TINY uses POS).
     tags, out = serve_conll(loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", columns=("pos",))
     assert tags == expected
@@ -131,8 +123,6 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
 
 
 def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
-    import tensorflow as tf
-
     traces = []
 
     def width(batch):
