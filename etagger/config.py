@@ -61,6 +61,15 @@ class ModelConfig:
     qrnn_units: int = 200
     qrnn_layers: int = 2
     encoder_dropout: float = 0.5
+    # Rei (2017)'s auxiliary language-modelling objective, for encoders that start with a
+    # BiLSTM: the first BiLSTM layer's forward states predict the next word and its backward
+    # states the previous one, over the lm_vocab most frequent training words (the rest as
+    # UNK), through a tanh layer of lm_hidden units; the training loss adds lm_weight times
+    # their summed negative log-likelihood. Training only: potentials, decoding and the
+    # exported graph are unchanged. 0 turns it off.
+    lm_weight: float = 0.0
+    lm_vocab: int = 7500
+    lm_hidden: int = 50
     # Output.
     decoder: str = "crf"  # "crf" or "softmax"
     # Contextual word features (etagger.layers.contextual): a LOCAL TF-Hub BERT encoder folder
@@ -91,6 +100,12 @@ class ModelConfig:
             raise ValueError(f"document_context must be an integer >= 0, not {self.document_context!r}")
         if not 0.0 <= self.gazetteer_dropout < 1.0:
             raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
+        if not self.lm_weight >= 0.0:
+            raise ValueError(f"lm_weight must be >= 0, not {self.lm_weight!r}")
+        if self.lm_weight and not self.encoder.startswith("bilstm"):
+            raise ValueError(f"lm_weight needs an encoder that starts with a BiLSTM, not {self.encoder!r}")
+        if self.lm_weight and (self.lm_vocab < 3 or self.lm_hidden < 1):
+            raise ValueError(f"lm_vocab must be >= 3 and lm_hidden >= 1, not {self.lm_vocab!r} and {self.lm_hidden!r}")
         if self.bert_pooling not in ("first", "mean"):
             raise ValueError(f"bert_pooling must be 'first' or 'mean', not {self.bert_pooling!r}")
         if not isinstance(self.bert_layers, int) or isinstance(self.bert_layers, bool) or self.bert_layers < 1:

@@ -21,6 +21,7 @@ from etagger.layers.bilstm import BiLSTMEncoder
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.dropout import sequence_dropout
 from etagger.layers.highway import Highway
+from etagger.layers.neighbour_lm import NeighbourWordLM
 from etagger.layers.qrnn import BiQRNN
 from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder
 
@@ -102,12 +103,19 @@ class Tagger(keras.Model):
         self.embedding_dropout = sequence_dropout(config.embedding_dropout, config.variational_dropout)
         self.encoder = build_encoder(config)
         self.output_dropout = sequence_dropout(config.encoder_dropout, config.variational_dropout)
+        self.lm = (NeighbourWordLM(config.lm_vocab, config.lm_hidden, config.lstm_units, name="neighbour_lm")
+                   if config.lm_weight else None)
         self.projection = keras.layers.Dense(self.num_tags, name="tag_scores")
         allowed = crf_lib.allowed_transitions(list(tags), tag_scheme)
         self.crf = crf_lib.CRF(self.num_tags, allowed=allowed, name="crf") if config.decoder == "crf" else None
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Features -> tag potentials [B, T, K] (zeros at padding)."""
+        return self._encode(features, training)[0]
+
+    def _encode(self, features: Mapping[str, tf.Tensor], training: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(tag potentials [B, T, K], the first BiLSTM layer's states when the LM objective
+        needs them, else None)."""
         word_ids = features["word_id"]
         mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
         if training:
@@ -127,11 +135,15 @@ class Tagger(keras.Model):
         if self.highway is not None:
             x = self.highway(x, mask=mask)
         x = self.embedding_dropout(x, training=training)
-        for layer in self.encoder:
-            x = layer(x, mask=mask, training=training)
+        states = None
+        for i, layer in enumerate(self.encoder):
+            if i == 0 and self.lm is not None:
+                x, states = layer(x, mask=mask, training=training, return_first=True)
+            else:
+                x = layer(x, mask=mask, training=training)
         x = self.output_dropout(x, training=training)
         potentials = self.projection(x)
-        return tf.where(mask[..., None], potentials, tf.zeros_like(potentials))
+        return tf.where(mask[..., None], potentials, tf.zeros_like(potentials)), states
 
     @property
     def reads_words(self) -> bool:
@@ -145,15 +157,21 @@ class Tagger(keras.Model):
         return self.bert.serving_resources() if self.bert is not None else []
 
     def loss(self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True) -> tf.Tensor:
-        """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""
-        potentials = self(features, training=training)
+        """Mean negative log-likelihood per sentence (CRF) or per token (softmax), plus
+        ``lm_weight`` times the neighbour-word loss when that objective is on."""
+        potentials, states = self._encode(features, training)
         lengths = features["length"]
         tags = tf.cast(tags, tf.int32)
         if self.crf is not None:
-            return -tf.reduce_mean(self.crf.log_likelihood(potentials, tags, lengths))
-        mask = tf.sequence_mask(lengths, tf.shape(tags)[1], dtype=potentials.dtype)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tags, potentials)
-        return tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+            loss = -tf.reduce_mean(self.crf.log_likelihood(potentials, tags, lengths))
+        else:
+            mask = tf.sequence_mask(lengths, tf.shape(tags)[1], dtype=potentials.dtype)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tags, potentials)
+            loss = tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+        if self.lm is not None:
+            mask = tf.sequence_mask(lengths, tf.shape(tags)[1])
+            loss += self.config.lm_weight * self.lm(states, word_ids=features["word_id"], mask=mask)
+        return loss
 
     def decode(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Best tag ids [B, T] int32 (0 at padding); the CRF never emits a forbidden path."""

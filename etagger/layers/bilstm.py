@@ -34,9 +34,11 @@ class BiLSTMEncoder(keras.layers.Layer):
         inputs: float ``[B, T, D]``.
         mask: bool ``[B, T]``, True at real tokens (right-padded).
         training: Python bool or None.
+        return_first: also return the first layer's outputs.
 
     Returns:
-        float ``[B, T, 2 * units]``, zeros at padded tokens.
+        float ``[B, T, 2 * units]``, zeros at padded tokens; with ``return_first``, a pair of
+        that and the first layer's ``[B, T, 2 * units]`` outputs.
     """
 
     def __init__(self, units: int, num_layers: int = 1, dropout: float = 0.0, variational: bool = False,
@@ -52,13 +54,14 @@ class BiLSTMEncoder(keras.layers.Layer):
         ]
         self.dropout = sequence_dropout(dropout, variational)
 
-    def call(self, inputs, mask, training=None):
-        x = self.rnns[0](inputs, mask=mask, training=training)
-        for rnn in self.rnns[1:]:
-            x = rnn(self.dropout(x, training=training), mask=mask, training=training)
+    def call(self, inputs, mask, training=None, return_first=False):
         # Bidirectional already outputs zeros at masked steps (it forces zero_output_for_mask);
         # zeroing here keeps this layer's contract independent of that Keras internal.
-        return x * tf.cast(mask, x.dtype)[..., None]
+        zeroed = lambda y: y * tf.cast(mask, y.dtype)[..., None]
+        first = x = self.rnns[0](inputs, mask=mask, training=training)
+        for rnn in self.rnns[1:]:
+            x = rnn(self.dropout(x, training=training), mask=mask, training=training)
+        return (zeroed(x), zeroed(first)) if return_first else zeroed(x)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape[:-1]).concatenate([2 * self.units])
