@@ -52,6 +52,10 @@ class Ensemble(tf.Module):
         """Every member's serving resources (see `Tagger.serving_resources`)."""
         return [r for m in self.members for r in m.serving_resources()]
 
+    def serving_variables(self) -> list:
+        """Every member's serving variables (see `Tagger.serving_variables`)."""
+        return [v for m in self.members for v in m.serving_variables()]
+
     def __call__(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Features -> the members' mean potentials [B, T, K] (softmax members: mean log-probabilities)."""
         scores = [m(features, training=training) for m in self.members]

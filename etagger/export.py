@@ -47,7 +47,7 @@ class ServingModule(tf.Module):
         # Track only the variables, not the Keras model: tracking it would make the SavedModel
         # carry every Keras layer's own call traces (hundreds of functions, megabytes).
         object.__setattr__(self, "model", model)
-        self.model_variables = list(model.variables)
+        self.model_variables = model.serving_variables()
         resources = model.serving_resources() if hasattr(model, "serving_resources") else []
         if resources:  # e.g. the BERT tokenizer's vocabulary table (and its vocab.txt asset)
             self.model_resources = resources

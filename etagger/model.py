@@ -156,6 +156,11 @@ class Tagger(keras.Model):
         module needs none: its character ids are computed without tables)."""
         return self.bert.serving_resources() if self.bert is not None else []
 
+    def serving_variables(self) -> list:
+        """The variables a graph that tags needs: all but the LM objective's (training only)."""
+        unused = {id(v) for v in self.lm.variables} if self.lm is not None else set()
+        return [v for v in self.variables if id(v) not in unused]
+
     def loss(self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True) -> tf.Tensor:
         """Mean negative log-likelihood per sentence (CRF) or per token (softmax), plus
         ``lm_weight`` times the neighbour-word loss when that objective is on."""

@@ -11,7 +11,7 @@ from etagger.evaluate import evaluate_split
 from etagger.export import export
 from etagger.layers.neighbour_lm import NeighbourWordLM
 from etagger.model import Tagger
-from etagger.train import train
+from etagger.train import load_model, train
 from tests.fixtures import TINY, predicted_tags, preprocess_tiny, serve_conll
 
 
@@ -94,3 +94,6 @@ def test_tiny_model_with_the_objective_fits_and_serves_like_evaluation(tmp_path)
     tags, _ = serve_conll(loaded, data_dir / "conll" / "test.txt", "tag_with_confidence", columns=("pos",))
     assert tags == predicted_tags(tmp_path / "pred.txt")
     assert len(list(conll.read_conll(data_dir / "conll" / "test.txt"))) == len(tags)
+    # The export leaves the objective's weights out: tagging never reads them.
+    model = load_model(tmp_path / "m")[0]
+    assert len(loaded.model_variables) == len(model.serving_variables()) == len(model.variables) - 4 * 2
