@@ -167,14 +167,14 @@ class Tagger(keras.Model):
         potentials, states = self._encode(features, training)
         lengths = features["length"]
         tags = tf.cast(tags, tf.int32)
+        mask = tf.sequence_mask(lengths, tf.shape(tags)[1])
         if self.crf is not None:
             loss = -tf.reduce_mean(self.crf.log_likelihood(potentials, tags, lengths))
         else:
-            mask = tf.sequence_mask(lengths, tf.shape(tags)[1], dtype=potentials.dtype)
+            real = tf.cast(mask, potentials.dtype)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tags, potentials)
-            loss = tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+            loss = tf.reduce_sum(losses * real) / tf.reduce_sum(real)
         if self.lm is not None:
-            mask = tf.sequence_mask(lengths, tf.shape(tags)[1])
             loss += self.config.lm_weight * self.lm(states, word_ids=features["word_id"], mask=mask)
         return loss
 

@@ -96,4 +96,5 @@ def test_tiny_model_with_the_objective_fits_and_serves_like_evaluation(tmp_path)
     assert len(list(conll.read_conll(data_dir / "conll" / "test.txt"))) == len(tags)
     # The export leaves the objective's weights out: tagging never reads them.
     model = load_model(tmp_path / "m")[0]
-    assert len(loaded.model_variables) == len(model.serving_variables()) == len(model.variables) - 4 * 2
+    assert len(model.lm.variables) == 4 * 2  # 4 dense layers' kernels and biases
+    assert len(loaded.model_variables) == len(model.serving_variables()) == len(model.variables) - len(model.lm.variables)
