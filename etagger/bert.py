@@ -11,7 +11,7 @@ TF-Hub style SavedModels that ``hub.KerasLayer(local_path)`` loads with no netwo
                         bert_pack_inputs([segments], seq_length) -> the three packed inputs
     out/bert_config.json
 
-Each folder is written to a temporary sibling and renamed into place (``conll.atomic_folder``),
+Each folder is written to a temporary sibling and renamed into place (``fsutil.atomic_folder``),
 so a reader never sees half a SavedModel. Both SavedModels carry vocab.txt under assets/. As
 with TF-Hub's own BERT preprocessors, ``import tensorflow_text`` before loading the
 preprocessor: its ops live there.
@@ -31,7 +31,7 @@ import tensorflow as tf
 import tensorflow_text as text
 from safetensors.numpy import load_file
 
-from etagger.conll import atomic_folder, atomic_write
+from etagger.fsutil import atomic_folder, atomic_write
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 DEFAULT_SEQ_LENGTH = 128

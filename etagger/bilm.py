@@ -36,7 +36,7 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from etagger import conll, data
+from etagger import data, fsutil
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.highway import Highway
 
@@ -221,9 +221,9 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
     keras.utils.set_random_seed(config.seed)
     vocab = build_vocab(count_words(data_dir, split, config), config.vocab_size)
     # Config and vocabulary first: with them, best/weights alone can be exported (export_best).
-    with conll.atomic_write(out_dir / "bilm_config.json") as f:
+    with fsutil.atomic_write(out_dir / "bilm_config.json") as f:
         f.write(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
-    with conll.atomic_write(out_dir / "lm_vocab.txt") as f:
+    with fsutil.atomic_write(out_dir / "lm_vocab.txt") as f:
         f.write("".join(w + "\n" for w in vocab))
     train_ds = lm_dataset(data_dir, split, vocab, config, heldout=False, shuffle=True)
     heldout_ds = lm_dataset(data_dir, split, vocab, config, heldout=True, shuffle=False)
@@ -271,7 +271,7 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
             model.save_weights(str(out_dir / "best" / "weights"))
         history.append(row)
         print(json.dumps(row), flush=True)  # one line per epoch, also without the progress bar
-        with conll.atomic_write(out_dir / "history.json") as f:
+        with fsutil.atomic_write(out_dir / "history.json") as f:
             json.dump(history, f, indent=1)
     export_best(out_dir)
     return {"module": str(out_dir / "module"), "vocab_size": len(vocab), "history": history}
@@ -322,5 +322,5 @@ def export_hub_module(model: BiLM, out: str | Path) -> Path:
     """Saves ``model`` as a TF-Hub-format SavedModel with the "tokens" signature, written to
     a temporary folder and renamed into place."""
     module = ElmoModule(model)
-    return conll.atomic_folder(lambda d: tf.saved_model.save(module, str(d), signatures={"tokens": module.tokens}),
+    return fsutil.atomic_folder(lambda d: tf.saved_model.save(module, str(d), signatures={"tokens": module.tokens}),
                                out)

@@ -161,7 +161,7 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
-        from etagger.conll import atomic_write
+        from etagger.fsutil import atomic_write
 
         with atomic_write(path) as f:
             f.write(self.to_json() + "\n")

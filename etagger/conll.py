@@ -12,10 +12,7 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +84,78 @@ class ReadStats:
     errors: list[str] = dataclasses.field(default_factory=list)
 
 
+class _Parser:
+    """The line-by-line state machine of ``read_conll``: ``line()`` takes a file's lines in
+    order and returns each sentence as it finishes (a blank line after its tokens),
+    ``end()`` the last one. A sentence that is malformed (non-UTF-8 bytes, a wrong column
+    count, more than ``max_tokens`` tokens) raises ConllFormatError, or with ``lenient`` is
+    skipped and counted in ``stats``; its leading text then passes to the next sentence."""
+
+    def __init__(self, path: str, columns: Sequence[str], lenient: bool, max_tokens: int,
+                 stats: ReadStats, index: int = 0):
+        self.path, self.columns, self.width = path, tuple(columns), len(columns)
+        self.lenient, self.max_tokens, self.stats, self.index = lenient, max_tokens, stats, index
+        self.rows: list[list[str]] = []
+        self.first_line = 0
+        self.leading: list[str] = []
+        self.bad: str | None = None
+        self.finished = 0  # sentences finished, kept or skipped
+
+    def _problem(self, line_no: int, message: str) -> None:
+        if not self.lenient:
+            raise ConllFormatError(self.path, line_no, message)
+        self.bad = self.bad or f"{self.path}:{line_no}: {message}"
+
+    def line(self, line_no: int, raw: bytes) -> Sentence | None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            self._problem(line_no, f"not valid UTF-8 ({e.reason} at byte {e.start})")
+            self.stats.skipped_lines += 1
+            return None
+        fields = text.split()
+        if not fields:
+            if self.rows or self.bad is not None:
+                return self.end()
+            self.leading.append(text)
+            return None
+        if fields[0] == DOCSTART and not self.rows:
+            self.leading.append(text)
+            return None
+        if not self.rows:
+            self.first_line = line_no
+        if len(fields) != self.width:
+            self._problem(line_no, f"expected {self.width} columns ({' '.join(self.columns)}), "
+                                   f"found {len(fields)}")
+            self.stats.skipped_lines += 1
+            return None
+        if self.max_tokens and len(self.rows) >= self.max_tokens:
+            self._problem(line_no, f"sentence starting at line {self.first_line} is longer than "
+                                   f"{self.max_tokens} tokens")
+        self.rows.append(fields)
+        return None
+
+    def end(self) -> Sentence | None:
+        """Finishes the sentence in progress, if any."""
+        sentence = None
+        if self.bad is not None:
+            self.stats.skipped_sentences += 1
+            self.stats.errors.append(self.bad)
+            log.warning("skipping sentence: %s", self.bad)
+            self.finished += 1
+        elif self.rows:
+            sentence = Sentence(
+                columns={name: tuple(r[i] for r in self.rows) for i, name in enumerate(self.columns)},
+                index=self.index, source=self.path, line=self.first_line,
+                leading="".join(self.leading))
+            self.index += 1
+            self.stats.sentences += 1
+            self.leading = []
+            self.finished += 1
+        self.rows, self.bad = [], None
+        return sentence
+
+
 def read_conll(
     path: str | os.PathLike,
     columns: Sequence[str] = CONLL2003_COLUMNS,
@@ -94,79 +163,113 @@ def read_conll(
     max_tokens: int = 0,
     stats: ReadStats | None = None,
 ) -> Iterator[Sentence]:
-    """Yields the sentences of a CoNLL file.
+    """Yields the sentences of a CoNLL file (any path Beam's filesystems read).
 
     Raises ConllFormatError (file and line) on non-UTF-8 bytes, a wrong column count or a
     sentence longer than ``max_tokens`` (0 = no limit). With ``lenient=True`` the offending
     sentence is skipped instead, and counted and logged in ``stats``.
     """
+    from etagger import fsutil
+
     path = str(path)
+    with fsutil.open_read(path) as f:
+        yield from read_conll_range(f, path, 0, None, 1, 0, columns, lenient, max_tokens, stats)
+
+
+# A range of a CoNLL file is read without the bytes before it. Its sentences are those whose
+# paragraph (maximal run of non-blank lines) starts inside the range. The state the parser
+# would have there (leading text, a skipped sentence's carried leading) is rebuilt from a
+# window of bytes before the range, which starts a fresh parser at a paragraph seen whole
+# and is synchronised after the first sentence it keeps: from then on the state is exact.
+SYNC_WINDOW = 1 << 16
+
+
+def _blank(raw: bytes) -> bool:
+    return not raw.decode("utf-8", errors="replace").split()
+
+
+def first_line_start(f: IO[bytes], position: int) -> int:
+    """Seeks ``f`` to the first line that starts at or after ``position``; returns it."""
+    if position == 0:
+        f.seek(0)
+        return 0
+    f.seek(position - 1)
+    return position - 1 + len(f.readline())
+
+
+def read_conll_range(f: IO[bytes], path: str, start: int, end: int | None, first_line: int,
+                     first_index: int, columns: Sequence[str] = CONLL2003_COLUMNS,
+                     lenient: bool = False, max_tokens: int = 0,
+                     stats: ReadStats | None = None) -> Iterator[Sentence]:
+    """The sentences of the open file ``f`` whose paragraph starts in [start, end) (end
+    None: to the end of the file), exactly as ``read_conll`` reads them from the whole
+    file. ``first_line`` is the number of the line holding byte ``start`` and
+    ``first_index`` the number of sentences kept before ``start``."""
     stats = stats if stats is not None else ReadStats()
-    width = len(columns)
-    rows: list[list[str]] = []
-    first_line = 0
-    leading: list[str] = []
-    bad: str | None = None
-    index = 0
+    window = SYNC_WINDOW
+    while True:
+        sentences = _scan_range(f, path, start, end, first_line, first_index, columns, lenient,
+                                max_tokens, stats, max(0, start - window))
+        try:
+            first = next(sentences)
+        except _NotSynchronised:
+            window *= 4
+            continue
+        except StopIteration:
+            return
+        yield first
+        yield from sentences
+        return
 
-    def finish() -> Sentence | None:
-        nonlocal rows, leading, bad, index
-        sentence = None
-        if bad is not None:
-            stats.skipped_sentences += 1
-            stats.errors.append(bad)
-            log.warning("skipping sentence: %s", bad)
-        elif rows:
-            sentence = Sentence(
-                columns={name: tuple(r[i] for r in rows) for i, name in enumerate(columns)},
-                index=index, source=path, line=first_line, leading="".join(leading))
-            index += 1
-            stats.sentences += 1
-            leading = []
-        rows, bad = [], None
-        return sentence
 
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                problem = f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})"
-                if not lenient:
-                    raise ConllFormatError(path, line_no, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-                stats.skipped_lines += 1
-                bad = bad or problem
-                continue
-            fields = text.split()
-            if not fields:
-                if rows or bad is not None:
-                    sentence = finish()
-                    if sentence is not None:
-                        yield sentence
-                else:
-                    leading.append(text)
-                continue
-            if fields[0] == DOCSTART and not rows:
-                leading.append(text)
-                continue
-            if not rows:
-                first_line = line_no
-            if len(fields) != width:
-                message = f"expected {width} columns ({' '.join(columns)}), found {len(fields)}"
-                if not lenient:
-                    raise ConllFormatError(path, line_no, message)
-                stats.skipped_lines += 1
-                bad = bad or f"{path}:{line_no}: {message}"
-                continue
-            if max_tokens and len(rows) >= max_tokens:
-                message = f"sentence starting at line {first_line} is longer than {max_tokens} tokens"
-                if not lenient:
-                    raise ConllFormatError(path, line_no, message)
-                bad = bad or f"{path}:{line_no}: {message}"
-            rows.append(fields)
-    sentence = finish()
-    if sentence is not None:
-        yield sentence
+class _NotSynchronised(Exception):
+    """No sentence seen whole before the range synchronised the parser: widen the window."""
+
+
+def _scan_range(f, path, start, end, first_line, first_index, columns, lenient, max_tokens,
+                stats, sync_from) -> Iterator[Sentence]:
+    """read_conll_range, parsing from ``sync_from``. Raises _NotSynchronised (before it
+    yields anything) when the window was too narrow."""
+    position = first_line_start(f, sync_from)
+    parser = _Parser(path, columns, True, max_tokens, ReadStats())
+    synced = sync_from == 0
+    trial = False  # a fresh parser is reading a paragraph seen whole
+    previous_blank: bool | None = True if sync_from == 0 else None
+    owned = False
+    line_no = 0
+    while True:
+        raw = f.readline()
+        if not raw:
+            break
+        blank = _blank(raw)
+        paragraph = not blank and previous_blank is True
+        if position >= start and not line_no:
+            line_no = first_line if position == start else first_line + 1
+        if paragraph and position >= start:
+            if end is not None and position >= end:
+                return
+            if not owned:
+                if not synced:
+                    raise _NotSynchronised()
+                parser.lenient, parser.stats, parser.index = lenient, stats, first_index
+                owned = True
+        elif paragraph and not synced:
+            parser = _Parser(path, columns, True, max_tokens, ReadStats())
+            trial = True
+        finished = parser.finished
+        sentence = parser.line(line_no, raw)
+        if trial and parser.finished > finished:
+            synced, trial = sentence is not None, False
+        if owned and sentence is not None:
+            yield sentence
+        if line_no:
+            line_no += 1
+        previous_blank = blank
+        position += len(raw)
+    if owned:
+        sentence = parser.end()
+        if sentence is not None:
+            yield sentence
 
 
 # Packs never span two blocks of this many sentence indices, so a distributed pipeline can
@@ -220,54 +323,11 @@ def format_sentence(sentence: Sentence, columns: Sequence[str] | None = None) ->
 def write_conll(path: str | os.PathLike, sentences: Iterable[Sentence],
                 columns: Sequence[str] | None = None) -> None:
     """Writes sentences as a CoNLL file atomically (temp file in the same folder, then rename)."""
-    with atomic_write(path) as f:
+    from etagger import fsutil
+
+    with fsutil.atomic_write(path) as f:
         for sentence in sentences:
             f.write(format_sentence(sentence, columns))
-
-
-class atomic_write:
-    """Context manager: a text file that appears at ``path`` only when the block succeeds."""
-
-    def __init__(self, path: str | os.PathLike, mode: str = "w"):
-        self.path = Path(path)
-        self.mode = mode
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        self.file = os.fdopen(fd, self.mode, **({} if "b" in self.mode else {"encoding": "utf-8"}))
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-        return False
-
-
-def atomic_folder(save, target: str | os.PathLike) -> Path:
-    """Runs ``save(folder)`` into a temporary sibling of ``target`` (e.g. a SavedModel), then
-    renames it into place; an existing ``target`` is only removed once the new one is
-    complete, so a reader sees the old folder or the new one, never half of one."""
-    target = Path(target)
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        save(staging)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not target.exists():  # the swap itself failed: put the old one back
-            os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 # ---------------------------------------------------------------------------------------

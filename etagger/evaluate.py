@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from etagger import conll, data, metrics, outputs
+from etagger import conll, data, fsutil, metrics, outputs
 from etagger.ensemble import load_tagger
 from etagger.train import input_names, predict, score
 
@@ -13,7 +13,7 @@ from etagger.train import input_names, predict, score
 def write_predictions(path: str | Path, rows: Iterable[dict], train_scheme: str, input_scheme: str) -> None:
     """conlleval input: ``word [pos chunk] gold pred`` per token (tags in the input's
     scheme), a blank line after each sentence; written atomically."""
-    with conll.atomic_write(path) as f:
+    with fsutil.atomic_write(path) as f:
         for row in rows:
             pred = conll.convert_tags(row["pred"], train_scheme, input_scheme)
             f.write(outputs.conll_text([row[k] for k in ("word", "pos", "chunk", "tag") if k in row], pred))

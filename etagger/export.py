@@ -25,7 +25,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from etagger import conll, features
+from etagger import features, fsutil
 from etagger.ensemble import as_dirs, load_tagger
 from etagger.predictor import META_PATH
 
@@ -131,7 +131,7 @@ def export(model_dirs: str | Path | Sequence[str | Path], out: str | Path, weigh
     def save(folder: Path) -> None:
         tf.saved_model.save(module, str(folder), signatures={
             "serving_default": module.serve, "tag_with_confidence": module.serve_with_confidence})
-        with conll.atomic_write(folder.joinpath(*META_PATH)) as f:
+        with fsutil.atomic_write(folder.joinpath(*META_PATH)) as f:
             json.dump(meta, f, indent=2, sort_keys=True)
 
-    return conll.atomic_folder(save, out)
+    return fsutil.atomic_folder(save, out)

@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 
 import tensorflow as tf
 
+from etagger import fsutil
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 # Vocabulary name -> file name inside ``OUT/vocab/``.
@@ -127,7 +129,7 @@ def read_gazetteer_file(path: str | Path, config: FeatureConfig) -> list[str]:
 
     names = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        lines = fsutil.read_text(str(path)).split("\n")
     except UnicodeDecodeError as e:
         raise ConllFormatError(str(path), 1, f"not valid UTF-8 ({e})") from None
     for number, line in enumerate(lines, start=1):
@@ -142,16 +144,14 @@ def read_gazetteer_file(path: str | Path, config: FeatureConfig) -> list[str]:
 
 def read_vocab(path: str | Path) -> list[str]:
     """One entry per line; line i is id i."""
-    return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+    return fsutil.read_text(str(path)).split("\n")[:-1]
 
 
 def write_vocab(path: str | Path, entries: Sequence[str]) -> None:
-    from etagger.conll import atomic_write
-
     for entry in entries:
         if not entry or "\n" in entry:
             raise ValueError(f"vocabulary entry {entry!r} cannot be written one per line")
-    with atomic_write(path) as f:
+    with fsutil.atomic_write(path) as f:
         f.write("".join(entry + "\n" for entry in entries))
 
 
@@ -165,9 +165,8 @@ def vocab_sizes(vocabs: Mapping[str, Sequence[str]]) -> dict[str, int]:
 
 def load_vocabs(vocab_dir: str | Path) -> dict[str, list[str]]:
     """Every vocabulary file present in ``vocab_dir``."""
-    vocab_dir = Path(vocab_dir)
-    return {name: read_vocab(vocab_dir / file) for name, file in VOCAB_FILES.items()
-            if (vocab_dir / file).exists()}
+    paths = {name: fsutil.join(str(vocab_dir), file) for name, file in VOCAB_FILES.items()}
+    return {name: read_vocab(path) for name, path in paths.items() if fsutil.exists(path)}
 
 
 class FeatureExtractor(tf.Module):

@@ -2,7 +2,7 @@
 filtered to the words a corpus needs."""
 from __future__ import annotations
 
-import gzip
+import io
 import logging
 from pathlib import Path
 from typing import Iterable
@@ -32,10 +32,11 @@ def _read_embedded(wanted: set[str]) -> dict[str, np.ndarray]:
 def _read_text(path: str, wanted: set[str]) -> dict[str, np.ndarray]:
     """Reads a GloVe text file (.txt or .txt.gz). The vector is the last ``dim`` fields, so
     tokens that contain spaces (as in the 840B file) are read whole."""
-    opener = gzip.open if path.endswith(".gz") else open
+    from etagger import fsutil
+
     vectors: dict[str, np.ndarray] = {}
     dim = 0
-    with opener(path, "rt", encoding="utf-8", errors="strict") as f:
+    with io.TextIOWrapper(fsutil.open_read(path, compressed=True), encoding="utf-8", errors="strict") as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\n").rstrip(" ")
             if not line:

@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from etagger.conll import atomic_write
+from etagger.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "job.schema.json"

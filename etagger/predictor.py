@@ -18,8 +18,11 @@ META_PATH = ("assets.extra", "etagger.json")
 
 
 def read_meta(path: str | Path) -> dict:
-    """The etagger.json of the exported model at ``path``: config, preprocess info, inputs, schemes."""
-    return json.loads(Path(path, *META_PATH).read_text())
+    """The etagger.json of the exported model at ``path`` (any filesystem Beam reads):
+    config, preprocess info, inputs, schemes."""
+    from etagger import fsutil
+
+    return json.loads(fsutil.read_text(fsutil.join(str(path), *META_PATH)))
 
 
 def document_context(meta: dict) -> int:
@@ -31,7 +34,8 @@ class Predictor:
     """Loads the SavedModel at ``path`` and tags batches of sentences with it.
 
     Args:
-      path: the exported model folder.
+      path: the exported model folder; a remote one (``s3://``, ``gs://``) is copied to a
+        local temporary folder first.
       with_confidence: call the ``tag_with_confidence`` signature (CRF marginals of the
         chosen tags, per token and per entity) instead of ``serving_default``.
     """
@@ -40,9 +44,11 @@ class Predictor:
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op of the graph)
 
+        from etagger import fsutil
+
         start = time.perf_counter()
-        self.path = str(path)
-        self.meta = read_meta(path)
+        self.path = fsutil.local_folder(str(path))
+        self.meta = read_meta(self.path)
         self.inputs: list[str] = self.meta["inputs"]  # "tokens", then "pos"/"chunk" if used
         self.with_confidence = with_confidence
         self.saved_model = tf.saved_model.load(self.path)

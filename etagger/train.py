@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from etagger import conll, data, features, metrics
+from etagger import conll, data, features, fsutil, metrics
 from etagger.averaging import WeightAverage
 from etagger.config import Config
 from etagger.model import Tagger
@@ -233,7 +233,7 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
             for key in ("loss", "dev_entity_f1", "dev_token_f1", "tokens_per_second", "learning_rate"):
                 tf.summary.scalar(key, row[key])
         last.save()
-        with conll.atomic_write(history_path) as f:
+        with fsutil.atomic_write(history_path) as f:
             json.dump(history, f, indent=1)
         log.info("epoch %d: %s", int(epoch), row)
         if progress:

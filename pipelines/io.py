@@ -1,34 +1,45 @@
-"""Beam transforms that read the project's inputs, shared by the pipelines:
-CoNLL column files (``ReadConll``) and raw text, one document or sentence per line
-(``ReadRawText``). Both yield ``conll.Sentence`` and count what they skip in Beam metrics.
+"""What the pipelines share: reading inputs as byte ranges, the census pass, the part
+files and receipts each range leaves, and the runner set-up.
 
-``options`` is any object with the attributes ``columns``, ``lenient``, ``max_tokens`` and
-``wikitext`` (``preprocess.PreprocessOptions``, ``tag_corpus.TagOptions``, ``ReadOptions``).
+Every pipeline here is one straight chain from ``Create`` to a last step that writes its
+results through Beam's filesystems and returns small receipts:
 
-Counters (in the ``namespace`` given, "preprocess" by default):
-  skipped_sentences:PATH, skipped_lines:PATH  CoNLL sentences / lines a lenient read skipped
-  bad_lines           raw lines that are not valid UTF-8 (lenient: skipped)
-  empty_lines         raw lines without a token (blank, whitespace or control characters only)
-  control_char_lines  raw lines with control characters (they separate tokens, never join them)
-  max_length_sentences raw sentences of exactly max_tokens tokens: where over-long lines were cut
-  empty_files         files without a single sentence (only where an empty file is allowed)
+    Create(ranges) | Reshuffle | ReadRanges | ... | write parts and a receipt per range
+
+The driver then checks that every range left its receipt (so a runner that dropped work
+is an error, never a short output) and finishes the outputs from the parts. A straight
+chain is what Beam 2.77's DaskRunner needs: it computes only the pipeline's last step and
+what that step depends on, drops outputs emitted from ``finish_bundle`` and holds a
+partition's outputs as lists. Nothing here relies on runner metrics either: counts and
+timings travel in the receipts.
+
+``options`` below is any object with the attributes ``columns``, ``lenient``,
+``max_tokens`` and ``wikitext`` (``tag_corpus.TagOptions``, ``preprocess.PreprocessOptions``,
+``ReadOptions``).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import glob
+import json
 import logging
 import os
 import re
-from typing import Sequence
+import socket
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (GoogleCloudOptions, HadoopFileSystemOptions,
+                                                  PipelineOptions, S3Options, StandardOptions)
 
-from etagger import conll
+from etagger import conll, fsutil, ranges
+from etagger.outputs import RAW_LINE_STRIDE
 
 log = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc without tab, LF, CR
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+RAW_BATCH_LINES = 256  # raw lines tokenized per call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,122 +52,231 @@ class ReadOptions:
     wikitext: bool = False
 
 
-def _paths(pattern_or_paths: str | Sequence[str]) -> list[str]:
-    if isinstance(pattern_or_paths, str):
-        paths = sorted(glob.glob(pattern_or_paths))
-        if not paths:
-            raise FileNotFoundError(f"no files match {pattern_or_paths}")
-        return paths
-    return list(pattern_or_paths)
+class ReadCounts(NamedTuple):
+    """What reading one range skipped or noticed."""
+
+    skipped_sentences: int = 0  # CoNLL sentences a lenient read skipped
+    skipped_lines: int = 0  # CoNLL lines a lenient read skipped
+    bad_lines: int = 0  # raw lines that are not valid UTF-8 (lenient: skipped)
+    empty_lines: int = 0  # raw lines without a token
+    control_char_lines: int = 0  # raw lines with control characters (they separate tokens)
+    max_length_sentences: int = 0  # raw sentences of exactly max_tokens tokens: cut lines
 
 
-class ReadConll(beam.PTransform):
-    """CoNLL file(s) -> PCollection of conll.Sentence (``source`` = the path as given).
+class RangeSentences(NamedTuple):
+    """The sentences of one input range, in input order."""
 
-    Raises conll.ConllFormatError (file and line) on malformed input unless
-    ``options.lenient``; a file without sentences is an error too unless lenient or
-    ``allow_empty`` (then it is counted in ``empty_files``).
-    """
-
-    def __init__(self, path: str | Sequence[str], options, namespace: str = "preprocess",
-                 allow_empty: bool = False):
-        super().__init__()
-        self.path, self.options = path, options
-        self.namespace, self.allow_empty = namespace, allow_empty
-
-    def expand(self, pbegin):
-        options, namespace, allow_empty = self.options, self.namespace, self.allow_empty
-        paths = [self.path] if isinstance(self.path, str) else list(self.path)
-        empty_files = Metrics.counter(namespace, "empty_files")
-
-        def read(path):
-            stats = conll.ReadStats()
-            found = 0
-            for sentence in conll.read_conll(path, options.columns, options.lenient, options.max_tokens, stats):
-                found += 1
-                yield sentence
-            # Named after the file, so that a pipeline can report the skips per input.
-            Metrics.counter(namespace, f"skipped_sentences:{path}").inc(stats.skipped_sentences)
-            Metrics.counter(namespace, f"skipped_lines:{path}").inc(stats.skipped_lines)
-            if not found and not stats.skipped_sentences:
-                if allow_empty:
-                    empty_files.inc()
-                    log.warning("%s: no sentences in file", path)
-                    return
-                if not options.lenient:
-                    raise conll.ConllFormatError(path, 1, "no sentences in file")
-                log.warning("%s:1: no sentences in file", path)
-
-        return pbegin | beam.Create(paths) | beam.FlatMap(read)
+    range: ranges.FileRange
+    sentences: tuple[conll.Sentence, ...]
+    counts: ReadCounts
 
 
-class _TokenizeLines(beam.DoFn):
-    """Batches of (source, line_no, text) -> conll.Sentence with character offsets."""
+# ----------------------------------------------------------------------------- runners
 
-    def __init__(self, options, namespace: str = "preprocess"):
-        self.options = options
-        self.empty_lines = Metrics.counter(namespace, "empty_lines")
-        self.max_length = Metrics.counter(namespace, "max_length_sentences")
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam's options from the command line's leftover flags. ``--runner DaskRunner`` names
+    Beam's Dask runner; on it each input range is a Dask partition of its own, so that the
+    ranges spread over the workers. The driver's filesystems get the same options (an S3
+    endpoint, for example)."""
+    args = [f"--runner={DASK_RUNNER}" if a == "--runner=DaskRunner" else a for a in beam_args]
+    args = [DASK_RUNNER if a == "DaskRunner" and args[i - 1:i] == ["--runner"] else a for i, a in enumerate(args)]
+    options = PipelineOptions(args)
+    if is_dask(options) and not any(a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in args):
+        options = PipelineOptions([*args, "--dask_partition_size=1"])
+    FileSystems.set_options(options)
+    return options
+
+
+def filesystem_options(options: PipelineOptions) -> dict[str, Any]:
+    """The options that Beam's filesystems read (S3, GCS, HDFS), set on the command line."""
+    names: set[str] = set()
+    for view in (S3Options, GoogleCloudOptions, HadoopFileSystemOptions):
+        parser = argparse.ArgumentParser()
+        view._add_argparse_args(parser)  # noqa: SLF001 (the one list of a view's option names)
+        names |= {action.dest for action in parser._actions}
+    return {k: v for k, v in options.get_all_options(drop_default=True).items() if k in names}
+
+
+def use_filesystem_options(values: dict[str, Any]) -> None:
+    """Makes this process's filesystems use ``values`` (``filesystem_options``)."""
+    if values:
+        FileSystems.set_options(PipelineOptions.from_dictionary(values))
+
+
+class FileSystemsDoFn(beam.DoFn):
+    """A DoFn that reads or writes files: its workers get the pipeline's filesystem options
+    (an S3 endpoint, say), which the Dask runner's workers and an external SDK worker pool's
+    are never given."""
+
+    def __init__(self, fs_options: dict[str, Any]):
+        self.fs_options = fs_options
 
     def setup(self):
-        from etagger.tokenize import Tokenizer
-
-        self.tokenizer = Tokenizer(wikitext=self.options.wikitext,
-                                   max_sentence_tokens=self.options.max_tokens)
-
-    def process(self, batch):
-        limit = self.options.max_tokens
-        for (source, line_no, _), sentences in zip(batch, self.tokenizer.tokenize_lines([t for _, _, t in batch])):
-            if not sentences:
-                self.empty_lines.inc()
-            for k, s in enumerate(sentences):
-                if len(s.tokens) == limit:
-                    self.max_length.inc()
-                yield conll.Sentence(columns={"word": tuple(s.tokens)}, index=line_no * 65536 + k,
-                                     source=source, line=line_no, offsets=tuple(zip(s.starts, s.ends)))
+        use_filesystem_options(self.fs_options)
 
 
-class ReadRawText(beam.PTransform):
-    """Files matching a glob, or a list of files (one document or sentence per line) ->
-    conll.Sentence with ``source`` = the file's base name, ``line`` = its line number,
-    ``index`` = line * 65536 + sentence-in-line, and character offsets in the line.
+def is_dask(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner or ""
+    return "DaskRunner" in (runner if isinstance(runner, str) else type(runner).__name__)
 
-    Lines that are not valid UTF-8 are an error naming file and line, or skipped and
-    counted when ``options.lenient``. Sentences longer than ``options.max_tokens`` are cut
-    into several (never dropped).
-    """
 
-    def __init__(self, pattern: str | Sequence[str], options, namespace: str = "preprocess"):
+def run(build: Callable[[beam.Pipeline], Any], options: PipelineOptions) -> None:
+    """Builds the pipeline with ``build(p)``, runs it and waits for it to finish."""
+    p = beam.Pipeline(options=options)
+    build(p)
+    result = p.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # the Dask runner leaves its client open
+        if client is not None:
+            client.close()
+
+
+# ----------------------------------------------------------------------------- reading
+
+def plan_ranges(paths: dict[str, str], range_bytes: int, splits: dict[str, str] | None = None,
+                whole: Iterable[str] = (), min_ranges: int = 1) -> list[ranges.FileRange]:
+    """Byte ranges of the input files (path -> "conll" | "raw"), in the order of ``paths``
+    (``ranges.plan``)."""
+    sizes = {m.path: m.size_in_bytes for m in fsutil.match(list(paths))}
+    return ranges.plan([(p, sizes[p]) for p in paths], paths, range_bytes, splits, set(whole), min_ranges)
+
+
+class _CountRange(FileSystemsDoFn):
+    """FileRange -> its census, written to FOLDER/<range>.json; yields the range's name."""
+
+    def __init__(self, options, folder: str, fs_options: dict[str, Any]):
+        super().__init__(fs_options)
+        self.options, self.folder = options, folder
+
+    def process(self, r: ranges.FileRange):
+        census = ranges.census(r, self.options)
+        fsutil.write_text(fsutil.join(self.folder, f"{r.name}.json"), json.dumps(census._asdict()))
+        yield r.name
+
+
+def take_census(planned: list[ranges.FileRange], options, beam_options: PipelineOptions,
+                work_dir: str) -> list[ranges.FileRange]:
+    """The ranges numbered by a first pass over them (``ranges.census``); only files cut
+    into several ranges need it. The pass runs as a pipeline of its own, on the same runner."""
+    needed = [r for r in planned if r.count > 1 and r.number < r.count - 1]
+    if not needed:
+        return planned
+    folder = fsutil.join(work_dir, "census")
+
+    def build(p):
+        _ = (p
+             | "Ranges" >> beam.Create(needed)
+             | "Spread" >> beam.Reshuffle()
+             | "Count" >> beam.ParDo(_CountRange(options, folder, filesystem_options(beam_options))))
+
+    run(build, beam_options)
+    found = read_receipts(folder, [r.name for r in needed])
+    censuses = [ranges.Census(**value) for value in found.values()]
+    last = [ranges.Census(r.file_number, r.number, 0, 0) for r in planned if r not in needed]
+    fsutil.delete_tree(folder)
+    return ranges.numbered(planned, censuses + last)
+
+
+def read_receipts(folder: str, names: Iterable[str]) -> dict[str, dict]:
+    """name -> the JSON receipt FOLDER/name.json of every range; an error naming what is
+    missing if a range left none (its work was lost)."""
+    names = list(names)
+    present = {fsutil.basename(m.path)[:-len(".json")]: m.path
+               for m in fsutil.match(fsutil.join(folder, "*.json"), allow_empty=True)}
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {len(names)} input ranges left no result in {folder} "
+                           f"(first: {missing[0]}): the runner lost work; nothing was published")
+    return {n: json.loads(fsutil.read_text(present[n])) for n in names}
+
+
+class _ReadRange(FileSystemsDoFn):
+    """FileRange -> RangeSentences: CoNLL sentences, or raw lines tokenized into sentences
+    with ``source`` = the file's base name, ``line`` = its line number, ``index`` =
+    line * RAW_LINE_STRIDE + sentence-in-line and character offsets in the line.
+
+    Malformed input is an error naming file and line (conll.ConllFormatError), or skipped
+    and counted when ``options.lenient``. Raw sentences longer than ``options.max_tokens``
+    are cut into several (never dropped)."""
+
+    def __init__(self, options, fs_options: dict[str, Any]):
+        super().__init__(fs_options)
+        self.options = options
+        self.tokenizer = None
+
+    def process(self, r: ranges.FileRange):
+        if r.kind == "conll":
+            stats = conll.ReadStats()
+            sentences = tuple(ranges.conll_sentences(r, self.options, stats))
+            yield RangeSentences(r, sentences, ReadCounts(stats.skipped_sentences, stats.skipped_lines))
+        else:
+            yield self._raw(r)
+
+    def _raw(self, r: ranges.FileRange) -> RangeSentences:
+        if self.tokenizer is None:
+            from etagger.tokenize import Tokenizer
+
+            self.tokenizer = Tokenizer(wikitext=self.options.wikitext, max_sentence_tokens=self.options.max_tokens)
+        counts = dict.fromkeys(ReadCounts._fields, 0)
+        source = fsutil.basename(r.path)
+        sentences: list[conll.Sentence] = []
+        batch: list[tuple[int, str]] = []
+
+        def tokenize():
+            for (line_no, _), found in zip(batch, self.tokenizer.tokenize_lines([t for _, t in batch])):
+                counts["empty_lines"] += not found
+                for k, s in enumerate(found):
+                    counts["max_length_sentences"] += len(s.tokens) == self.options.max_tokens
+                    sentences.append(conll.Sentence(
+                        columns={"word": tuple(s.tokens)}, index=line_no * RAW_LINE_STRIDE + k, source=source,
+                        line=line_no, offsets=tuple(zip(s.starts, s.ends))))
+            batch.clear()
+
+        for line_no, raw in ranges.raw_lines(r):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if not self.options.lenient:
+                    raise conll.ConllFormatError(r.path, line_no, f"not valid UTF-8 ({e.reason})") from None
+                counts["bad_lines"] += 1
+                log.warning("%s:%d: skipping a line that is not valid UTF-8", r.path, line_no)
+                continue
+            counts["control_char_lines"] += bool(_CONTROL.search(text))
+            batch.append((line_no, text))
+            if len(batch) == RAW_BATCH_LINES:
+                tokenize()
+        if batch:
+            tokenize()
+        return RangeSentences(r, tuple(sentences), ReadCounts(**counts))
+
+
+class ReadRanges(beam.PTransform):
+    """Input ranges -> RangeSentences, one per range: the ranges are spread over the
+    workers (``Reshuffle``), then each is read on its own."""
+
+    def __init__(self, planned: Sequence[ranges.FileRange], options, fs_options: dict[str, Any] | None = None):
         super().__init__()
-        self.pattern, self.options, self.namespace = pattern, options, namespace
+        self.planned, self.options, self.fs_options = list(planned), options, fs_options or {}
 
     def expand(self, pbegin):
-        lenient = self.options.lenient
-        bad_lines = Metrics.counter(self.namespace, "bad_lines")
-        control_lines = Metrics.counter(self.namespace, "control_char_lines")
-        empty_files = Metrics.counter(self.namespace, "empty_files")
-
-        def lines(path):
-            any_line = False
-            with open(path, "rb") as f:
-                for line_no, raw in enumerate(f, start=1):
-                    any_line = True
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        if not lenient:
-                            raise conll.ConllFormatError(path, line_no, f"not valid UTF-8 ({e.reason})") from None
-                        bad_lines.inc()
-                        log.warning("%s:%d: skipping a line that is not valid UTF-8", path, line_no)
-                        continue
-                    if _CONTROL.search(text):
-                        control_lines.inc()
-                    yield os.path.basename(path), line_no, text
-            if not any_line:
-                empty_files.inc()
-
         return (pbegin
-                | beam.Create(_paths(self.pattern))
-                | beam.FlatMap(lines)
-                | beam.BatchElements(min_batch_size=64, max_batch_size=512)
-                | beam.ParDo(_TokenizeLines(self.options, self.namespace)))
+                | "Ranges" >> beam.Create(self.planned)
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.ParDo(_ReadRange(self.options, self.fs_options)))
+
+
+def worker_name() -> str:
+    """host:pid of the process running this code, for per-worker counts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
+    """Adds the numbers (and nested dicts of numbers) of ``counts`` into ``total``."""
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+    return total

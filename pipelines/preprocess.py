@@ -1,8 +1,14 @@
-"""Beam pipeline: CoNLL splits and raw-text corpora -> sharded TFRecords of SequenceExamples
+"""Beam pipeline: CoNLL splits and raw-text corpora -> TFRecord shards of SequenceExamples
 with precomputed ids, vocabularies, a GloVe matrix filtered to the corpus, and statistics.
 
-Output folder (appears atomically, complete or not at all):
-  OUT/{split}-SSSSS-of-NNNNN.tfrecord  records sorted by sentence index within each shard
+Inputs and output may be on any filesystem Beam has (local, ``gs://``, ``s3://``). Each
+input file is cut into byte ranges read in parallel (``pipelines.io``); each range becomes
+one shard. Two straight pipelines run one after the other: the vocabulary pass (token
+counts combined per key, then the vocabularies built from the counts alone) and the
+encoding pass (each range's records written as its shard, with a receipt of its counts).
+
+Output folder (appears whole or not at all):
+  OUT/{split}-SSSSS-of-NNNNN.tfrecord  one shard per input range, records in input order
                                        (with --bert-handle, also each token's wordpiece ids)
   OUT/vocab/*.txt                      one entry per line, line i = id i
   OUT/glove_filtered.npy               [len(words.txt), dim] float32
@@ -14,27 +20,25 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import io as pyio
 import json
 import logging
-import os
-import shutil
-import zlib
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from etagger import conll, features, glove, schema
-from pipelines.io import ReadConll, ReadRawText  # noqa: F401  (re-exported)
+from etagger import conll, features, fsutil, glove, ranges, schema
+from pipelines import io
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 RAW_SPLIT = "raw"
 LENGTH_BIN = 10  # width of the sentence-length histogram bins in stats.json
+ENCODE_BATCH = 512  # sentences per feature-extraction call
+WORK_DIR = ".work"  # inside the staging folder: census, parts, receipts; gone before publishing
+GLOVE_WORDS = "glove_words.txt"  # in WORK_DIR: vocabulary words that have a GloVe vector
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +50,8 @@ class PreprocessOptions:
     tag_scheme: str = "IOBES"  # scheme of tag_id, the one the model trains in
     min_count: int = 1  # training words seen fewer times (and not in GloVe) map to UNK
     glove: str = glove.EMBEDDED
-    num_shards: int = 4
+    num_shards: int = 1  # at least this many shards (ranges) per input file
+    range_bytes: int = ranges.DEFAULT_RANGE_BYTES  # at most this many input bytes per shard
     max_tokens: int = 1000  # longer sentences are an error (or a counted skip when lenient)
     lenient: bool = False
     wikitext: bool = False  # raw text uses wikitext's " @-@ " markers
@@ -55,13 +60,6 @@ class PreprocessOptions:
     gazetteer: tuple[str, ...] = ()  # "train" (the training split's entities) and/or user files
 
 
-# ----------------------------------------------------------------------------- reading
-
-# ReadConll and ReadRawText live in pipelines/io.py, shared with tag_corpus; imported above.
-
-
-# ----------------------------------------------------------------------------- analysis
-
 def _ragged_words(sentences: Sequence[conll.Sentence], column: str = "word"):
     import tensorflow as tf
 
@@ -69,38 +67,48 @@ def _ragged_words(sentences: Sequence[conll.Sentence], column: str = "word"):
     return tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(s) for s in sentences])
 
 
+def _batches(sentences: Sequence[conll.Sentence], size: int = ENCODE_BATCH) -> Iterable[Sequence[conll.Sentence]]:
+    for first in range(0, len(sentences), size):
+        yield sentences[first:first + size]
+
+
+def _convert_tags(sentence: conll.Sentence, source: str, target: str) -> list[str]:
+    """The sentence's tags in ``target``; a malformed tag is an error naming its line."""
+    tags = sentence.columns["tag"]
+    for k, tag in enumerate(tags):
+        try:
+            conll.split_tag(tag)
+        except ValueError as e:
+            raise conll.ConllFormatError(sentence.source, sentence.line + k, str(e)) from None
+    return conll.convert_tags(tags, source, target)
+
+
+# ----------------------------------------------------------------------------- vocabularies
+
 class _VocabKeys(beam.DoFn):
-    """Batches of (split, Sentence) -> ((vocab, key, split), count_in_batch)."""
+    """RangeSentences -> ((vocab, key, split), count in the range)."""
 
     def __init__(self, options: PreprocessOptions):
         self.options = options
 
-    def process(self, batch):
-        sentences = [s for _, s in batch]
-        keys = features.vocab_keys(_ragged_words(sentences), self.options.features)
-        counts = collections.Counter()
-        split_of = [split for split, s in batch for _ in range(len(s))]
-        for name in ("word", "shape"):
-            for split, key in zip(split_of, keys[name].flat_values.numpy()):
-                counts[(name, key.decode("utf-8"), split)] += 1
-        char_rows = keys["char"].values.row_lengths().numpy()
-        chars = iter(keys["char"].flat_values.numpy())
-        for split, n in zip(split_of, char_rows):
-            for _ in range(n):
-                counts[("char", next(chars).decode("utf-8"), split)] += 1
+    def process(self, read: io.RangeSentences):
+        split = read.range.split
+        counts: collections.Counter = collections.Counter()
         names = []  # the training split's entities, for a gazetteer
-        for split, s in batch:
-            for name in ("pos", "chunk"):
-                for value in s.columns.get(name, ()):
-                    counts[(name, value, split)] += 1
-            if "tag" in s.columns:
-                scheme = self.options.input_scheme
-                for value in conll.convert_tags(s.columns["tag"], scheme, self.options.tag_scheme):
-                    counts[("tag", value, split)] += 1
-                if split == "train" and "train" in self.options.gazetteer:
-                    names += [(kind, s.columns["word"][a:b]) for kind, a, b in conll.chunks(s.columns["tag"])]
-        for entry in features.gazetteer_entries(names, self.options.features):
-            counts[("gazetteer", entry, "train")] += 1
+        for batch in _batches(read.sentences):
+            keys = features.vocab_keys(_ragged_words(batch), self.options.features)
+            for name in ("word", "shape"):
+                counts.update((name, key.decode("utf-8"), split) for key in keys[name].flat_values.numpy())
+            counts.update(("char", key.decode("utf-8"), split) for key in keys["char"].flat_values.numpy())
+            for s in batch:
+                for name in ("pos", "chunk"):
+                    counts.update((name, value, split) for value in s.columns.get(name, ()))
+                if "tag" in s.columns:
+                    tags = _convert_tags(s, self.options.input_scheme, self.options.tag_scheme)
+                    counts.update(("tag", value, split) for value in tags)
+                    if split == "train" and "train" in self.options.gazetteer:
+                        names += [(kind, s.words[a:b]) for kind, a, b in conll.chunks(s.columns["tag"])]
+        counts.update(("gazetteer", entry, "train") for entry in features.gazetteer_entries(names, self.options.features))
         yield from counts.items()
 
 
@@ -121,7 +129,10 @@ def build_vocabs(counts: Iterable[tuple[tuple[str, str, str], int]], options: Pr
     vectors = glove.load_glove(options.glove, sorted(all_words))
     word_counts = train["word"]
     keep = {w for w, n in word_counts.items() if n >= options.min_count} | set(vectors)
-    ordered = lambda counter, keys: sorted(keys, key=lambda k: (-counter[k], k))
+
+    def ordered(counter, keys):
+        return sorted(keys, key=lambda k: (-counter[k], k))
+
     vocabs = {"word": list(features.RESERVED["word"]) + ordered(word_counts, keep)}
     for name in ("char", "shape", "pos", "chunk", "tag"):
         if train[name]:
@@ -139,42 +150,59 @@ def build_vocabs(counts: Iterable[tuple[tuple[str, str, str], int]], options: Pr
     return vocabs, matrix, set(vectors)
 
 
-class ComputeVocabs(beam.PTransform):
-    """(split, Sentence) -> a single-element PCollection: (vocabs, glove_words) after
-    writing OUT/vocab/*.txt and OUT/glove_filtered.npy into ``out_dir``."""
+def write_vocabs(out_dir: str, vocabs: dict[str, list[str]], glove_words: Iterable[str],
+                 matrix: np.ndarray | None = None) -> None:
+    """OUT/vocab/*.txt, OUT/glove_filtered.npy (when given) and the GloVe word list the
+    encoding pass reads (in the work folder)."""
+    for name, entries in vocabs.items():
+        features.write_vocab(fsutil.join(out_dir, "vocab", features.VOCAB_FILES[name]), entries)
+    if matrix is not None:
+        buffer = pyio.BytesIO()
+        np.save(buffer, matrix)
+        fsutil.write_bytes(fsutil.join(out_dir, "glove_filtered.npy"), buffer.getvalue())
+    fsutil.write_text(fsutil.join(out_dir, WORK_DIR, GLOVE_WORDS), "".join(w + "\n" for w in sorted(glove_words)))
 
-    def __init__(self, options: PreprocessOptions, out_dir: str):
+
+class ComputeVocabs(beam.PTransform):
+    """RangeSentences of the labelled splits -> one element, the vocabularies, after writing
+    OUT/vocab/*.txt and OUT/glove_filtered.npy into ``out_dir``. Counts are combined per
+    key across ranges, so memory holds the vocabulary, never the corpus."""
+
+    def __init__(self, options: PreprocessOptions, out_dir: str, fs_options: dict | None = None):
         super().__init__()
+        self.options, self.out_dir, self.fs_options = options, out_dir, fs_options or {}
+
+    def expand(self, read):
+        return (read
+                | "Keys" >> beam.ParDo(_VocabKeys(self.options))
+                | "Count" >> beam.CombinePerKey(sum)
+                | "AllCounts" >> beam.Map(lambda item: (None, item))
+                | "Gather" >> beam.GroupByKey()
+                | "BuildAndWrite" >> beam.ParDo(_BuildVocabs(self.options, self.out_dir, self.fs_options)))
+
+
+class _BuildVocabs(io.FileSystemsDoFn):
+    """(None, all (key, count) pairs) -> the vocabularies, after writing them."""
+
+    def __init__(self, options: PreprocessOptions, out_dir: str, fs_options: dict):
+        super().__init__(fs_options)
         self.options, self.out_dir = options, out_dir
 
-    def expand(self, keyed_sentences):
-        options, out_dir = self.options, self.out_dir
-
-        def build_and_write(_, counts):
-            vocabs, matrix, glove_words = build_vocabs(counts, options)
-            for name, entries in vocabs.items():
-                features.write_vocab(Path(out_dir) / "vocab" / features.VOCAB_FILES[name], entries)
-            with conll.atomic_write(Path(out_dir) / "glove_filtered.npy", "wb") as f:
-                np.save(f, matrix)
-            yield vocabs, sorted(glove_words)
-
-        counts = (keyed_sentences
-                  | "BatchForVocab" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
-                  | beam.ParDo(_VocabKeys(options))
-                  | beam.CombinePerKey(sum))
-        return (keyed_sentences.pipeline
-                | "VocabSeed" >> beam.Create([None])
-                | beam.FlatMap(build_and_write, counts=beam.pvalue.AsList(counts)))
+    def process(self, item):
+        vocabs, matrix, glove_words = build_vocabs(item[1], self.options)
+        write_vocabs(self.out_dir, vocabs, glove_words, matrix)
+        yield vocabs
 
 
 def load_vocab_dir(vocab_from: str) -> tuple[dict[str, list[str]], list[str]]:
     """(vocabs, glove_words) of an earlier preprocess output, for tagging raw text."""
-    vocabs = features.load_vocabs(Path(vocab_from) / "vocab")
+    vocabs = features.load_vocabs(fsutil.join(vocab_from, "vocab"))
     # The vocabulary words that have a GloVe vector, looked up again in the GloVe source of
-    # that run (returning [] here made stats.json report 0 GloVe coverage for raw text).
-    info_path = Path(vocab_from) / "preprocess.json"
-    source = json.loads(info_path.read_text()).get("glove", glove.EMBEDDED) if info_path.exists() else glove.EMBEDDED
-    if source != glove.EMBEDDED and not Path(source).exists():
+    # that run, for the coverage figures of stats.json.
+    info_path = fsutil.join(vocab_from, "preprocess.json")
+    info = json.loads(fsutil.read_text(info_path)) if fsutil.exists(info_path) else {}
+    source = info.get("glove", glove.EMBEDDED)
+    if source != glove.EMBEDDED and not fsutil.exists(source):
         log.warning("GloVe file %s of %s is gone: GloVe coverage of raw text is not known", source, vocab_from)
         return vocabs, []
     words = vocabs["word"][len(features.RESERVED["word"]):]
@@ -182,72 +210,6 @@ def load_vocab_dir(vocab_from: str) -> tuple[dict[str, list[str]], list[str]]:
 
 
 # ----------------------------------------------------------------------------- encoding
-
-class _EncodeBatch(beam.DoFn):
-    """Batches of (split, Sentence) -> (split, shard, sort_key, record bytes); ids come
-    from features.FeatureExtractor, the same TF ops the serving graph runs."""
-
-    def __init__(self, options: PreprocessOptions):
-        self.options = options
-        self.extractor = None
-        self.wordpieces = None
-        self.sentences = Metrics.counter("preprocess", "sentences")
-        self.tokens = Metrics.counter("preprocess", "tokens")
-
-    def setup(self):
-        if self.options.bert_handle is not None:  # the tagger's own tokenizer: no train/serve skew
-            from etagger.layers.contextual import WordPieces
-
-            self.wordpieces = WordPieces(self.options.bert_handle)
-
-    def process(self, batch, vocab_info):
-        vocabs, glove_words = vocab_info
-        if self.extractor is None:  # side inputs are not available in setup()
-            self.extractor = features.FeatureExtractor(vocabs, self.options.features)
-            glove_words = set(glove_words)
-            self.glove_ids = {i for i, w in enumerate(vocabs["word"]) if w in glove_words}
-        # A batch may mix labelled CoNLL sentences and raw text: encode each kind on its own.
-        groups = collections.defaultdict(list)
-        for item in batch:
-            groups[tuple(item[1].columns)].append(item)
-        for group in groups.values():
-            yield from self._encode(group)
-
-    def _encode(self, batch):
-        import tensorflow as tf
-
-        sentences = [s for _, s in batch]
-        columns = {name: _ragged_words(sentences, name)
-                   for name in ("word", "pos", "chunk") if name in sentences[0].columns}
-        if "tag" in sentences[0].columns:
-            tags = [conll.convert_tags(s.columns["tag"], self.options.input_scheme, self.options.tag_scheme)
-                    for s in sentences]
-            flat = [t for row in tags for t in row]
-            columns["tag"] = tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(r) for r in tags])
-        ids = {name: _to_lists(value) for name, value in self.extractor(columns).items()}
-        if self.wordpieces is not None:
-            pieces = self.wordpieces(columns["word"].flat_values)
-            ids["wordpiece_ids"] = _to_lists(columns["word"].with_flat_values(pieces))
-        for i, (split, s) in enumerate(batch):
-            sequence = {name: list(values) for name, values in s.columns.items()}
-            sequence.update({name: value[i] for name, value in ids.items()})
-            if "tag_id" in sequence and -1 in sequence["tag_id"]:
-                line = s.line + sequence["tag_id"].index(-1)
-                raise conll.ConllFormatError(s.source, line, "tag not seen in the training split")
-            if s.offsets:
-                sequence["start"] = [a for a, _ in s.offsets]
-                sequence["end"] = [b for _, b in s.offsets]
-            source = os.path.basename(s.source)
-            record = schema.encode({"source": source, "index": s.index, "leading": s.leading, "length": len(s)},
-                                   sequence)
-            self.sentences.inc()
-            self.tokens.inc(len(s))
-            in_glove = sum(1 for w in sequence["word_id"] if w in self.glove_ids)
-            unknown = sum(1 for w in sequence["word_id"] if w == features.UNK_ID)
-            # A stable hash (not Python's salted hash()) keeps shard contents reproducible.
-            shard = zlib.crc32(f"{source}:{s.index}".encode()) % self.options.num_shards
-            yield split, shard, (source, s.index), record, (len(s), in_glove, unknown)
-
 
 def _to_lists(tensor) -> list:
     """Nested Python lists of a (ragged) tensor. RaggedTensor.to_list() slices row by row
@@ -261,122 +223,153 @@ def _to_lists(tensor) -> list:
     return out
 
 
-class EncodeRecords(beam.PTransform):
-    """(split, Sentence) -> (split, shard, sort_key, record, (tokens, in_glove, unknown))."""
+class Encoder:
+    """Sentences -> serialized SequenceExamples and per-sentence (tokens, in GloVe, unknown);
+    ids come from features.FeatureExtractor, the same TF ops the serving graph runs."""
 
-    def __init__(self, options: PreprocessOptions, vocab_info):
-        super().__init__()
-        self.options, self.vocab_info = options, vocab_info
+    def __init__(self, options: PreprocessOptions, vocabs: dict[str, list[str]], glove_words: Iterable[str]):
+        self.options = options
+        self.extractor = features.FeatureExtractor(vocabs, options.features)
+        glove_words = set(glove_words)
+        self.glove_ids = {i for i, w in enumerate(vocabs["word"]) if w in glove_words}
+        self.wordpieces = None
+        if options.bert_handle is not None:  # the tagger's own tokenizer: no train/serve skew
+            from etagger.layers.contextual import WordPieces
 
-    def expand(self, keyed_sentences):
-        return (keyed_sentences
-                | "BatchForEncode" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
-                | beam.ParDo(_EncodeBatch(self.options), vocab_info=self.vocab_info))
+            self.wordpieces = WordPieces(options.bert_handle)
 
+    def __call__(self, sentences: Sequence[conll.Sentence]) -> Iterable[tuple[bytes, tuple[int, int, int]]]:
+        import tensorflow as tf
 
-class WriteShards(beam.PTransform):
-    """Encoded records -> OUT/{split}-SSSSS-of-NNNNN.tfrecord, each written atomically with
-    its records sorted by sentence, so the same input always gives the same bytes."""
-
-    def __init__(self, out_dir: str, num_shards: int):
-        super().__init__()
-        self.out_dir, self.num_shards = out_dir, num_shards
-
-    def expand(self, encoded):
-        out_dir, num_shards = self.out_dir, self.num_shards
-
-        def write(key, records):
-            import tensorflow as tf
-
-            split, shard = key
-            path = Path(out_dir) / f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
-            tmp = path.with_name(f".{path.name}.tmp")
-            with tf.io.TFRecordWriter(str(tmp)) as writer:
-                for _, record in sorted((r for r in records if r is not None), key=lambda r: r[0]):
-                    writer.write(record)
-            os.replace(tmp, path)
-            yield str(path)
-
-        keyed = encoded | beam.Map(lambda e: ((e[0], e[1]), (e[2], e[3])))
-        # Every split gets all num_shards files, empty ones included, as "-of-N" promises.
-        every_shard = (encoded
-                       | "Splits" >> beam.Map(lambda e: e[0])
-                       | beam.Distinct()
-                       | beam.FlatMap(lambda split: [((split, shard), None) for shard in range(num_shards)]))
-        return ((keyed, every_shard)
-                | beam.Flatten()
-                | beam.GroupByKey()
-                | beam.FlatMapTuple(write))
+        columns = {name: _ragged_words(sentences, name)
+                   for name in ("word", "pos", "chunk") if name in sentences[0].columns}
+        if "tag" in sentences[0].columns:
+            tags = [_convert_tags(s, self.options.input_scheme, self.options.tag_scheme) for s in sentences]
+            flat = [t for row in tags for t in row]
+            columns["tag"] = tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(r) for r in tags])
+        ids = {name: _to_lists(value) for name, value in self.extractor(columns).items()}
+        if self.wordpieces is not None:
+            pieces = self.wordpieces(columns["word"].flat_values)
+            ids["wordpiece_ids"] = _to_lists(columns["word"].with_flat_values(pieces))
+        for i, s in enumerate(sentences):
+            sequence = {name: list(values) for name, values in s.columns.items()}
+            sequence.update({name: value[i] for name, value in ids.items()})
+            if "tag_id" in sequence and -1 in sequence["tag_id"]:
+                line = s.line + sequence["tag_id"].index(-1)
+                raise conll.ConllFormatError(s.source, line, "tag not seen in the training split")
+            if s.offsets:
+                sequence["start"] = [a for a, _ in s.offsets]
+                sequence["end"] = [b for _, b in s.offsets]
+            context = {"source": fsutil.basename(s.source), "index": s.index, "leading": s.leading, "length": len(s)}
+            in_glove = sum(1 for w in sequence["word_id"] if w in self.glove_ids)
+            unknown = sum(1 for w in sequence["word_id"] if w == features.UNK_ID)
+            yield schema.encode(context, sequence), (len(s), in_glove, unknown)
 
 
-class SplitStats(beam.PTransform):
-    """Encoded records -> one dict: split -> sentences, tokens, GloVe coverage, lengths, tags."""
-
-    def expand(self, encoded):
-        def per_sentence(e):
-            split, _, _, _, (length, in_glove, unknown) = e
-            return split, (1, length, in_glove, unknown, collections.Counter({length // LENGTH_BIN: 1}))
-
-        def add(rows):
-            rows = list(rows)
-            histogram = sum((r[4] for r in rows), collections.Counter())
-            return (sum(r[0] for r in rows), sum(r[1] for r in rows), sum(r[2] for r in rows),
-                    sum(r[3] for r in rows), histogram)
-
-        def as_dict(items):
-            out = {}
-            for split, (sentences, tokens, in_glove, unknown, histogram) in sorted(items):
-                out[split] = {
-                    "sentences": sentences, "tokens": tokens,
-                    "glove_token_coverage": round(in_glove / max(tokens, 1), 6),
-                    "unknown_token_rate": round(unknown / max(tokens, 1), 6),
-                    # [first length, last length, sentences] per bin, shortest first.
-                    "length_histogram": [[b * LENGTH_BIN, b * LENGTH_BIN + LENGTH_BIN - 1, n]
-                                         for b, n in sorted(histogram.items())],
-                }
-            return out
-
-        return (encoded | beam.Map(per_sentence) | beam.CombinePerKey(add)
-                | beam.combiners.ToList() | beam.Map(as_dict))
+def range_stats(lengths: Iterable[tuple[int, int, int]], sentences: Sequence[conll.Sentence]) -> dict:
+    """One range's counts: sentences, tokens, GloVe and UNK tokens, length histogram bins and
+    the tags as written in the input."""
+    stats = {"sentences": 0, "tokens": 0, "in_glove": 0, "unknown": 0, "lengths": {}, "tag_counts": {}}
+    for length, in_glove, unknown in lengths:
+        io.add_counts(stats, {"sentences": 1, "tokens": length, "in_glove": in_glove, "unknown": unknown,
+                              "lengths": {str(length // LENGTH_BIN): 1}})
+    io.add_counts(stats["tag_counts"], collections.Counter(t for s in sentences for t in s.columns.get("tag", ())))
+    return stats
 
 
-def _tag_counts(keyed_sentences):
-    """(split, Sentence) -> one dict: split -> {tag: count} of the tags as written in the input."""
-    return (keyed_sentences
-            | beam.FlatMap(lambda kv: [((kv[0], t), 1) for t in kv[1].columns.get("tag", ())])
-            | beam.CombinePerKey(sum)
-            | beam.combiners.ToList()
-            | beam.Map(lambda items: {split: dict(sorted((t, n) for (s2, t), n in items if s2 == split))
-                                      for split in sorted({s for (s, _), _ in items})}))
+class _EncodeRange(io.FileSystemsDoFn):
+    """RangeSentences -> the range's shard WORK/parts/<range>.tfrecord (records in input
+    order), then its receipt WORK/receipts/<range>.json; yields the range's name. The
+    vocabularies are read from the output folder when the DoFn is set up."""
+
+    def __init__(self, options: PreprocessOptions, out_dir: str, fs_options: dict | None = None):
+        super().__init__(fs_options or {})
+        self.options, self.out_dir = options, out_dir
+        self.work_dir = fsutil.join(out_dir, WORK_DIR)
+
+    def setup(self):
+        super().setup()
+        vocabs = features.load_vocabs(fsutil.join(self.out_dir, "vocab"))
+        glove_words = fsutil.read_text(fsutil.join(self.work_dir, GLOVE_WORDS)).split("\n")[:-1]
+        self.encoder = Encoder(self.options, vocabs, glove_words)
+
+    def process(self, read: io.RangeSentences):
+        lengths = []
+        with fsutil.atomic_write(fsutil.join(self.work_dir, "parts", f"{read.range.name}.tfrecord"), "wb") as f:
+            for batch in _batches(read.sentences):
+                for record, counts in self.encoder(batch):
+                    _TFRecordUtil.write_record(f, record)
+                    lengths.append(counts)
+        receipt = {**range_stats(lengths, read.sentences), "read": read.counts._asdict(), "worker": io.worker_name()}
+        fsutil.write_text(fsutil.join(self.work_dir, "receipts", f"{read.range.name}.json"), json.dumps(receipt))
+        yield read.range.name
+
+
+# ----------------------------------------------------------------------------- finishing
+
+def publish_shards(planned: Sequence[ranges.FileRange], out_dir: str) -> None:
+    """Renames each range's part to its shard, {split}-SSSSS-of-NNNNN.tfrecord, in input order."""
+    by_split: dict[str, list[ranges.FileRange]] = {}
+    for r in planned:
+        by_split.setdefault(r.split, []).append(r)
+    for split, parts in by_split.items():
+        parts.sort(key=lambda r: (r.file_number, r.number))
+        fsutil.move([fsutil.join(out_dir, WORK_DIR, "parts", f"{r.name}.tfrecord") for r in parts],
+                    [fsutil.join(out_dir, f"{split}-{i:05d}-of-{len(parts):05d}.tfrecord") for i in range(len(parts))])
+
+
+def split_stats(receipts: dict[str, dict], planned: Sequence[ranges.FileRange], options: PreprocessOptions) -> dict:
+    """stats.json: per split, the sums of its ranges' receipts and the figures made of them;
+    an error (or, lenient, a warning) for a CoNLL file without a sentence."""
+    totals: dict[str, dict] = {}
+    per_file: dict[str, int] = {}
+    for r in planned:
+        io.add_counts(totals.setdefault(r.split, {}), {k: v for k, v in receipts[r.name].items() if k != "worker"})
+        per_file[r.path] = per_file.get(r.path, 0) + receipts[r.name]["sentences"]
+    for r in planned:
+        if r.kind == "conll" and not per_file[r.path] and not totals[r.split]["read"]["skipped_sentences"]:
+            if not options.lenient:
+                raise conll.ConllFormatError(r.path, 1, "no sentences in file")
+            log.warning("%s:1: no sentences in file", r.path)
+    out = {}
+    for split, t in sorted(totals.items()):
+        tokens = max(t["tokens"], 1)
+        out[split] = {
+            "sentences": t["sentences"], "tokens": t["tokens"],
+            "glove_token_coverage": round(t["in_glove"] / tokens, 6),
+            "unknown_token_rate": round(t["unknown"] / tokens, 6),
+            # [first length, last length, sentences] per bin, shortest first.
+            "length_histogram": [[int(b) * LENGTH_BIN, int(b) * LENGTH_BIN + LENGTH_BIN - 1, n]
+                                 for b, n in sorted(t["lengths"].items(), key=lambda kv: int(kv[0]))],
+        }
+        if split == RAW_SPLIT:
+            out[split]["skipped_lines"] = t["read"]["bad_lines"]
+            continue
+        out[split]["skipped_sentences"] = t["read"]["skipped_sentences"]
+        out[split]["skipped_lines"] = t["read"]["skipped_lines"]
+        if t["tag_counts"]:
+            out[split]["tag_counts"] = dict(sorted(t["tag_counts"].items()))
+    return out
 
 
 # ----------------------------------------------------------------------------- pipeline
 
-def build_pipeline(p: beam.Pipeline, inputs: dict[str, str], raw: Sequence[str], out_dir: str,
-                   options: PreprocessOptions, vocab_from: str | None = None) -> None:
-    """Adds the whole preprocessing graph to ``p``; everything is written under ``out_dir``."""
-    parts = [p | f"Read_{split}" >> ReadConll(path, options) | f"Key_{split}" >> beam.Map(lambda s, k=split: (k, s))
-             for split, path in inputs.items()]
-    parts += [p | f"ReadRaw_{i}" >> ReadRawText(pattern, options) | f"KeyRaw_{i}" >> beam.Map(lambda s: (RAW_SPLIT, s))
-              for i, pattern in enumerate(raw)]
-    keyed = parts | "AllSplits" >> beam.Flatten()
-    if vocab_from:
-        vocab_info = p | "VocabFrom" >> beam.Create([load_vocab_dir(vocab_from)])
-    else:
-        labelled = [part for part, split in zip(parts, inputs) if split in SPLITS]
-        vocab_info = labelled | "Labelled" >> beam.Flatten() | ComputeVocabs(options, out_dir)
-    encoded = keyed | EncodeRecords(options, beam.pvalue.AsSingleton(vocab_info))
-    _ = encoded | WriteShards(out_dir, options.num_shards)
-    stats = encoded | SplitStats()
-    tag_counts = _tag_counts(keyed)
+def resolve_inputs(data_dir: str | None, raw: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(split -> CoNLL file, path -> split for every input file), in split then path order."""
+    inputs = {}
+    if data_dir:
+        inputs = {split: fsutil.join(data_dir, f"{split}.txt") for split in SPLITS
+                  if fsutil.exists(fsutil.join(data_dir, f"{split}.txt"))}
+    splits = {path: split for split, path in inputs.items()}
+    if raw:
+        splits.update((m.path, RAW_SPLIT) for m in fsutil.match(raw))
+    return inputs, splits
 
-    def write_stats(split_stats, tags):
-        for split, counts in tags.items():
-            split_stats.setdefault(split, {})["tag_counts"] = counts
-        with conll.atomic_write(Path(out_dir) / "stats.json") as f:
-            json.dump(split_stats, f, indent=2, sort_keys=True)
 
-    _ = stats | beam.Map(write_stats, tags=beam.pvalue.AsSingleton(tag_counts))
+def plan(splits: dict[str, str], options: PreprocessOptions) -> list[ranges.FileRange]:
+    """The input ranges: at least ``num_shards`` per file, at most ``range_bytes`` each."""
+    kinds = {path: "raw" if split == RAW_SPLIT else "conll" for path, split in splits.items()}
+    return io.plan_ranges(kinds, options.range_bytes, splits, min_ranges=options.num_shards)
 
 
 def resolve_input_scheme(inputs: dict[str, str], options: PreprocessOptions) -> PreprocessOptions:
@@ -387,27 +380,66 @@ def resolve_input_scheme(inputs: dict[str, str], options: PreprocessOptions) -> 
     return dataclasses.replace(options, input_scheme=conll.detect_scheme(tags))
 
 
-def prepare_output(out: str, overwrite: bool) -> Path:
+def prepare_output(out: str, overwrite: bool) -> str:
     """A fresh staging folder beside ``out``; refuses an existing ``out`` unless overwrite."""
-    out_path = Path(out)
-    if out_path.exists() and not overwrite:
+    if fsutil.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    staging = out_path.with_name(f".{out_path.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
-    staging.mkdir(parents=True)
+    parent, name = out.rstrip("/").rsplit("/", 1) if "/" in out.rstrip("/") else (".", out)
+    staging = fsutil.join(parent, f".{name}.staging")
+    fsutil.delete_tree(staging)  # what a killed run left behind
     return staging
 
 
-def publish_output(staging: Path, out: str) -> None:
-    """Swaps the finished staging folder into place: readers see the old or the new output,
-    never a mix."""
-    out_path = Path(out)
-    old = out_path.with_name(f".{out_path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_path.exists():
-        os.replace(out_path, old)
-    os.replace(staging, out_path)
-    shutil.rmtree(old, ignore_errors=True)
+def publish_output(staging: str, out: str) -> None:
+    """Moves the finished staging folder into place. On a local disk the folders are
+    swapped, so readers see the old or the new output, never a mix; on an object store
+    the old objects are deleted, then the new ones moved in."""
+    if fsutil.is_local(out):
+        import os
+        import shutil
+
+        parent, name = os.path.split(out.rstrip("/"))
+        old = os.path.join(parent, f".{name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(out):
+            os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    fsutil.delete_tree(out)
+    found = [m.path for m in fsutil.walk(staging)]
+    fsutil.move(found, [fsutil.join(out, p[len(staging.rstrip("/")) + 1:]) for p in found])
+
+
+def run_passes(planned: Sequence[ranges.FileRange], staging: str, options: PreprocessOptions,
+               beam_options, vocab_from: str | None) -> dict[str, dict]:
+    """The census, vocabulary and encoding passes; returns the receipts of the ranges."""
+    work_dir = fsutil.join(staging, WORK_DIR)
+    fs_options = io.filesystem_options(beam_options)
+    planned = io.take_census(list(planned), options, beam_options, work_dir)
+    if vocab_from:
+        vocabs, glove_words = load_vocab_dir(vocab_from)
+        write_vocabs(staging, vocabs, glove_words)
+    else:
+        labelled = [r for r in planned if r.split in SPLITS]
+        io.run(lambda p: p | "ReadLabelled" >> io.ReadRanges(labelled, options, fs_options)
+               | "Vocabularies" >> ComputeVocabs(options, staging, fs_options), beam_options)
+        if not fsutil.exists(fsutil.join(work_dir, GLOVE_WORDS)):
+            raise RuntimeError("the vocabulary pass wrote no vocabularies: the runner lost work")
+    io.run(lambda p: p | "Read" >> io.ReadRanges(planned, options, fs_options)
+           | "Encode" >> beam.ParDo(_EncodeRange(options, staging, fs_options)), beam_options)
+    receipts = io.read_receipts(fsutil.join(work_dir, "receipts"), [r.name for r in planned])
+    publish_shards(planned, staging)
+    return receipts
+
+
+def bert_encoder_dir(handle: str | None) -> str | None:
+    """The absolute encoder folder of a --bert-handle (checked to exist), or None."""
+    if handle is None:
+        return None
+    from etagger.layers.contextual import resolve_handle
+
+    return str(resolve_handle(handle))
 
 
 def parse_args(argv=None):
@@ -421,7 +453,9 @@ def parse_args(argv=None):
     parser.add_argument("--tag-scheme", default="IOBES", choices=conll.SCHEMES)
     parser.add_argument("--min-count", type=int, default=1)
     parser.add_argument("--glove", default=glove.EMBEDDED, help="GloVe text file (.txt/.txt.gz); default: embedded 6B 50d")
-    parser.add_argument("--num-shards", type=int, default=4)
+    parser.add_argument("--num-shards", type=int, default=1, help="at least this many shards per input file")
+    parser.add_argument("--range-bytes", type=int, default=ranges.DEFAULT_RANGE_BYTES,
+                        help="at most this many input bytes per shard: the unit of parallel work and of memory")
     parser.add_argument("--max-tokens", type=int, default=1000)
     parser.add_argument("--lenient", action="store_true", help="skip malformed sentences/lines (counted, logged)")
     parser.add_argument("--wikitext", action="store_true", help="raw text uses wikitext's @-@ markers")
@@ -436,74 +470,46 @@ def parse_args(argv=None):
 
 
 def run(argv=None) -> dict:
-    """Parses options, builds and runs the pipeline; returns the published stats."""
+    """Parses options, runs the passes, publishes the output; returns the stats."""
+    import os
+
     args, beam_args = parse_args(argv)
-    inputs = {}
-    if args.data_dir:
-        inputs = {split: str(Path(args.data_dir) / f"{split}.txt") for split in SPLITS
-                  if (Path(args.data_dir) / f"{split}.txt").exists()}
-        if "train" not in inputs and not args.vocab_from:
-            raise FileNotFoundError(f"{args.data_dir}/train.txt is needed to build vocabularies")
-    if not inputs and not args.raw:
+    beam_options = io.pipeline_options(beam_args)
+    out = str(args.out)
+    inputs, splits = resolve_inputs(args.data_dir and str(args.data_dir), [str(r) for r in args.raw])
+    if args.data_dir and "train" not in inputs and not args.vocab_from:
+        raise FileNotFoundError(f"{args.data_dir}/train.txt is needed to build vocabularies")
+    if not splits:
         raise ValueError("nothing to preprocess: give --data-dir and/or --raw")
     if not inputs.get("train") and not args.vocab_from:
         raise ValueError("raw text alone needs --vocab-from DIR (an earlier preprocess output)")
     options = PreprocessOptions(
         columns=tuple(args.columns.split(",")), input_scheme=args.input_scheme, tag_scheme=args.tag_scheme,
-        min_count=args.min_count, glove=args.glove, num_shards=args.num_shards, max_tokens=args.max_tokens,
-        lenient=args.lenient, wikitext=args.wikitext,
+        min_count=args.min_count, glove=args.glove, num_shards=args.num_shards, range_bytes=args.range_bytes,
+        max_tokens=args.max_tokens, lenient=args.lenient, wikitext=args.wikitext,
         features=features.FeatureConfig(lowercase=bool(args.lowercase), zero_digits=bool(args.zero_digits)),
         bert_handle=bert_encoder_dir(args.bert_handle),
-        gazetteer=tuple(g if g == "train" else os.path.abspath(g) for g in args.gazetteer))
+        gazetteer=tuple(g if g == "train" or not fsutil.is_local(g) else os.path.abspath(g) for g in args.gazetteer))
     options = resolve_input_scheme(inputs, options)
-    staging = prepare_output(args.out, args.overwrite)
+    staging = prepare_output(out, args.overwrite)
     try:
-        if args.vocab_from:
-            shutil.copytree(Path(args.vocab_from) / "vocab", staging / "vocab")
-        p = beam.Pipeline(options=PipelineOptions(beam_args))
-        build_pipeline(p, inputs, args.raw, str(staging), options, args.vocab_from)
-        result = p.run()
-        result.wait_until_finish()
-        add_skip_counts(staging / "stats.json", result, inputs, bool(args.raw))
+        planned = plan(splits, options)
+        receipts = run_passes(planned, staging, options, beam_options, args.vocab_from)
+        stats = split_stats(receipts, planned, options)
+        fsutil.write_text(fsutil.join(staging, "stats.json"), json.dumps(stats, indent=2, sort_keys=True))
         config = {**dataclasses.asdict(options), "inputs": inputs, "raw": args.raw, "vocab_from": args.vocab_from}
         if options.bert_handle is not None:
             from etagger.layers.contextual import vocab_sha256
 
             config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
-        with conll.atomic_write(staging / "preprocess.json") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
-        publish_output(staging, args.out)
+        fsutil.write_text(fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True))
+        fsutil.delete_tree(fsutil.join(staging, WORK_DIR))
+        publish_output(staging, out)
     except BaseException:
         # A failed run leaves nothing behind: no output folder, no half-written staging.
-        shutil.rmtree(staging, ignore_errors=True)
+        fsutil.delete_tree(staging)
         raise
-    return json.loads((Path(args.out) / "stats.json").read_text())
-
-
-def bert_encoder_dir(handle: str | None) -> str | None:
-    """The absolute encoder folder of a --bert-handle (checked to exist), or None."""
-    if handle is None:
-        return None
-    from etagger.layers.contextual import resolve_handle
-
-    return str(resolve_handle(handle))
-
-
-def add_skip_counts(stats_path: Path, result, inputs: dict[str, str], raw: bool) -> None:
-    """Adds what a lenient read skipped (per split: skipped_sentences, skipped_lines; raw:
-    skipped_lines) from the pipeline's counters to stats.json, so no loss goes unreported."""
-    counters: collections.Counter = collections.Counter()
-    for row in result.metrics().query(MetricsFilter().with_namespace("preprocess"))["counters"]:
-        counters[row.key.metric.name] += row.committed if row.committed is not None else row.attempted
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    for split, path in inputs.items():
-        entry = stats.setdefault(split, {})
-        entry["skipped_sentences"] = counters[f"skipped_sentences:{path}"]
-        entry["skipped_lines"] = counters[f"skipped_lines:{path}"]
-    if raw:
-        stats.setdefault(RAW_SPLIT, {})["skipped_lines"] = counters["bad_lines"]
-    with conll.atomic_write(stats_path) as f:
-        json.dump(stats, f, indent=2, sort_keys=True)
+    return stats
 
 
 if __name__ == "__main__":

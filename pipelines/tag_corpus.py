@@ -3,43 +3,45 @@
     python -m pipelines.tag_corpus --model S --input GLOB --output DIR \
         [--format conll|jsonl|parquet] [--input-format auto|conll|raw] [--runner DirectRunner] ...
 
-Input files are CoNLL column files (gold tags optional) or raw text, one document or
-sentence per line (sentence split and tokenized as in preprocessing). Sentences (for a
-model trained with document context: packs of consecutive sentences, ``PackDocuments``)
-are batched by length (BatchElements' length buckets), tagged by the model's own graph
-(token strings in, tags out) and written, per input file, to ``DIR/<file name>.<format>``
-in input order, atomically. ``DIR/timing.json`` holds model load time, per-batch and per-sentence
-latency, throughput and the pipeline's counters (sentences, tokens, skipped records).
+Input files (local, ``gs://``, ``s3://`` ...) are CoNLL column files (gold tags optional)
+or raw text, one document or sentence per line (sentence split and tokenized as in
+preprocessing). Each file is cut into byte ranges that workers read in parallel
+(``pipelines.io``). Each range's sentences (for a model trained with document context:
+packs of consecutive sentences) are tagged by the model's own graph, token strings in,
+tags out, in length-sorted calls, and written as one part file per range. Memory holds a
+range at a time, however large the corpus.
+
+Outputs, each written under a temporary name and renamed, so it appears whole or not at all:
+  DIR/<file name>.conll                       conlleval input, in input order (the parts joined)
+  DIR/<file name>-SSSSS-of-NNNNN.jsonl|parquet one shard per input range, in input order
+  DIR/timing.json                             model load time, per-call and per-sentence
+                                              latency, throughput, counts and skipped records,
+                                              per worker too; complete on every runner
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
-import os
 import re
 import sys
 import time
-import uuid
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.ml.inference.base import ModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from etagger import conll, outputs
+from etagger import conll, fsutil, outputs, ranges
 from etagger.predictor import Predictor, document_context, read_meta
-from pipelines.io import ReadConll, ReadRawText
+from pipelines import io
 
 log = logging.getLogger(__name__)
 NAMESPACE = "tag_corpus"
 FORMATS = ("conll", "jsonl", "parquet")
+WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the output folder
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
 
 
@@ -54,9 +56,10 @@ class TagOptions:
     max_tokens: int = 1000  # raw text: longer sentences are cut (CoNLL input: no limit)
     wikitext: bool = False  # raw text in wikitext-2/-103 style
     max_batch_sentences: int = 64  # per model call (packs of sentences, with document context)
-    max_batch_tokens: int = 4096  # per RunInference batch (split into length-sorted model calls)
+    max_batch_tokens: int = 4096  # per model call
     output_scheme: str = "IOB2"  # scheme of predicted tags in CoNLL output of gold-tagged input
     document_context: int = 0  # the model's: tokens of neighbouring sentences read together
+    range_bytes: int = ranges.DEFAULT_RANGE_BYTES  # input bytes per range (per part file)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -65,142 +68,290 @@ class TagOptions:
 
 # ----------------------------------------------------------------------------- inference
 
-class TaggerModelHandler(ModelHandler[Sequence[conll.Sentence], list, Predictor]):
-    """RunInference handler for an etagger SavedModel. An element is a pack of consecutive
-    sentences the model reads as one sequence (one sentence without document context); its
-    result is one dict per sentence with the sentence, its IOB2 ``tags`` (and CRF
-    confidences when ``with_confidence``), and the time and size of the model call."""
+class RangeTags(NamedTuple):
+    """The model's output for one range: per sentence a dict with its IOB2 ``tags`` (and CRF
+    ``token_confidence`` / ``entity_confidence`` when asked for), and per model call its
+    (seconds, sentences, tokens)."""
+
+    per_sentence: tuple[dict, ...]
+    calls: tuple[tuple[float, int, int], ...]
+    model_load_seconds: float
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(path: str, with_confidence: bool) -> Predictor:
+    # One model per worker process, whatever the runner does with DoFn instances: the Dask
+    # runner sets a DoFn up again for every partition.
+    return Predictor(path, with_confidence)
+
+
+class TaggerModelHandler(ModelHandler[io.RangeSentences, RangeTags, Predictor]):
+    """RunInference handler for an etagger SavedModel. An example is one input range's
+    sentences; the handler packs them (document context), sorts them by length and calls
+    the model on runs of at most ``max_batch_sentences`` packs and ``max_batch_tokens``
+    tokens, so that padding wastes little."""
 
     def __init__(self, model_path: str, with_confidence: bool, max_batch_sentences: int = 64,
-                 max_batch_tokens: int = 4096):
+                 max_batch_tokens: int = 4096, document_context: int = 0, fs_options: dict | None = None):
+        # A range is already a large batch: RunInference passes them on one at a time.
+        super().__init__(min_batch_size=1, max_batch_size=1)
         self.model_path = model_path
+        self.fs_options = fs_options or {}
         self.with_confidence = with_confidence
         self.max_batch_sentences = max_batch_sentences
-        # BatchElements sizes batches in tokens; run_inference sorts each batch by length
-        # and calls the model on runs of similar length, so padding wastes little.
-        # (BatchElements' own length buckets need its stateful path, which DirectRunner
-        # runs on its old bundle-based runner: no --direct_num_workers, counters lost.)
-        self._batching_kwargs = dict(min_batch_size=min(512, max_batch_tokens), max_batch_size=max_batch_tokens,
-                                     element_size_fn=_tokens)
+        self.max_batch_tokens = max_batch_tokens
+        self.document_context = document_context
 
     def load_model(self) -> Predictor:
-        return Predictor(self.model_path, self.with_confidence)
+        io.use_filesystem_options(self.fs_options)  # the model may be remote (s3://, gs://)
+        return _predictor(self.model_path, self.with_confidence)
 
-    def run_inference(self, batch: Sequence[Sequence[conll.Sentence]], model: Predictor,
-                      inference_args=None) -> list[list[dict]]:
-        if not getattr(model, "load_reported", False):
-            # Metrics updated in DoFn.setup, where loading happens, are dropped: report on first use.
-            Metrics.distribution(NAMESPACE, "model_load_ms").update(int(model.load_seconds * 1000))
-            model.load_reported = True
-        order = sorted(range(len(batch)), key=lambda i: _tokens(batch[i]))
-        results: list[list[dict]] = [[]] * len(batch)
-        for first in range(0, len(order), self.max_batch_sentences):
-            chunk = order[first:first + self.max_batch_sentences]
+    def run_inference(self, batch: Sequence[io.RangeSentences], model: Predictor,
+                      inference_args=None) -> Iterable[PredictionResult]:
+        return [PredictionResult(example, self._tag(example.sentences, model)) for example in batch]
+
+    def _tag(self, sentences: Sequence[conll.Sentence], model: Predictor) -> RangeTags:
+        packs = pack_sentences(sentences, self.document_context)
+        order = sorted(range(len(packs)), key=lambda i: _tokens(packs[i]))
+        results: list[list[dict]] = [[] for _ in packs]
+        calls = []
+        for chunk in self._calls(order, packs):
             start = time.perf_counter()
-            tagged = model.tag_packs([[s.columns for s in batch[i]] for i in chunk])
-            seconds = time.perf_counter() - start
-            tokens = sum(_tokens(batch[i]) for i in chunk)
-            sentences = sum(len(batch[i]) for i in chunk)
-            for k, (i, parts) in enumerate(zip(chunk, tagged)):
-                results[i] = [{"sentence": sentence, **part, "batch_seconds": seconds if k == j == 0 else None,
-                               "batch_size": sentences, "batch_tokens": tokens}
-                              for j, (sentence, part) in enumerate(zip(batch[i], parts))]
-        return results
+            tagged = model.tag_packs([[s.columns for s in packs[i]] for i in chunk])
+            calls.append((time.perf_counter() - start, sum(len(packs[i]) for i in chunk),
+                          sum(_tokens(packs[i]) for i in chunk)))
+            for i, parts in zip(chunk, tagged):
+                results[i] = parts
+        return RangeTags(tuple(part for parts in results for part in parts), tuple(calls), model.load_seconds)
 
-    def get_num_bytes(self, batch: Sequence[Sequence[conll.Sentence]]) -> int:
-        return sum(len(w) for pack in batch for s in pack for w in s.words)
+    def _calls(self, order: list[int], packs: list[tuple[conll.Sentence, ...]]) -> Iterable[list[int]]:
+        """Runs of the length-sorted packs within the per-call limits."""
+        chunk: list[int] = []
+        tokens = 0
+        for i in order:
+            n = _tokens(packs[i])
+            if chunk and (len(chunk) == self.max_batch_sentences or tokens + n > self.max_batch_tokens):
+                yield chunk
+                chunk, tokens = [], 0
+            chunk.append(i)
+            tokens += n
+        if chunk:
+            yield chunk
 
-    def share_model_across_processes(self) -> bool:
-        return False
+    def get_num_bytes(self, batch: Sequence[io.RangeSentences]) -> int:
+        return sum(len(w) for example in batch for s in example.sentences for w in s.words)
 
 
 def _tokens(pack: Sequence[conll.Sentence]) -> int:
     return sum(len(s) for s in pack)
 
 
-class PackDocuments(beam.PTransform):
-    """conll.Sentence -> packs (tuples) of consecutive sentences of one document, at most
-    ``max_tokens`` tokens each (``conll.pack_documents``), for a model trained with
-    document context; with ``max_tokens`` 0, every sentence is a pack of its own.
+def pack_sentences(sentences: Sequence[conll.Sentence], max_tokens: int) -> list[tuple[conll.Sentence, ...]]:
+    """Packs of consecutive sentences of one document, at most ``max_tokens`` tokens each
+    (``conll.pack_documents``), for a model trained with document context, cut where
+    ``conll.starts_pack`` says, as in training and evaluation; with ``max_tokens`` 0 every
+    sentence is a pack of its own. A raw-text line is a document, and a CoNLL file is one
+    range when the model reads document context, so a range never cuts a pack."""
+    if not max_tokens:
+        return [(s,) for s in sentences]
+    return [tuple(pack) for pack in conll.pack_documents(
+        sentences, max_tokens, len, lambda s: conll.starts_pack(s.index, s.leading))]
 
-    Sentences are grouped by file and block of ``conll.PACK_BLOCK`` sentence indices, so no
-    worker has to hold a whole large file; packs are cut where ``conll.starts_pack`` says,
-    as in training and evaluation (CoNLL: at ``-DOCSTART-``; raw text: at each line).
-    """
 
-    def __init__(self, max_tokens: int):
+class TagRanges(beam.PTransform):
+    """RangeSentences -> PredictionResult(RangeSentences, RangeTags), through RunInference."""
+
+    def __init__(self, options: TagOptions, fs_options: dict | None = None):
         super().__init__()
-        self.max_tokens = max_tokens
+        self.options, self.fs_options = options, fs_options
 
-    def expand(self, sentences):
-        if not self.max_tokens:
-            return sentences | beam.Map(lambda s: (s,))
-        max_tokens = self.max_tokens
-
-        def pack(block):
-            in_order = sorted(block, key=lambda s: s.index)
-            for found in conll.pack_documents(in_order, max_tokens, len, lambda s: conll.starts_pack(s.index, s.leading)):
-                yield tuple(found)
-
-        return (sentences
-                | beam.Map(lambda s: ((s.source, s.index // conll.PACK_BLOCK), s))
-                | beam.GroupByKey()
-                | beam.FlatMapTuple(lambda _, block: pack(block)))
-
-
-class _CountAndReport(beam.DoFn):
-    """Counts tagged sentences and tokens; every 10 s a worker prints its progress."""
-
-    def __init__(self):
-        self.sentences = Metrics.counter(NAMESPACE, "sentences")
-        self.tokens = Metrics.counter(NAMESPACE, "tokens")
-        self.entities = Metrics.counter(NAMESPACE, "entities")
-
-    def setup(self):
-        self.started = self.last = time.monotonic()
-        self.done_sentences = self.done_tokens = 0
-
-    def process(self, tagged: dict):
-        n = len(tagged["sentence"])
-        self.sentences.inc()
-        self.tokens.inc(n)
-        self.entities.inc(sum(t.startswith("B-") for t in tagged["tags"]))
-        self.done_sentences += 1
-        self.done_tokens += n
-        now = time.monotonic()
-        if now - self.last >= 10:
-            self.last = now
-            print(f"tag-corpus [pid {os.getpid()}]: {self.done_sentences:,} sentences, {self.done_tokens:,} tokens,"
-                  f" {self.done_tokens / (now - self.started):,.0f} tokens/s", file=sys.stderr, flush=True)
-        yield tagged
-
-
-class TagSentences(beam.PTransform):
-    """conll.Sentence -> tagged dicts (RunInference over length-bucketed batches of packs)."""
-
-    def __init__(self, options: TagOptions):
-        super().__init__()
-        self.options = options
-
-    def expand(self, sentences):
+    def expand(self, read):
         handler = TaggerModelHandler(self.options.model, with_confidence=self.options.format != "conll",
                                      max_batch_sentences=self.options.max_batch_sentences,
-                                     max_batch_tokens=self.options.max_batch_tokens)
-        return (sentences
-                | PackDocuments(self.options.document_context)
-                | RunInference(handler, metrics_namespace=NAMESPACE)
-                | beam.FlatMap(lambda tagged_pack: tagged_pack)
-                | beam.ParDo(_CountAndReport()))
+                                     max_batch_tokens=self.options.max_batch_tokens,
+                                     document_context=self.options.document_context, fs_options=self.fs_options)
+        return read | "Tag" >> RunInference(handler, metrics_namespace=NAMESPACE)
 
 
-# ----------------------------------------------------------------------------- reading
+# ----------------------------------------------------------------------------- writing
+
+def render(sentences: Sequence[conll.Sentence], tagged: Sequence[dict], fmt: str, scheme: str = "IOB2") -> bytes:
+    """The output of tagged sentences (in input order). CoNLL output of gold-tagged input
+    spells the predictions in ``scheme``, as the gold tags are."""
+    if fmt == "conll":
+        return "".join(
+            outputs.conll_text(list(s.columns.values()),
+                               conll.convert_tags(t["tags"], "IOB2", scheme) if "tag" in s.columns else t["tags"])
+            for s, t in zip(sentences, tagged)).encode("utf-8")
+    records = [outputs.record(s, t["tags"], t.get("token_confidence"), t.get("entity_confidence"))
+               for s, t in zip(sentences, tagged)]
+    return outputs.jsonl_text(records).encode("utf-8") if fmt == "jsonl" else outputs.parquet_bytes(records)
+
+
+class _WritePart(io.FileSystemsDoFn):
+    """PredictionResult -> the range's part file WORK/parts/<range>.<format>, then its
+    receipt WORK/receipts/<range>.json (counts and model-call times); yields the range's
+    name. Every 10 s a worker prints its progress."""
+
+    def __init__(self, work_dir: str, fmt: str, scheme: str, fs_options: dict):
+        super().__init__(fs_options)
+        self.work_dir, self.fmt, self.scheme = work_dir, fmt, scheme
+
+    def setup(self):
+        super().setup()
+        self.started = self.last = None
+        self.done_sentences = self.done_tokens = 0
+
+    def process(self, result: PredictionResult):
+        read: io.RangeSentences = result.example
+        tags: RangeTags = result.inference
+        name = read.range.name
+        fsutil.write_bytes(fsutil.join(self.work_dir, "parts", f"{name}.{self.fmt}"),
+                           render(read.sentences, tags.per_sentence, self.fmt, self.scheme))
+        tokens = sum(len(s) for s in read.sentences)
+        receipt = {
+            "sentences": len(read.sentences), "tokens": tokens,
+            "entities": sum(t.startswith("B-") for out in tags.per_sentence for t in out["tags"]),
+            "read": read.counts._asdict(), "calls": tags.calls,
+            "model_load_seconds": tags.model_load_seconds, "worker": io.worker_name(),
+        }
+        fsutil.write_text(fsutil.join(self.work_dir, "receipts", f"{name}.json"), json.dumps(receipt))
+        self._progress(len(read.sentences), tokens)
+        yield name
+
+    def _progress(self, sentences: int, tokens: int) -> None:
+        now = time.monotonic()
+        if self.started is None:  # the clock starts with the first range, not at model loading
+            self.started = self.last = now
+            return
+        self.done_sentences += sentences
+        self.done_tokens += tokens
+        if now - self.last >= 10:
+            self.last = now
+            print(f"tag-corpus [{io.worker_name()}]: {self.done_sentences:,} sentences, {self.done_tokens:,} tokens,"
+                  f" {self.done_tokens / (now - self.started):,.0f} tokens/s", file=sys.stderr, flush=True)
+
+
+def build_pipeline(p: beam.Pipeline, planned: Sequence[ranges.FileRange], options: TagOptions, work_dir: str,
+                   fs_options: dict | None = None):
+    """One straight chain: ranges -> read -> tag -> part files and receipts."""
+    fs_options = fs_options or {}
+    _ = (p
+         | "Read" >> io.ReadRanges(planned, options, fs_options)
+         | "Tag" >> TagRanges(options, fs_options)
+         | "WriteParts" >> beam.ParDo(_WritePart(work_dir, options.format, options.output_scheme, fs_options)))
+
+
+def output_names(path: str, fmt: str, count: int) -> list[str]:
+    """The output file names of an input file cut into ``count`` ranges."""
+    name = fsutil.basename(path)
+    if fmt == "conll":
+        return [f"{name}.conll"]
+    return [f"{name}-{i:05d}-of-{count:05d}.{fmt}" for i in range(count)]
+
+
+def publish(planned: Sequence[ranges.FileRange], output: str, work_dir: str, fmt: str) -> None:
+    """Moves the parts into their outputs: CoNLL parts joined into one file per input (a
+    block at a time), JSONL/Parquet parts renamed to shards. Shards of an earlier run of
+    the same input with another shard count are removed."""
+    by_file: dict[str, list[ranges.FileRange]] = {}
+    for r in planned:
+        by_file.setdefault(r.path, []).append(r)
+    for path, parts in by_file.items():
+        sources = [fsutil.join(work_dir, "parts", f"{r.name}.{fmt}") for r in sorted(parts, key=lambda r: r.number)]
+        names = output_names(path, fmt, len(parts))
+        if fmt == "conll":
+            fsutil.concatenate(sources, fsutil.join(output, names[0]))
+            continue
+        targets = [fsutil.join(output, n) for n in names]
+        fsutil.move(sources, targets)
+        stale = fsutil.match(fsutil.join(output, f"{fsutil.basename(path)}-?????-of-?????.{fmt}"), allow_empty=True)
+        fsutil.delete(m.path for m in stale if m.path not in targets)
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _percentiles(values: np.ndarray, scale: float = 1000.0) -> dict:
+    if not len(values):
+        return {}
+    return {"mean_ms": round(float(values.mean() * scale), 3),
+            **{f"p{q}_ms": round(float(np.percentile(values, q) * scale), 3) for q in (50, 95, 99)}}
+
+
+def latency_summary(calls: Sequence[Sequence[float]]) -> dict:
+    """Per-call latency; per-sentence latency = its call's time / the call's sentences."""
+    seconds = np.array([c[0] for c in calls], dtype=float)
+    sizes = np.array([c[1] for c in calls], dtype=int)
+    return {"batches": len(calls), "mean_batch_sentences": round(float(sizes.mean()), 2) if len(sizes) else 0,
+            "inference_seconds": round(float(seconds.sum()), 3),
+            "batch_latency": _percentiles(seconds),
+            "sentence_latency": _percentiles(np.repeat(seconds / np.maximum(sizes, 1), sizes))}
+
+
+BAD_COUNTERS = ("bad_lines", "skipped_sentences", "skipped_lines", "empty_lines", "control_char_lines",
+                "max_length_sentences", "empty_files")
+
+
+def summarise(receipts: dict[str, dict], planned: Sequence[ranges.FileRange]) -> dict:
+    """The run's figures from the ranges' receipts."""
+    totals: dict = {}
+    workers: dict[str, dict] = {}
+    calls: list = []
+    sentences_per_file: dict[str, int] = {}
+    for r in planned:
+        receipt = receipts[r.name]
+        io.add_counts(totals, {k: receipt[k] for k in ("sentences", "tokens", "entities", "read")})
+        io.add_counts(workers.setdefault(receipt["worker"], {}),
+                      {"ranges": 1, "sentences": receipt["sentences"], "tokens": receipt["tokens"]})
+        calls += receipt["calls"]
+        sentences_per_file[r.path] = sentences_per_file.get(r.path, 0) + receipt["sentences"]
+    bad = dict(totals.get("read", {}), empty_files=sum(1 for n in sentences_per_file.values() if not n))
+    loads = [receipt["model_load_seconds"] for receipt in receipts.values()]
+    return {"sentences": totals.get("sentences", 0), "tokens": totals.get("tokens", 0),
+            "entities": totals.get("entities", 0),
+            "model_load_ms": round(max(loads) * 1000, 1) if loads else None,
+            "ranges": len(planned), "workers": workers, **latency_summary(calls),
+            "bad_records": {k: bad[k] for k in BAD_COUNTERS if bad.get(k)}}
+
+
+def _rates(sentences_per_second: float, tokens_per_second: float) -> str:
+    # Three significant figures below 100/s, so a tiny input's 0.4 sentences/s does not print as 0.
+    return ", ".join(f"{r:,.0f}" if r >= 100 else f"{r:.3g}" for r in (sentences_per_second, tokens_per_second))
+
+
+def format_table(timing: dict) -> str:
+    """The timing figures as an aligned two-column table."""
+    s, b = timing["sentence_latency"], timing["batch_latency"]
+    rows = [
+        ("input files (ranges)", f"{timing['files']} ({timing['ranges']})"),
+        ("sentences", f"{timing['sentences']:,}"),
+        ("tokens", f"{timing['tokens']:,}"),
+        ("entities", f"{timing['entities']:,}"),
+        ("model load", f"{timing['model_load_ms']} ms" if timing["model_load_ms"] is not None else "n/a"),
+        ("workers", f"{len(timing['workers'])}"),
+        ("batches (mean sentences)", f"{timing['batches']} ({timing['mean_batch_sentences']})"),
+        ("batch latency mean/p50/p95/p99",
+         "/".join(f"{b.get(k, 0):.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
+        ("sentence latency mean/p50/p95/p99",
+         "/".join(f"{s.get(k, 0):.3f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
+        ("inference sentences/s, tokens/s",
+         _rates(timing["inference_sentences_per_second"], timing["inference_tokens_per_second"])),
+        ("wall time", f"{timing['wall_seconds']:.2f} s"),
+        ("end-to-end sentences/s, tokens/s", _rates(timing["sentences_per_second"], timing["tokens_per_second"])),
+        ("skipped or bad records", ", ".join(f"{k} {v}" for k, v in timing["bad_records"].items()) or "none"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# ----------------------------------------------------------------------------- driver
 
 def sniff_format(path: str, columns: Sequence[str]) -> str:
     """"conll" when the file's first non-blank lines have one field per column and end in
     a tag (or are a single token: a one-column CoNLL file needs --input-format conll);
     "raw" otherwise."""
     seen = 0
-    with open(path, "rb") as f:
+    with fsutil.open_read(path, compressed=True) as f:
         for raw in f:
             fields = raw.decode("utf-8", errors="replace").split()
             if not fields:
@@ -213,171 +364,24 @@ def sniff_format(path: str, columns: Sequence[str]) -> str:
     return "conll" if seen else "raw"
 
 
-class ReadInputs(beam.PTransform):
-    """Input files -> conll.Sentence, each file read as CoNLL or raw text."""
-
-    def __init__(self, paths: dict[str, str], options: TagOptions):
-        super().__init__()
-        self.paths, self.options = paths, options  # path -> "conll" | "raw"
-
-    def expand(self, pbegin):
-        conll_files = sorted(p for p, kind in self.paths.items() if kind == "conll")
-        raw_files = sorted(p for p, kind in self.paths.items() if kind == "raw")
-        # CoNLL input is tagged whole, however long a sentence is: no token may be lost.
-        conll_options = dataclasses.replace(self.options, max_tokens=0)
-        parts = []
-        if conll_files:
-            parts.append(pbegin | "Conll" >> ReadConll(conll_files, conll_options, NAMESPACE, allow_empty=True))
-        if raw_files:
-            parts.append(pbegin | "Raw" >> ReadRawText(raw_files, self.options, NAMESPACE))
-        return tuple(parts) | beam.Flatten()
-
-
-# ----------------------------------------------------------------------------- writing
-
-def output_name(path: str, fmt: str) -> str:
-    return f"{Path(path).name}.{fmt}"
-
-
-def render(tagged: Sequence[dict], fmt: str, scheme: str = "IOB2") -> bytes:
-    """The output file of one input file's tagged sentences (in input order). CoNLL output
-    of gold-tagged input spells the predictions in ``scheme``, as the gold tags are."""
-    if fmt == "conll":
-        text = "".join(
-            outputs.conll_text(list(t["sentence"].columns.values()),
-                               conll.convert_tags(t["tags"], "IOB2", scheme) if "tag" in t["sentence"].columns
-                               else t["tags"])
-            for t in tagged)
-        return text.encode("utf-8")
-    records = [outputs.record(t["sentence"], t["tags"], t.get("token_confidence"), t.get("entity_confidence"))
-               for t in tagged]
-    return outputs.jsonl_text(records).encode("utf-8") if fmt == "jsonl" else outputs.parquet_bytes(records)
-
-
-class WriteTagged(beam.PTransform):
-    """Tagged dicts -> one file per input file, ``DIR/<name>.<format>``, sentences in input
-    order, each written to a temporary name and renamed, so it appears whole or not at all.
-    Input files without a sentence still get their (empty) output file."""
-
-    def __init__(self, paths: Sequence[str], output: str, fmt: str, scheme: str = "IOB2"):
-        super().__init__()
-        self.paths, self.output, self.fmt, self.scheme = list(paths), output, fmt, scheme
-
-    def expand(self, tagged):
-        output, fmt, scheme = self.output, self.fmt, self.scheme
-
-        def write(name, items):
-            rows = sorted((t for t in items if t is not None), key=lambda t: t["sentence"].index)
-            path = FileSystems.join(output, name)
-            tmp = FileSystems.join(output, f".{name}.{uuid.uuid4().hex}.tmp")
-            with FileSystems.create(tmp) as f:
-                f.write(render(rows, fmt, scheme))
-            FileSystems.rename([tmp], [path])
-            yield name
-
-        by_file = tagged | beam.Map(lambda t: (output_name(t["sentence"].source, fmt), t))
-        every_file = (tagged.pipeline | "Files" >> beam.Create([output_name(p, fmt) for p in self.paths])
-                      | beam.Map(lambda name: (name, None)))
-        return ((by_file, every_file) | beam.Flatten() | beam.GroupByKey() | beam.FlatMapTuple(write))
-
-
-# ----------------------------------------------------------------------------- timing
-
-class LatencyStats(beam.PTransform):
-    """Tagged dicts -> one dict of batch and (amortised) per-sentence latency figures."""
-
-    def expand(self, tagged):
-        batches = (tagged
-                   | beam.Filter(lambda t: t["batch_seconds"] is not None)
-                   | beam.Map(lambda t: (t["batch_seconds"], t["batch_size"], t["batch_tokens"])))
-        return batches | beam.combiners.ToList() | beam.Map(latency_summary)
-
-
-def _percentiles(values: np.ndarray, scale: float = 1000.0) -> dict:
-    if not len(values):
-        return {}
-    return {"mean_ms": round(float(values.mean() * scale), 3),
-            **{f"p{q}_ms": round(float(np.percentile(values, q) * scale), 3) for q in (50, 95, 99)}}
-
-
-def latency_summary(batches: list[tuple[float, int, int]]) -> dict:
-    """Per-batch latency; per-sentence latency = its batch's time / the batch's sentences."""
-    seconds = np.array([b[0] for b in batches], dtype=float)
-    sizes = np.array([b[1] for b in batches], dtype=int)
-    return {"batches": len(batches), "mean_batch_sentences": round(float(sizes.mean()), 2) if len(sizes) else 0,
-            "inference_seconds": round(float(seconds.sum()), 3),
-            "batch_latency": _percentiles(seconds),
-            "sentence_latency": _percentiles(np.repeat(seconds / np.maximum(sizes, 1), sizes))}
-
-
-# ----------------------------------------------------------------------------- driver
-
-def build_pipeline(p: beam.Pipeline, paths: dict[str, str], output: str, options: TagOptions, latency_path: str):
-    sentences = p | ReadInputs(paths, options)
-    tagged = sentences | TagSentences(options)
-    tagged | WriteTagged(sorted(paths), output, options.format, options.output_scheme)
-    (tagged | LatencyStats()
-     | beam.Map(lambda stats: Path(latency_path).write_text(json.dumps(stats))))
-
-
 def resolve_inputs(patterns: Sequence[str], input_format: str, columns: Sequence[str]) -> dict[str, str]:
-    """input path -> "conll" | "raw"; errors for no match and for two files of one name."""
-    import glob
-
-    paths = sorted({os.path.normpath(f) for pattern in patterns for f in glob.glob(pattern)})
-    if not paths:
-        raise FileNotFoundError(f"no files match {list(patterns)}")
+    """input path -> "conll" | "raw", in path order; errors for a pattern without a match
+    and for two files of one name (they would write the same outputs)."""
+    paths = [m.path for m in fsutil.match(patterns)]
     names: dict[str, str] = {}
     for path in paths:
-        if Path(path).name in names:
-            raise ValueError(f"{names[Path(path).name]} and {path} would write the same output file")
-        names[Path(path).name] = path
+        name = fsutil.basename(path)
+        if name in names:
+            raise ValueError(f"{names[name]} and {path} would write the same output file")
+        names[name] = path
     return {p: sniff_format(p, columns) if input_format == "auto" else input_format for p in paths}
 
 
-def counters(result) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for row in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        name = row.key.metric.name.split(":")[0]  # per-file skip counters summed over files
-        out[name] = out.get(name, 0) + (row.committed if row.committed is not None else row.attempted)
-    return out
-
-
-def model_load_ms(result) -> float | None:
-    rows = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE).with_name("model_load_ms"))
-    values = [r.committed or r.attempted for r in rows["distributions"]]
-    values = [v for v in values if v is not None and v.count]
-    return round(max(v.max for v in values), 1) if values else None
-
-
-def _rates(sentences_per_second: float, tokens_per_second: float) -> str:
-    # Three significant figures below 100/s, so a tiny input's 0.4 sentences/s does not print as 0.
-    return ", ".join(f"{r:,.0f}" if r >= 100 else f"{r:.3g}" for r in (sentences_per_second, tokens_per_second))
-
-
-def format_table(timing: dict) -> str:
-    """The timing figures as an aligned two-column table."""
-    s, b = timing["sentence_latency"], timing["batch_latency"]
-    rows = [
-        ("input files", f"{timing['files']}"),
-        ("sentences", f"{timing['sentences']:,}"),
-        ("tokens", f"{timing['tokens']:,}"),
-        ("entities", f"{timing['entities']:,}"),
-        ("model load", f"{timing['model_load_ms']} ms" if timing["model_load_ms"] is not None else "n/a"),
-        ("batches (mean sentences)", f"{timing['batches']} ({timing['mean_batch_sentences']})"),
-        ("batch latency mean/p50/p95/p99", "/".join(f"{b.get(k, 0):.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
-        ("sentence latency mean/p50/p95/p99", "/".join(f"{s.get(k, 0):.3f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
-        ("inference sentences/s, tokens/s", _rates(timing["inference_sentences_per_second"], timing["inference_tokens_per_second"])),
-        ("wall time", f"{timing['wall_seconds']:.2f} s"),
-        ("end-to-end sentences/s, tokens/s", _rates(timing["sentences_per_second"], timing["tokens_per_second"])),
-        ("skipped or bad records", ", ".join(f"{k} {v}" for k, v in timing["bad_records"].items()) or "none"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-BAD_COUNTERS = ("bad_lines", "skipped_sentences", "skipped_lines", "empty_lines", "control_char_lines",
-                "max_length_sentences", "empty_files")
+def plan(paths: dict[str, str], options: TagOptions) -> list[ranges.FileRange]:
+    """The input ranges. With document context a CoNLL file is one range, since a pack may
+    run on across any byte boundary (raw lines are documents: they can be cut anywhere)."""
+    whole = {p for p, kind in paths.items() if kind == "conll"} if options.document_context else set()
+    return io.plan_ranges(paths, options.range_bytes, whole=whole)
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
@@ -393,49 +397,47 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--wikitext", action="store_true", help="raw text is wikitext-style (@-@ markers)")
     parser.add_argument("--max-tokens", type=int, default=1000, help="raw text: cut longer sentences")
     parser.add_argument("--batch-size", type=int, default=64, help="most sentences per model call")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="most tokens per RunInference batch")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="most tokens per model call")
+    parser.add_argument("--range-bytes", type=int, default=ranges.DEFAULT_RANGE_BYTES,
+                        help="input bytes per range: the unit of parallel work and of memory")
     return parser.parse_known_args(argv)
 
 
 def run(argv=None) -> dict:
-    """Parses options, builds and runs the pipeline; returns (and writes) the timing figures."""
+    """Parses options, runs the pipeline, publishes the outputs; returns (and writes) the
+    timing figures."""
     args, beam_args = parse_args(argv)
+    beam_options = io.pipeline_options(beam_args)
     meta = read_meta(args.model)
-    options = TagOptions(model=args.model, output_scheme=meta["input_scheme"], format=args.format, columns=tuple(args.columns.split(",")),
-                         lenient=args.lenient, max_tokens=args.max_tokens, wikitext=args.wikitext,
-                         max_batch_sentences=args.batch_size, max_batch_tokens=args.batch_tokens,
-                         document_context=document_context(meta))
+    options = TagOptions(model=args.model, output_scheme=meta["input_scheme"], format=args.format,
+                         columns=tuple(args.columns.split(",")), lenient=args.lenient, max_tokens=args.max_tokens,
+                         wikitext=args.wikitext, max_batch_sentences=args.batch_size,
+                         max_batch_tokens=args.batch_tokens, document_context=document_context(meta),
+                         range_bytes=args.range_bytes)
     paths = resolve_inputs(args.input, args.input_format, options.columns)
-    Path(args.output).mkdir(parents=True, exist_ok=True)
-    for stale in [*Path(args.output).glob(".*.tmp"), *Path(args.output).glob(".latency-*.json")]:
-        stale.unlink()  # what a killed run left; finished outputs are only ever renamed into place
-    latency_path = str(Path(args.output) / f".latency-{uuid.uuid4().hex}.json")
+    work_dir = fsutil.join(args.output, WORK_DIR)
+    fsutil.delete_tree(work_dir)  # what a killed run left; outputs are only ever renamed into place
+    fsutil.delete(m.path for m in fsutil.match(fsutil.join(args.output, ".*.tmp"), allow_empty=True))
     start = time.perf_counter()
-    p = beam.Pipeline(options=PipelineOptions(beam_args))
-    build_pipeline(p, paths, args.output, options, latency_path)
-    result = p.run()
-    result.wait_until_finish()
+    planned = io.take_census(plan(paths, options), options, beam_options, work_dir)
+    fs_options = io.filesystem_options(beam_options)
+    io.run(lambda p: build_pipeline(p, planned, options, work_dir, fs_options), beam_options)
+    receipts = io.read_receipts(fsutil.join(work_dir, "receipts"), [r.name for r in planned])
+    publish(planned, args.output, work_dir, options.format)
+    fsutil.delete_tree(work_dir)
     wall = time.perf_counter() - start
-    counts = counters(result)
-    latency = json.loads(Path(latency_path).read_text()) if Path(latency_path).exists() else latency_summary([])
-    Path(latency_path).unlink(missing_ok=True)
-    sentences, tokens = counts.get("sentences", 0), counts.get("tokens", 0)
-    busy = latency["inference_seconds"] or float("nan")
+    figures = summarise(receipts, planned)
+    sentences, tokens = figures["sentences"], figures["tokens"]
+    busy = figures["inference_seconds"] or float("nan")
     timing = {
-        "model": args.model, "inputs": {p: kind for p, kind in paths.items()}, "files": len(paths),
-        "format": args.format, "beam_args": beam_args,
-        "sentences": sentences, "tokens": tokens, "entities": counts.get("entities", 0),
-        "model_load_ms": model_load_ms(result), **latency,
-        "inference_sentences_per_second": sentences / busy if sentences else 0.0,
-        "inference_tokens_per_second": tokens / busy if tokens else 0.0,
+        "model": args.model, "inputs": paths, "files": len(paths), "format": args.format, "beam_args": beam_args,
+        **figures,
+        "inference_sentences_per_second": round(sentences / busy, 1) if sentences else 0.0,
+        "inference_tokens_per_second": round(tokens / busy, 1) if tokens else 0.0,
         "wall_seconds": round(wall, 3),
         "sentences_per_second": round(sentences / wall, 1), "tokens_per_second": round(tokens / wall, 1),
-        "bad_records": {k: counts[k] for k in BAD_COUNTERS if counts.get(k)},
     }
-    for key in ("inference_sentences_per_second", "inference_tokens_per_second"):
-        timing[key] = round(timing[key], 1)
-    with conll.atomic_write(Path(args.output) / "timing.json") as f:
-        json.dump(timing, f, indent=2, sort_keys=True)
+    fsutil.write_text(fsutil.join(args.output, "timing.json"), json.dumps(timing, indent=2, sort_keys=True))
     return timing
 
 

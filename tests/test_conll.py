@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etagger import conll
+from etagger import conll, fsutil
 from etagger.conll import ConllFormatError, ReadStats, Sentence
 
 TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -291,8 +291,8 @@ def test_atomic_folder_keeps_the_old_folder_on_failure(tmp_path):
     def write(text):
         return lambda folder: (folder / "saved_model.pb").write_text(text)
 
-    conll.atomic_folder(write("one"), target)
-    conll.atomic_folder(write("two"), target)
+    fsutil.atomic_folder(write("one"), target)
+    fsutil.atomic_folder(write("two"), target)
     assert (target / "saved_model.pb").read_text() == "two"
 
     def fail(folder):
@@ -300,7 +300,7 @@ def test_atomic_folder_keeps_the_old_folder_on_failure(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        conll.atomic_folder(fail, target)
+        fsutil.atomic_folder(fail, target)
     assert (target / "saved_model.pb").read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["encoder"]  # no staging folders left behind
 

@@ -14,11 +14,12 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected by pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from etagger import conll, features, records, schema
+from etagger import conll, features, ranges, records, schema
 from etagger.conll import ConllFormatError, Sentence
 from etagger.tokenize import detokenize_wikitext
 from pipelines import preprocess
-from pipelines.preprocess import (ComputeVocabs, EncodeRecords, PreprocessOptions, ReadConll, SplitStats)
+from pipelines import io
+from pipelines.preprocess import ComputeVocabs, PreprocessOptions
 from tests import fixtures
 from tests.conftest import CONLL_DIR
 
@@ -56,20 +57,22 @@ def _leftovers(folder: Path) -> list[str]:
 
 # ------------------------------------------------------------------ transforms
 
-def test_read_conll_transform(tmp_path):
+def _range(split: str, source: str = "train.txt") -> ranges.FileRange:
+    return ranges.FileRange(source, "conll", 0, 0, SPLITS.index(split), 0, 1, split)
+
+
+def test_read_ranges_transform_reads_a_file_cut_into_ranges(tmp_path):
     path = tmp_path / "train.txt"
     fixtures.write_conll_split(path, 6, seed=5)
     expected = list(conll.read_conll(path))
+    options = _options(tmp_path)
+    planned = ranges.plan([(str(path), path.stat().st_size)], {str(path): "conll"}, range_bytes=100)
+    numbered = ranges.numbered(planned, [ranges.census(r, options) for r in planned])
+    assert len(numbered) > 3
     with BeamTestPipeline() as p:
-        assert_that(p | ReadConll(str(path), _options(tmp_path)), equal_to(expected))
-
-
-def test_read_conll_transform_rejects_an_empty_file(tmp_path):
-    path = tmp_path / "empty.txt"
-    path.write_text("\n")
-    with pytest.raises(ConllFormatError, match=r"empty\.txt:1: no sentences in file"):
-        with BeamTestPipeline() as p:
-            _ = p | ReadConll(str(path), _options(tmp_path))
+        read = (p | io.ReadRanges(numbered, options)
+                | beam.FlatMap(lambda rs: [(rs.range.number, s) for s in rs.sentences]))
+        assert_that(read | beam.Map(lambda kv: kv[1]), equal_to(expected))
 
 
 TRAIN = [
@@ -93,10 +96,13 @@ def test_compute_vocabs(tmp_path):
     }
     expected_glove = [".", "berlin", "john", "left", "paris", "reuters", "smith", "visited"]
     out = tmp_path / "out"
+    read = [io.RangeSentences(_range("train"), (TRAIN[0],), io.ReadCounts()),
+            io.RangeSentences(_range("train")._replace(number=1), (TRAIN[1],), io.ReadCounts()),
+            io.RangeSentences(_range("dev", "dev.txt"), tuple(DEV), io.ReadCounts())]
     with BeamTestPipeline() as p:
-        keyed = p | beam.Create([("train", s) for s in TRAIN] + [("dev", s) for s in DEV])
-        assert_that(keyed | ComputeVocabs(_options(tmp_path), str(out)), equal_to([(expected_vocabs, expected_glove)]))
+        assert_that(p | beam.Create(read) | ComputeVocabs(_options(tmp_path), str(out)), equal_to([expected_vocabs]))
     assert features.load_vocabs(out / "vocab") == expected_vocabs
+    assert (out / preprocess.WORK_DIR / preprocess.GLOVE_WORDS).read_text().split() == expected_glove
     matrix = np.load(out / "glove_filtered.npy")
     assert matrix.shape == (len(expected_vocabs["word"]), 8)
     assert not matrix[:2].any()  # PAD, UNK
@@ -117,52 +123,59 @@ def _char_ids(word: str) -> list[int]:
     return [VOCABS["char"].index(c) if c in VOCABS["char"] else features.UNK_ID for c in word[:30]]
 
 
-def _decoded(element):
-    split, shard, key, record, counts = element
+def _decoded(record: bytes, counts):
     r = {k: (v.to_list() if hasattr(v, "to_list") else np.asarray(v.numpy()).tolist())
          for k, v in schema.decode(record).items()}
-    return (split, key, r["word"], r["word_id"], r["char_ids"], r["shape_id"], r["tag"], r["tag_id"],
-            r["leading"], r["index"], r["source"], counts, 0 <= shard < 2)
+    return (r["word"], r["word_id"], r["char_ids"], r["shape_id"], r["tag"], r["tag_id"],
+            r["leading"], r["index"], r["source"], counts)
 
 
-def test_encode_records(tmp_path):
-    sentences = [("train", _sentence("John B-PER\nvisited O\nParis B-LOC\n. O", 3, "/data/train.txt", "-DOCSTART- -X- -X- O\n\n")),
-                 ("dev", _sentence("John B-PER\njohn O", 0, "/data/dev.txt"))]
+def test_encoder(tmp_path):
+    sentences = [_sentence("John B-PER\nvisited O\nParis B-LOC\n. O", 3, "/data/train.txt", "-DOCSTART- -X- -X- O\n\n"),
+                 _sentence("John B-PER\njohn O", 0, "/data/dev.txt")]
     expected = [
-        ("train", ("train.txt", 3), [b"John", b"visited", b"Paris", b"."], [2, 3, 1, 4],
+        ([b"John", b"visited", b"Paris", b"."], [2, 3, 1, 4],
          [_char_ids(w) for w in ("John", "visited", "Paris", ".")], [2, 3, 2, 1],
          [b"B-PER", b"O", b"B-LOC", b"O"], [1, 0, 2, 0],  # tags as written; ids in IOBES
-         b"-DOCSTART- -X- -X- O\n\n", 3, b"train.txt", (4, 2, 1), True),
-        ("dev", ("dev.txt", 0), [b"John", b"john"], [2, 2], [_char_ids("John"), _char_ids("john")], [2, 3],
-         [b"B-PER", b"O"], [1, 0], b"", 0, b"dev.txt", (2, 2, 0), True),
+         b"-DOCSTART- -X- -X- O\n\n", 3, b"train.txt", (4, 2, 1)),
+        ([b"John", b"john"], [2, 2], [_char_ids("John"), _char_ids("john")], [2, 3],
+         [b"B-PER", b"O"], [1, 0], b"", 0, b"dev.txt", (2, 2, 0)),
     ]
     options = _options(tmp_path, tag_scheme="IOBES", columns=conll.WORD_TAG_COLUMNS)
-    with BeamTestPipeline() as p:
-        vocab_info = p | "Vocab" >> beam.Create([(VOCABS, ["john", "visited"])])
-        encoded = p | beam.Create(sentences) | EncodeRecords(options, beam.pvalue.AsSingleton(vocab_info))
-        assert_that(encoded | beam.Map(_decoded), equal_to(expected))
+    encoder = preprocess.Encoder(options, VOCABS, ["john", "visited"])
+    assert [_decoded(record, counts) for record, counts in encoder(sentences)] == expected
 
 
-def test_encode_records_rejects_a_tag_unseen_in_training(tmp_path):
+def test_encoder_rejects_a_tag_unseen_in_training(tmp_path):
     bad = _sentence("John B-PER\nvisited O\nEurope B-MISC", 0, "/data/dev.txt")
     bad = dataclasses.replace(bad, line=40)
     with pytest.raises(ConllFormatError, match=r"dev\.txt:42: tag not seen in the training split"):
-        with BeamTestPipeline() as p:
-            vocab_info = p | "Vocab" >> beam.Create([(VOCABS, [])])
-            _ = p | beam.Create([("dev", bad)]) | EncodeRecords(_options(tmp_path), beam.pvalue.AsSingleton(vocab_info))
+        list(preprocess.Encoder(_options(tmp_path), VOCABS, [])([bad]))
 
 
-def test_split_stats():
-    encoded = [("train", 0, None, b"", (3, 3, 0)), ("train", 1, None, b"", (12, 6, 3)),
-               ("dev", 0, None, b"", (5, 0, 5))]
+def test_encoder_names_the_line_of_a_malformed_tag(tmp_path):
+    bad = dataclasses.replace(_sentence("John B-PER\nvisited X-FOO", 0, "/data/train.txt"), line=7)
+    with pytest.raises(ConllFormatError, match=r"train\.txt:8: malformed tag 'X-FOO'"):
+        list(preprocess.Encoder(_options(tmp_path), VOCABS, [])([bad]))
+
+
+def test_split_stats(tmp_path):
+    planned = [_range("train"), _range("train")._replace(number=1), _range("dev", "dev.txt")]
+    three, twelve, five = (_sentence(" O\n".join("abc") + " O"), _sentence(" O\n".join("abcdefghijkl") + " O"),
+                           _sentence(" O\n".join("abcde") + " O"))
+    receipts = {planned[0].name: preprocess.range_stats([(3, 3, 0)], [three]),
+                planned[1].name: preprocess.range_stats([(12, 6, 3)], [twelve]),
+                planned[2].name: preprocess.range_stats([(5, 0, 5)], [five])}
+    for receipt in receipts.values():
+        receipt["read"] = io.ReadCounts()._asdict()
     expected = {
         "dev": {"sentences": 1, "tokens": 5, "glove_token_coverage": 0.0, "unknown_token_rate": 1.0,
-                "length_histogram": [[0, 9, 1]]},
+                "length_histogram": [[0, 9, 1]], "skipped_sentences": 0, "skipped_lines": 0, "tag_counts": {"O": 5}},
         "train": {"sentences": 2, "tokens": 15, "glove_token_coverage": 0.6, "unknown_token_rate": 0.2,
-                  "length_histogram": [[0, 9, 1], [10, 19, 1]]},
+                  "length_histogram": [[0, 9, 1], [10, 19, 1]], "skipped_sentences": 0, "skipped_lines": 0,
+                  "tag_counts": {"O": 15}},
     }
-    with BeamTestPipeline() as p:
-        assert_that(p | beam.Create(encoded) | SplitStats(), equal_to([expected]))
+    assert preprocess.split_stats(receipts, planned, _options(tmp_path)) == expected
 
 
 # ------------------------------------------------------------------ whole runs, tiny fixtures

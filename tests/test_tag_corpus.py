@@ -16,9 +16,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from etagger import conll, metrics, outputs
+from etagger import conll, metrics, outputs, ranges
 from etagger.predictor import Predictor
-from pipelines import tag_corpus
+from pipelines import io, tag_corpus
 from tests.fixtures import write_conll_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,31 +42,35 @@ def run(tmp_path: Path, inputs: list[Path], fmt: str = "conll", *extra: str) -> 
 
 # ----------------------------------------------------------------------------- transforms
 
-def test_tag_sentences_transform_matches_the_predictor(predictor):
+def test_tag_ranges_transform_matches_the_predictor(predictor):
     sentences = [conll.Sentence(columns={"word": tuple(words.split())}, index=i, source="s.txt")
                  for i, words in enumerate(["John Smith visited Paris .", "Reuters", "He left Berlin on Monday ."])]
-    expected = [(s.index, tuple(t["tags"])) for s, t in zip(sentences, predictor([s.columns for s in sentences]))]
+    expected = [tuple(t["tags"]) for t in predictor([s.columns for s in sentences])]
+    read = io.RangeSentences(ranges.FileRange("s.txt", "conll", 0, 9, 0, 0, 1), tuple(sentences), io.ReadCounts())
+    options = tag_corpus.TagOptions(model=MODEL, format="jsonl", max_batch_sentences=2)
     with TestPipeline() as p:
-        tagged = (p | beam.Create(sentences)
-                  | tag_corpus.TagSentences(tag_corpus.TagOptions(model=MODEL))
-                  | beam.Map(lambda t: (t["sentence"].index, tuple(t["tags"]))))
-        assert_that(tagged, equal_to(expected))
+        tagged = (p | beam.Create([read]) | tag_corpus.TagRanges(options)
+                  | beam.Map(lambda result: [tuple(t["tags"]) for t in result.inference.per_sentence]))
+        assert_that(tagged, equal_to([expected]))
 
 
-def test_read_inputs_transform_reads_conll_and_raw(tmp_path):
+def test_read_ranges_reads_conll_and_raw_cut_into_ranges(tmp_path):
     write_conll_split(tmp_path / "gold.txt", 3, seed=1)
-    (tmp_path / "raw.txt").write_text(RAW)
+    (tmp_path / "raw.txt").write_text(RAW * 3)
     paths = tag_corpus.resolve_inputs([str(tmp_path / "*.txt")], "auto", conll.CONLL2003_COLUMNS)
     assert paths == {str(tmp_path / "gold.txt"): "conll", str(tmp_path / "raw.txt"): "raw"}
     from etagger.tokenize import Tokenizer
 
     expected = [("gold.txt", s.line, s.words) for s in conll.read_conll(tmp_path / "gold.txt")]
-    expected += [("raw.txt", n, s.tokens) for n, line in enumerate(RAW.splitlines(), start=1)
+    expected += [("raw.txt", n, s.tokens) for n, line in enumerate((RAW * 3).splitlines(), start=1)
                  for s in Tokenizer().tokenize_line(line)]
-    assert len(expected) == 6
+    assert len(expected) == 12
+    options = tag_corpus.TagOptions(model=MODEL, range_bytes=64)
+    planned = io.take_census(tag_corpus.plan(paths, options), options, io.pipeline_options([]), str(tmp_path / "w"))
+    assert len(planned) > 4
     with TestPipeline() as p:
-        read = (p | tag_corpus.ReadInputs(paths, tag_corpus.TagOptions(model=MODEL))
-                | beam.Map(lambda s: (Path(s.source).name, s.line, s.words)))
+        read = (p | io.ReadRanges(planned, options)
+                | beam.FlatMap(lambda rs: [(Path(s.source).name, s.line, s.words) for s in rs.sentences]))
         assert_that(read, equal_to(expected))
 
 
@@ -113,7 +117,7 @@ def test_raw_input_jsonl_spans_point_into_the_line(tmp_path):
     raw = tmp_path / "raw.txt"
     raw.write_text(RAW)
     timing = run(tmp_path, [raw], "jsonl")
-    records = [json.loads(line) for line in (tmp_path / "out" / "raw.txt.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "out" / "raw.txt-00000-of-00001.jsonl").read_text().splitlines()]
     assert [(r["line"], r["sentence"]) for r in records] == [(1, 0), (1, 1), (3, 0)]
     assert timing["sentences"] == 3 and timing["bad_records"] == {"empty_lines": 1}
     lines = RAW.split("\n")
@@ -130,11 +134,11 @@ def test_parquet_output_has_the_schema_of_schemas_dir(tmp_path):
     raw = tmp_path / "raw.txt"
     raw.write_text(RAW)
     run(tmp_path, [raw], "parquet")
-    table = pq.read_table(tmp_path / "out" / "raw.txt.parquet")
+    table = pq.read_table(tmp_path / "out" / "raw.txt-00000-of-00001.parquet")
     assert table.schema.equals(outputs.parquet_schema())
     assert table.num_rows == 3
     run(tmp_path, [raw], "jsonl")
-    jsonl = [json.loads(line) for line in (tmp_path / "out" / "raw.txt.jsonl").read_text().splitlines()]
+    jsonl = [json.loads(line) for line in (tmp_path / "out" / "raw.txt-00000-of-00001.jsonl").read_text().splitlines()]
     rows = table.to_pylist()
     assert [r["tags"] for r in rows] == [r["tags"] for r in jsonl]
     span = lambda e: (e["type"], e["start"], e["end"], e["text"])  # noqa: E731
@@ -269,17 +273,19 @@ def test_real_test_set_f1_equals_the_model_card(conll_dir, tmp_path):
     assert round(report.f1, 6) == card["entity_f1"]  # what `cli.py evaluate` printed
 
 
-def test_pack_documents_transform_packs_each_documents_sentences_in_order(tmp_path):
+def test_pack_sentences_packs_each_documents_sentences_in_order(tmp_path):
     path = tmp_path / "docs.txt"
     write_conll_split(path, 12, seed=5, docs=3)
     sentences = list(conll.read_conll(path))
     expected = [tuple(s.index for s in pack)
                 for pack in conll.pack_documents(sentences, 20, len, lambda s: conll.starts_pack(s.index, s.leading))]
     assert max(map(len, expected)) > 1 and len(expected) < len(sentences)
-    with TestPipeline() as p:
-        packs = (p | beam.Create(sentences) | tag_corpus.PackDocuments(20)
-                 | beam.Map(lambda pack: tuple(s.index for s in pack)))
-        assert_that(packs, equal_to(expected))
+    assert [tuple(s.index for s in pack) for pack in tag_corpus.pack_sentences(sentences, 20)] == expected
+    assert tag_corpus.pack_sentences(sentences, 0) == [(s,) for s in sentences]
+    # With document context a CoNLL file is one range, so no range boundary cuts a pack.
+    paths = {str(path): "conll"}
+    options = tag_corpus.TagOptions(model=MODEL, range_bytes=64, document_context=20)
+    assert [(r.start, r.end, r.count) for r in tag_corpus.plan(paths, options)] == [(0, path.stat().st_size, 1)]
 
 
 def test_a_packs_sentences_get_tags_valid_on_their_own():

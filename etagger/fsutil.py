@@ -1,0 +1,184 @@
+"""File access through Beam's filesystems, so that local paths, ``gs://``, ``s3://`` and
+``hdfs://`` all work: matching globs, atomic writes (a temporary name, then a rename),
+streaming concatenation, and a local copy of a remote folder (a SavedModel).
+
+On a local disk a rename is atomic. On an object store it is a copy and a delete, so a
+reader may briefly see neither name, but never a half-written object under the final name.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Sequence
+
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystems import FileSystems
+
+RAW = CompressionTypes.UNCOMPRESSED
+COPY_BLOCK = 1 << 20
+
+
+class NoMatchError(FileNotFoundError):
+    """A glob that matches no file."""
+
+
+def is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def join(base: str, *parts: str) -> str:
+    return FileSystems.join(base, *parts)
+
+
+def basename(path: str) -> str:
+    return FileSystems.split(path)[1]
+
+
+def match(patterns: str | Sequence[str], allow_empty: bool = False) -> list[FileMetadata]:
+    """The files matching any of ``patterns`` (globs or plain paths), sorted by path, each
+    once; NoMatchError for a pattern that matches nothing unless ``allow_empty``."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    found: dict[str, FileMetadata] = {}
+    for pattern, result in zip(patterns, FileSystems.match(patterns)):
+        files = [m for m in result.metadata_list if not m.path.endswith("/")]
+        if not files and not allow_empty:
+            raise NoMatchError(f"no files match {pattern}")
+        found.update((m.path, m) for m in files)
+    return [found[p] for p in sorted(found)]
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def delete(paths: Iterable[str]) -> None:
+    """Deletes the files (or local folders) that exist among ``paths``."""
+    present = [p for p in paths if FileSystems.exists(p)]
+    if present:
+        FileSystems.delete(present)
+
+
+def delete_tree(folder: str) -> None:
+    """Deletes ``folder`` and everything under it (on an object store: every object under
+    the prefix)."""
+    if is_local(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        delete(m.path for m in match(join(folder, "**"), allow_empty=True))
+
+
+def open_read(path: str, compressed: bool = False) -> IO[bytes]:
+    """A binary reader; ``compressed`` decompresses by file extension (.gz, .bz2, ...)."""
+    return FileSystems.open(path, compression_type=CompressionTypes.AUTO if compressed else RAW)
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def _temporary_name(path: str) -> str:
+    folder, name = FileSystems.split(path)
+    return join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+
+
+class atomic_write:
+    """Context manager: a file (text unless ``mode`` has "b") that appears at ``path`` only
+    when the block succeeds; it is written under a temporary sibling name, then renamed."""
+
+    def __init__(self, path: str | os.PathLike, mode: str = "w"):
+        self.path = str(path)
+        self.binary = "b" in mode
+
+    def __enter__(self) -> IO:
+        self.tmp = _temporary_name(self.path)
+        raw = FileSystems.create(self.tmp, compression_type=RAW)
+        self.file: IO = raw if self.binary else io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.file.close()
+        if exc_type is None:
+            FileSystems.rename([self.tmp], [self.path])
+        else:
+            delete([self.tmp])
+        return False
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def concatenate(sources: Sequence[str], target: str) -> None:
+    """Writes the files ``sources`` one after the other into ``target``, atomically, a block
+    at a time: memory does not grow with the files."""
+    with atomic_write(target, "wb") as out:
+        for source in sources:
+            with open_read(source) as f:
+                shutil.copyfileobj(f, out, COPY_BLOCK)
+
+
+def move(sources: Sequence[str], targets: Sequence[str]) -> None:
+    """Renames each source to its target (replacing it)."""
+    if sources:
+        FileSystems.rename(list(sources), list(targets))
+
+
+def walk(folder: str) -> Iterator[FileMetadata]:
+    """Every file under ``folder``."""
+    yield from match(join(folder, "**"), allow_empty=True)
+
+
+@functools.lru_cache(maxsize=None)
+def local_folder(path: str) -> str:
+    """``path`` itself when it is local; otherwise a local temporary copy of the remote
+    folder (made once per process), for libraries such as TensorFlow that read local files."""
+    if is_local(path):
+        return path
+    target = tempfile.mkdtemp(prefix="etagger-remote-")
+    prefix = path.rstrip("/") + "/"
+    for meta in walk(path):
+        relative = meta.path[len(prefix):]
+        local = Path(target, relative)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with open_read(meta.path) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, COPY_BLOCK)
+    return target
+
+
+def atomic_folder(save, target: str | os.PathLike) -> Path:
+    """Runs ``save(folder)`` into a temporary sibling of the local ``target`` (e.g. a
+    SavedModel), then renames it into place; an existing ``target`` is only removed once
+    the new one is complete, so a reader sees the old folder or the new one, never half."""
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        save(staging)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():  # the swap itself failed: put the old one back
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
