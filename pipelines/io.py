@@ -83,6 +83,7 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(args)
     if is_dask(options) and not any(a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in args):
         options = PipelineOptions([*args, "--dask_partition_size=1"])
+    fsutil.share_s3_clients()
     FileSystems.set_options(options)
     return options
 
@@ -100,6 +101,7 @@ def filesystem_options(options: PipelineOptions) -> dict[str, Any]:
 def use_filesystem_options(values: dict[str, Any]) -> None:
     """Makes this process's filesystems use ``values`` (``filesystem_options``)."""
     if values:
+        fsutil.share_s3_clients()
         FileSystems.set_options(PipelineOptions.from_dictionary(values))
 
 

@@ -93,8 +93,7 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, RangeTags, Predictor]):
 
     def __init__(self, model_path: str, with_confidence: bool, max_batch_sentences: int = 64,
                  max_batch_tokens: int = 4096, document_context: int = 0, fs_options: dict | None = None):
-        # A range is already a large batch: RunInference passes them on one at a time.
-        super().__init__(min_batch_size=1, max_batch_size=1)
+        super().__init__()
         self.model_path = model_path
         self.fs_options = fs_options or {}
         self.with_confidence = with_confidence
@@ -159,7 +158,11 @@ def pack_sentences(sentences: Sequence[conll.Sentence], max_tokens: int) -> list
 
 
 class TagRanges(beam.PTransform):
-    """RangeSentences -> PredictionResult(RangeSentences, RangeTags), through RunInference."""
+    """RangeSentences -> PredictionResult(RangeSentences, RangeTags), through RunInference.
+
+    A range is already a large batch, so each is passed to the handler on its own
+    (``with_no_batching``) rather than through BatchElements, which emits its last batch
+    from ``finish_bundle``: the Dask runner drops whatever ``finish_bundle`` emits."""
 
     def __init__(self, options: TagOptions, fs_options: dict | None = None):
         super().__init__()
@@ -170,7 +173,9 @@ class TagRanges(beam.PTransform):
                                      max_batch_sentences=self.options.max_batch_sentences,
                                      max_batch_tokens=self.options.max_batch_tokens,
                                      document_context=self.options.document_context, fs_options=self.fs_options)
-        return read | "Tag" >> RunInference(handler, metrics_namespace=NAMESPACE)
+        return (read
+                | "OneRangePerCall" >> beam.Map(lambda r: [r])
+                | "Tag" >> RunInference(handler.with_no_batching(), metrics_namespace=NAMESPACE))
 
 
 # ----------------------------------------------------------------------------- writing
