@@ -193,3 +193,29 @@ def test_preprocess_on_s3(conll_folder, preprocessed, s3_server):
     assert {k: v for k, v in found.items() if k != "preprocess.json"} == \
         {k: v for k, v in expected.items() if k != "preprocess.json"}
     assert not fsutil.match(f"{bucket}/.out.staging/*", allow_empty=True)
+
+
+def test_run_job_on_s3_tags_only_what_is_missing(inputs, s3_server, tmp_path):
+    from etagger.jobs import run_job
+
+    bucket = s3_server.make_bucket("etagger-job")
+    _upload(s3_server, inputs, f"{bucket}/corpus")
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({"name": "s3job", "model": MODEL, "inputs": [f"{bucket}/corpus/*.txt"],
+                               "output": f"{bucket}/out", "format": "jsonl", "pipeline_options": s3_server.beam_args}))
+    sources = [f"{bucket}/corpus/gold.txt", f"{bucket}/corpus/raw.txt"]
+    assert run_job(job) == {"tagged": sources, "skipped": []}
+    first = _download(s3_server, f"{bucket}/out")
+    assert run_job(job) == {"tagged": [], "skipped": sources}
+    # As if killed after moving raw.txt's outputs, before recording them, with staging left over.
+    manifest = json.loads(first["manifest.json"])
+    del manifest["files"][sources[1]]
+    client = s3_server.client()
+    client.put_object(Bucket="etagger-job", Key="out/manifest.json", Body=json.dumps(manifest).encode())
+    client.put_object(Bucket="etagger-job", Key="out/.staging/raw.txt-00000-of-00002.jsonl", Body=b"half")
+    assert run_job(job) == {"tagged": sources[1:], "skipped": sources[:1]}
+    again = _download(s3_server, f"{bucket}/out")
+    timing = lambda tree: {k for k in tree if k.startswith("timing/")}  # noqa: E731 (wall times differ)
+    assert {k: v for k, v in again.items() if k not in timing(again)} == \
+        {k: v for k, v in first.items() if k not in timing(first)}
+    assert timing(again) == timing(first)
