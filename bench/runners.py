@@ -8,7 +8,8 @@ Runners: DirectRunner (in memory), DirectRunner multi_processing with 2 workers,
 PortableRunner against Beam's job service and an external worker pool, and the Dask runner
 on a 2-worker cluster (`dask scheduler` + 2 x `dask worker`); the services are started
 here on 127.0.0.1 and stopped at the end. CoNLL-2003 test is tagged to CoNLL (and scored
-with conlleval), wikitext-2 to JSONL. Prints one JSON line per run and a summary line.
+with conlleval), wikitext-2 to JSONL; `preprocess` of the CoNLL-2003 folder runs on the
+DirectRunner and the Dask runner. Prints one JSON line per run and a summary line.
 """
 from __future__ import annotations
 
@@ -47,6 +48,16 @@ def tag(inputs: list[str], out: Path, fmt: str, extra: list[str]) -> dict:
     return json.loads((out / "timing.json").read_text())
 
 
+def preprocess(data_dir: str, out: Path, extra: list[str]) -> str:
+    """SHA-256 over the names and bytes of every file of a preprocess output."""
+    subprocess.run([sys.executable, str(ROOT / "cli.py"), "preprocess", "--data-dir", data_dir, "--out", str(out),
+                    *extra], check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    h = hashlib.sha256()
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(out)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--conll", default=str(ROOT.parent / "shared/data/conll2003/test.txt"))
@@ -79,7 +90,13 @@ def main() -> None:
                     row["entity_f1"] = round(report.f1, 6)
                 digests[fmt].add(row["sha256"])
                 print(json.dumps(row), flush=True)
-    print(json.dumps({"identical_conll": len(digests["conll"]) == 1, "identical_jsonl": len(digests["jsonl"]) == 1}))
+        preprocessed = set()
+        for name in ("direct", "dask-2-workers"):
+            sha = preprocess(str(Path(args.conll).parent), work / f"pre-{name}", runners[name])
+            preprocessed.add(sha)
+            print(json.dumps({"runner": name, "preprocess": str(Path(args.conll).parent), "sha256": sha}), flush=True)
+    print(json.dumps({"identical_conll": len(digests["conll"]) == 1, "identical_jsonl": len(digests["jsonl"]) == 1,
+                      "identical_preprocess": len(preprocessed) == 1}))
 
 
 if __name__ == "__main__":

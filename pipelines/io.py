@@ -14,13 +14,11 @@ partition's outputs as lists. Nothing here relies on runner metrics either: coun
 timings travel in the receipts.
 
 ``options`` below is any object with the attributes ``columns``, ``lenient``,
-``max_tokens`` and ``wikitext`` (``tag_corpus.TagOptions``, ``preprocess.PreprocessOptions``,
-``ReadOptions``).
+``max_tokens`` and ``wikitext`` (``tag_corpus.TagOptions``, ``preprocess.PreprocessOptions``).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -40,16 +38,6 @@ log = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc without tab, LF, CR
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 RAW_BATCH_LINES = 256  # raw lines tokenized per call
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadOptions:
-    """The reading options on their own, for callers without a pipeline options class."""
-
-    columns: tuple[str, ...] = conll.CONLL2003_COLUMNS
-    lenient: bool = False
-    max_tokens: int = 1000  # CoNLL: longer sentences are an error/skip (0 = no limit); raw: cut
-    wikitext: bool = False
 
 
 class ReadCounts(NamedTuple):

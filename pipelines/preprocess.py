@@ -23,6 +23,8 @@ import dataclasses
 import io as pyio
 import json
 import logging
+import os
+import shutil
 from typing import Iterable, Sequence
 
 import apache_beam as beam
@@ -395,9 +397,6 @@ def publish_output(staging: str, out: str) -> None:
     swapped, so readers see the old or the new output, never a mix; on an object store
     the old objects are deleted, then the new ones moved in."""
     if fsutil.is_local(out):
-        import os
-        import shutil
-
         parent, name = os.path.split(out.rstrip("/"))
         old = os.path.join(parent, f".{name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -471,8 +470,6 @@ def parse_args(argv=None):
 
 def run(argv=None) -> dict:
     """Parses options, runs the passes, publishes the output; returns the stats."""
-    import os
-
     args, beam_args = parse_args(argv)
     beam_options = io.pipeline_options(beam_args)
     out = str(args.out)
