@@ -243,6 +243,8 @@ def _scan_range(f, path, start, end, first_line, first_index, columns, lenient, 
             break
         blank = _blank(raw)
         paragraph = not blank and previous_blank is True
+        if position >= start and previous_blank is None:
+            raise _NotSynchronised()  # the window holds no whole line before the range
         if position >= start and not line_no:
             line_no = first_line if position == start else first_line + 1
         if paragraph and position >= start:

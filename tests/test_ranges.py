@@ -53,12 +53,13 @@ def _read_ranges(parts: list[ranges.FileRange], opts: Opts):
     return out, None, stats
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(LINES, max_size=40), cuts=st.lists(st.integers(0, 400), max_size=6),
-       lenient=st.booleans(), window=st.sampled_from([1, 7, 1 << 16]))
-def test_ranges_read_what_the_whole_file_reads(tmp_path, monkeypatch, lines, cuts, lenient, window):
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINES, max_size=40), last=st.sampled_from([b"", b"Smith I-PER", b"  ", b"-DOCSTART-"]),
+       cuts=st.lists(st.integers(0, 400), max_size=6), lenient=st.booleans(),
+       window=st.sampled_from([1, 7, 1 << 16]))
+def test_ranges_read_what_the_whole_file_reads(tmp_path, monkeypatch, lines, last, cuts, lenient, window):
     monkeypatch.setattr(conll, "SYNC_WINDOW", window)  # tiny windows force the widening path
-    text = b"".join(lines)
+    text = b"".join(lines) + last  # the last line may lack its newline
     path = tmp_path / "f.txt"
     path.write_bytes(text)
     opts = Opts(lenient=lenient)
@@ -110,3 +111,14 @@ def test_ranges_of_an_empty_file_read_nothing(tmp_path, text):
     path = tmp_path / "e.txt"
     path.write_bytes(text)
     assert [s for r in _cut(path, text, [1], Opts()) for s in ranges.conll_sentences(r, Opts(), conll.ReadStats())] == []
+
+
+def test_a_window_without_a_whole_line_before_the_range_is_widened(tmp_path, monkeypatch):
+    """Found by the property test: the range starts just before a sentence whose leading
+    blank line the 1-byte window does not hold whole."""
+    monkeypatch.setattr(conll, "SYNC_WINDOW", 1)
+    text = b"  \nJohn B-PER\n"
+    path = tmp_path / "f.txt"
+    path.write_bytes(text)
+    parts, error, _ = _read_ranges(_cut(path, text, [2], Opts(lenient=False)), Opts(lenient=False))
+    assert error is None and parts == list(conll.read_conll(path, COLUMNS, max_tokens=4))
