@@ -176,10 +176,9 @@ def share_s3_clients() -> None:
     boto3_client.boto3 = types.SimpleNamespace(session=types.SimpleNamespace(Session=SharedSession))
 
 
-@functools.lru_cache(maxsize=None)
 def local_folder(path: str) -> str:
-    """``path`` itself when it is local; otherwise a local temporary copy of the remote
-    folder (made once per process), for libraries such as TensorFlow that read local files."""
+    """``path`` itself when it is local; otherwise a new local temporary copy of the remote
+    folder, for libraries such as TensorFlow that read local files."""
     if is_local(path):
         return path
     target = tempfile.mkdtemp(prefix="etagger-remote-")

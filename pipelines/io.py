@@ -19,6 +19,7 @@ timings travel in the receipts.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -182,6 +183,15 @@ def read_receipts(folder: str, names: Iterable[str]) -> dict[str, dict]:
     return {n: json.loads(fsutil.read_text(present[n])) for n in names}
 
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer(wikitext: bool, max_tokens: int):
+    # One per worker process (building its graph takes about a second): the Dask runner sets
+    # a DoFn up again for every partition, that is for every range.
+    from etagger.tokenize import Tokenizer
+
+    return Tokenizer(wikitext=wikitext, max_sentence_tokens=max_tokens)
+
+
 class _ReadRange(FileSystemsDoFn):
     """FileRange -> RangeSentences: CoNLL sentences, or raw lines tokenized into sentences
     with ``source`` = the file's base name, ``line`` = its line number, ``index`` =
@@ -206,9 +216,7 @@ class _ReadRange(FileSystemsDoFn):
 
     def _raw(self, r: ranges.FileRange) -> RangeSentences:
         if self.tokenizer is None:
-            from etagger.tokenize import Tokenizer
-
-            self.tokenizer = Tokenizer(wikitext=self.options.wikitext, max_sentence_tokens=self.options.max_tokens)
+            self.tokenizer = _tokenizer(self.options.wikitext, self.options.max_tokens)
         counts = dict.fromkeys(ReadCounts._fields, 0)
         source = fsutil.basename(r.path)
         sentences: list[conll.Sentence] = []

@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import functools
 import io as pyio
 import json
 import logging
 import os
 import shutil
+import uuid
 from typing import Iterable, Sequence
 
 import apache_beam as beam
@@ -279,6 +281,16 @@ def range_stats(lengths: Iterable[tuple[int, int, int]], sentences: Sequence[con
     return stats
 
 
+@functools.lru_cache(maxsize=2)
+def _encoder(options: PreprocessOptions, out_dir: str, run_id: str) -> Encoder:
+    """The Encoder of the vocabularies in ``out_dir``, once per run and worker process: the
+    Dask runner sets a DoFn up again for every range. ``run_id`` tells runs apart, since a
+    later run may write other vocabularies to the same staging folder."""
+    vocabs = features.load_vocabs(fsutil.join(out_dir, "vocab"))
+    glove_words = fsutil.read_text(fsutil.join(out_dir, WORK_DIR, GLOVE_WORDS)).split("\n")[:-1]
+    return Encoder(options, vocabs, glove_words)
+
+
 class _EncodeRange(io.FileSystemsDoFn):
     """RangeSentences -> the range's shard WORK/parts/<range>.tfrecord (records in input
     order), then its receipt WORK/receipts/<range>.json; yields the range's name. The
@@ -288,12 +300,11 @@ class _EncodeRange(io.FileSystemsDoFn):
         super().__init__(fs_options or {})
         self.options, self.out_dir = options, out_dir
         self.work_dir = fsutil.join(out_dir, WORK_DIR)
+        self.run_id = uuid.uuid4().hex
 
     def setup(self):
         super().setup()
-        vocabs = features.load_vocabs(fsutil.join(self.out_dir, "vocab"))
-        glove_words = fsutil.read_text(fsutil.join(self.work_dir, GLOVE_WORDS)).split("\n")[:-1]
-        self.encoder = Encoder(self.options, vocabs, glove_words)
+        self.encoder = _encoder(self.options, self.out_dir, self.run_id)
 
     def process(self, read: io.RangeSentences):
         lengths = []

@@ -79,9 +79,10 @@ class RangeTags(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4)
-def _predictor(path: str, with_confidence: bool) -> Predictor:
+def _predictor(path: str, with_confidence: bool, fingerprint: bytes) -> Predictor:
     # One model per worker process, whatever the runner does with DoFn instances: the Dask
-    # runner sets a DoFn up again for every partition.
+    # runner sets a DoFn up again for every partition. The SavedModel's fingerprint is in the
+    # key, so a long-lived worker loads a model exported anew to the same path.
     return Predictor(path, with_confidence)
 
 
@@ -103,7 +104,9 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, RangeTags, Predictor]):
 
     def load_model(self) -> Predictor:
         io.use_filesystem_options(self.fs_options)  # the model may be remote (s3://, gs://)
-        return _predictor(self.model_path, self.with_confidence)
+        fingerprint_path = fsutil.join(self.model_path, "fingerprint.pb")  # written by TF >= 2.13
+        fingerprint = fsutil.read_bytes(fingerprint_path) if fsutil.exists(fingerprint_path) else b""
+        return _predictor(self.model_path, self.with_confidence, fingerprint)
 
     def run_inference(self, batch: Sequence[io.RangeSentences], model: Predictor,
                       inference_args=None) -> Iterable[PredictionResult]:
