@@ -112,9 +112,15 @@ def tag_corpus(ctx: click.Context) -> None:
               help="exported SavedModel (cli.py export)")
 @click.option("--spans", is_flag=True, help="print one JSON line of entity spans per input line")
 @click.option("--wikitext", is_flag=True, help="input lines are wikitext-style (@-@ markers)")
-def tag(model_path, spans, wikitext) -> None:
+@click.option("--strict", is_flag=True, help="stop at the first line that is not valid UTF-8 instead of skipping it")
+def tag(model_path, spans, wikitext, strict) -> None:
     """Tag lines from stdin, one at a time: token/tag columns (blank line after each
-    sentence) or, with --spans, a JSON line of entities per input line."""
+    sentence) or, with --spans, a JSON line of entities per input line.
+
+    A line that is not valid UTF-8 gets one line on stderr, "error: stdin:N: ...", and is
+    skipped (with --spans its JSON line carries the error instead of entities); every other
+    line is still tagged. Exit status: 0 when every line was tagged, 2 when a line was
+    skipped or, with --strict, stopped at."""
     from etagger import conll, outputs
     from etagger.conll import Sentence
     from etagger.predictor import Predictor
@@ -122,22 +128,35 @@ def tag(model_path, spans, wikitext) -> None:
 
     predictor = Predictor(model_path, with_confidence=spans)
     tokenizer = Tokenizer(wikitext=wikitext)
-    for line_no, line in enumerate(sys.stdin, start=1):
+    skipped = 0
+    for line_no, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError as e:
+            problem = f"stdin:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})"
+            click.echo(f"error: {problem}" + ("" if strict else "; line skipped"), err=True)
+            if strict:
+                sys.exit(2)
+            skipped += 1
+            if spans:
+                click.echo(json.dumps({"line": line_no, "error": problem}))
+            continue
         sentences = [Sentence(columns={"word": s.tokens}, index=k, line=line_no, source="stdin",
                               offsets=tuple(zip(s.starts, s.ends)))
-                     for k, s in enumerate(tokenizer.tokenize_line(line.rstrip("\n")))]
+                     for k, s in enumerate(tokenizer.tokenize_line(line))]
         # A line is one document: a model with document context reads its sentences together.
         packs = conll.pack_documents(sentences, predictor.document_context, len, lambda s: False)
         tagged = [out for pack in predictor.tag_packs([[s.columns for s in p] for p in packs]) for out in pack]
         if spans:
             entities = [e for s, t in zip(sentences, tagged)
                         for e in outputs.entity_spans(s, t["tags"], t["entity_confidence"])]
-            click.echo(json.dumps({"line": line_no, "text": line.rstrip("\n"), "entities": entities},
-                                  ensure_ascii=False))
+            click.echo(json.dumps({"line": line_no, "text": line, "entities": entities}, ensure_ascii=False))
         else:
             for s, t in zip(sentences, tagged):
                 click.echo(outputs.conll_text([s.words], t["tags"]), nl=False)
         sys.stdout.flush()
+    if skipped:
+        sys.exit(2)
 
 
 @main.command("run-job")

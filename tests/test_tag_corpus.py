@@ -213,6 +213,26 @@ def test_tag_reads_stdin_lines():
     assert [(e["text"], e["type"]) for e in spans[0]["entities"]] == [("John Smith", "PER"), ("Paris", "LOC")]
 
 
+def test_tag_skips_a_line_that_is_not_utf8_and_tags_the_rest():
+    data = b"Angela Merkel visited Paris .\n\xff\xfe bad\nJohn Smith left Berlin .\n"
+    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL], input=data,
+                         capture_output=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert "error: stdin:2: not valid UTF-8 (invalid start byte at byte 0); line skipped\n" in run.stderr.decode()
+    blocks = run.stdout.decode().split("\n\n")[:-1]
+    assert [[row.split()[0] for row in b.split("\n")] for b in blocks] == [
+        ["Angela", "Merkel", "visited", "Paris", "."], ["John", "Smith", "left", "Berlin", "."]]
+    spans = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--spans"], input=data,
+                           capture_output=True, cwd=ROOT)
+    assert spans.returncode == 2
+    assert [json.loads(line).get("error") for line in spans.stdout.decode().splitlines()] == \
+        [None, "stdin:2: not valid UTF-8 (invalid start byte at byte 0)", None]
+    strict = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--strict"], input=data,
+                            capture_output=True, cwd=ROOT)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr.decode()
+    assert strict.stdout.decode().split("\n\n")[:-1] == blocks[:1]
+
+
 def write_job(tmp_path: Path, name: str) -> Path:
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
