@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -19,12 +21,54 @@ BEAM_COMMAND = dict(context_settings={"ignore_unknown_options": True, "allow_ext
                                       "help_option_names": ["-h", "--help"]}, add_help_option=True)
 
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+# Exit status 2: the input or the command line is at fault (click's own usage errors are 2 too).
+INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+BEAM_STEP = re.compile(r" \[while running '[^']*'\]$")  # what Beam adds to an error from a step
+
+
+def one_line(error: BaseException) -> str:
+    """The error as one line: Beam's note on the step that raised it removed."""
+    message = BEAM_STEP.sub("", str(error).strip()).split("\n")[0]
+    return message or type(error).__name__
+
+
+class Main(click.Group):
+    """The command group; an error ends a command with one line on stderr,
+    "error: FILE:LINE: what is wrong" where there is a file and line, and exit status 2 for
+    bad input or usage, 1 for anything else. With -v the traceback comes first."""
+
+    def invoke(self, ctx: click.Context):
+        from etagger.conll import ConllFormatError
+        from etagger.jobs import JobSpecError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:  # noqa: BLE001 (every error ends in the same one line)
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            expected = isinstance(error, (ConllFormatError, JobSpecError, *INPUT_ERRORS))
+            hint = "" if expected or ctx.params.get("verbose") else " (run with -v for the traceback)"
+            click.echo(f"error: {one_line(error)}{hint}", err=True)
+            raise SystemExit(2 if expected else 1) from None
+
+
+@click.group(cls=Main)
+@click.option("-v", "--verbose", is_flag=True, help="log at INFO level; show the traceback of an error")
 def main(verbose: bool) -> None:
-    """etagger: named-entity tagging as a batch data pipeline."""
+    """etagger: named-entity tagging as a batch data pipeline.
+
+    Exit status: 0 done; 1 an unexpected error; 2 bad input or usage (a malformed file,
+    named with its line; a missing path or one of the wrong kind; a glob that matches
+    nothing; an existing output without --overwrite; an invalid job spec; `tag`: a skipped
+    line). Errors are one line on stderr; -v shows the traceback too."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # Beam logs a failing step's error with its traceback before it re-raises it: the
+        # one line of Main.invoke says the same.
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
 
 
 @main.command(**BEAM_COMMAND)

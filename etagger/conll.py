@@ -88,13 +88,15 @@ class _Parser:
     """The line-by-line state machine of ``read_conll``: ``line()`` takes a file's lines in
     order and returns each sentence as it finishes (a blank line after its tokens),
     ``end()`` the last one. A sentence that is malformed (non-UTF-8 bytes, a wrong column
-    count, more than ``max_tokens`` tokens) raises ConllFormatError, or with ``lenient`` is
+    count, a malformed tag in the "tag" column, more than ``max_tokens`` tokens) raises
+    ConllFormatError, or with ``lenient`` is
     skipped and counted in ``stats``; its leading text then passes to the next sentence."""
 
     def __init__(self, path: str, columns: Sequence[str], lenient: bool, max_tokens: int,
                  stats: ReadStats, index: int = 0):
         self.path, self.columns, self.width = path, tuple(columns), len(columns)
         self.lenient, self.max_tokens, self.stats, self.index = lenient, max_tokens, stats, index
+        self.tag_column = self.columns.index("tag") if "tag" in self.columns else None
         self.rows: list[list[str]] = []
         self.first_line = 0
         self.leading: list[str] = []
@@ -129,6 +131,13 @@ class _Parser:
                                    f"found {len(fields)}")
             self.stats.skipped_lines += 1
             return None
+        if self.tag_column is not None:
+            try:
+                split_tag(fields[self.tag_column])
+            except ValueError as e:  # the one check of gold tags, for every reader of CoNLL files
+                self._problem(line_no, str(e))
+                self.stats.skipped_lines += 1
+                return None
         if self.max_tokens and len(self.rows) >= self.max_tokens:
             self._problem(line_no, f"sentence starting at line {self.first_line} is longer than "
                                    f"{self.max_tokens} tokens")
@@ -165,8 +174,9 @@ def read_conll(
 ) -> Iterator[Sentence]:
     """Yields the sentences of a CoNLL file (any path Beam's filesystems read).
 
-    Raises ConllFormatError (file and line) on non-UTF-8 bytes, a wrong column count or a
-    sentence longer than ``max_tokens`` (0 = no limit). With ``lenient=True`` the offending
+    Raises ConllFormatError (file and line) on non-UTF-8 bytes, a wrong column count, a
+    malformed tag (not O or B-/I-/E-/S-TYPE) or a sentence longer than ``max_tokens``
+    (0 = no limit). With ``lenient=True`` the offending
     sentence is skipped instead, and counted and logged in ``stats``.
     """
     from etagger import fsutil

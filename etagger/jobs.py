@@ -34,16 +34,25 @@ def _resolve(base: str, path: str) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
+class JobSpecError(ValueError):
+    """A job spec that is not valid YAML or not valid against schemas/job.schema.json."""
+
+
 def load_job(path: str | Path) -> dict:
     """The validated job spec with defaults filled in and local paths made absolute."""
     path = str(path)
-    spec = yaml.safe_load(fsutil.read_text(path))  # YAML is a superset of JSON
+    try:
+        spec = yaml.safe_load(fsutil.read_text(path))  # YAML is a superset of JSON
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise JobSpecError(f"{where}: not valid YAML ({e.problem or e.context})") from None
     schema = json.loads(SCHEMA_PATH.read_text())
     try:
         jsonschema.validate(spec, schema)
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path)) or "top level"
-        raise ValueError(f"{path}: invalid job spec at {where}: {e.message}") from None
+        raise JobSpecError(f"{path}: invalid job spec at {where}: {e.message}") from None
     for key, prop in schema["properties"].items():
         if "default" in prop:
             spec.setdefault(key, prop["default"])

@@ -22,7 +22,11 @@ def read_meta(path: str | Path) -> dict:
     config, preprocess info, inputs, schemes."""
     from etagger import fsutil
 
-    return json.loads(fsutil.read_text(fsutil.join(str(path), *META_PATH)))
+    meta = fsutil.join(str(path), *META_PATH)
+    if not fsutil.exists(meta):
+        raise FileNotFoundError(f"{path}: not an exported etagger model (no {'/'.join(META_PATH)}; "
+                                "make one with `cli.py export`)")
+    return json.loads(fsutil.read_text(meta))
 
 
 def document_context(meta: dict) -> int:

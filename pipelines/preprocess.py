@@ -76,17 +76,6 @@ def _batches(sentences: Sequence[conll.Sentence], size: int = ENCODE_BATCH) -> I
         yield sentences[first:first + size]
 
 
-def _convert_tags(sentence: conll.Sentence, source: str, target: str) -> list[str]:
-    """The sentence's tags in ``target``; a malformed tag is an error naming its line."""
-    tags = sentence.columns["tag"]
-    for k, tag in enumerate(tags):
-        try:
-            conll.split_tag(tag)
-        except ValueError as e:
-            raise conll.ConllFormatError(sentence.source, sentence.line + k, str(e)) from None
-    return conll.convert_tags(tags, source, target)
-
-
 # ----------------------------------------------------------------------------- vocabularies
 
 class _VocabKeys(beam.DoFn):
@@ -108,7 +97,7 @@ class _VocabKeys(beam.DoFn):
                 for name in ("pos", "chunk"):
                     counts.update((name, value, split) for value in s.columns.get(name, ()))
                 if "tag" in s.columns:
-                    tags = _convert_tags(s, self.options.input_scheme, self.options.tag_scheme)
+                    tags = conll.convert_tags(s.columns["tag"], self.options.input_scheme, self.options.tag_scheme)
                     counts.update(("tag", value, split) for value in tags)
                     if split == "train" and "train" in self.options.gazetteer:
                         names += [(kind, s.words[a:b]) for kind, a, b in conll.chunks(s.columns["tag"])]
@@ -248,7 +237,7 @@ class Encoder:
         columns = {name: _ragged_words(sentences, name)
                    for name in ("word", "pos", "chunk") if name in sentences[0].columns}
         if "tag" in sentences[0].columns:
-            tags = [_convert_tags(s, self.options.input_scheme, self.options.tag_scheme) for s in sentences]
+            tags = [conll.convert_tags(s.columns["tag"], self.options.input_scheme, self.options.tag_scheme) for s in sentences]
             flat = [t for row in tags for t in row]
             columns["tag"] = tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(r) for r in tags])
         ids = {name: _to_lists(value) for name, value in self.extractor(columns).items()}

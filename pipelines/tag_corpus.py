@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -423,6 +424,8 @@ def run(argv=None) -> dict:
                          max_batch_tokens=args.batch_tokens, document_context=document_context(meta),
                          range_bytes=args.range_bytes)
     paths = resolve_inputs(args.input, args.input_format, options.columns)
+    if fsutil.is_local(args.output) and os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise NotADirectoryError(f"{args.output}: the output folder is a file")
     work_dir = fsutil.join(args.output, WORK_DIR)
     fsutil.delete_tree(work_dir)  # what a killed run left; outputs are only ever renamed into place
     fsutil.delete(m.path for m in fsutil.match(fsutil.join(args.output, ".*.tmp"), allow_empty=True))

@@ -260,6 +260,16 @@ def test_bad_line_in_the_first_sentence(tmp_path):
     assert stats.skipped_sentences == 1
 
 
+def test_a_malformed_tag_names_file_and_line(tmp_path):
+    path = _write(tmp_path, "wt.txt", "John B-PER\nran O\n\nMary X-FOO\nleft O\n\nAnn S-PER\n\n")
+    with pytest.raises(ConllFormatError, match=r"wt\.txt:4: malformed tag 'X-FOO'"):
+        list(conll.read_conll(path, conll.WORD_TAG_COLUMNS))
+    stats = ReadStats()
+    kept = list(conll.read_conll(path, conll.WORD_TAG_COLUMNS, lenient=True, stats=stats))
+    assert [s.words for s in kept] == [("John", "ran"), ("Ann",)]
+    assert (stats.skipped_sentences, stats.skipped_lines) == (1, 1)
+
+
 def test_word_tag_file_with_a_missing_tag(tmp_path):
     path = _write(tmp_path, "wt.txt", "John B-PER\nran O\n\nMary\nleft O\n\n")
     with pytest.raises(ConllFormatError, match=r"wt\.txt:4: expected 2 columns"):

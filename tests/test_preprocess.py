@@ -153,10 +153,13 @@ def test_encoder_rejects_a_tag_unseen_in_training(tmp_path):
         list(preprocess.Encoder(_options(tmp_path), VOCABS, [])([bad]))
 
 
-def test_encoder_names_the_line_of_a_malformed_tag(tmp_path):
-    bad = dataclasses.replace(_sentence("John B-PER\nvisited X-FOO", 0, "/data/train.txt"), line=7)
-    with pytest.raises(ConllFormatError, match=r"train\.txt:8: malformed tag 'X-FOO'"):
-        list(preprocess.Encoder(_options(tmp_path), VOCABS, [])([bad]))
+def test_a_malformed_gold_tag_stops_preprocess_with_its_file_and_line(tmp_path):
+    inputs = _write_inputs(tmp_path / "in")
+    train = inputs / "train.txt"
+    train.write_text(train.read_text() + "Mary NNP B-NP X-FOO\n\n")
+    line = train.read_text().count("\n") - 1
+    with pytest.raises(ConllFormatError, match=rf"train\.txt:{line}: malformed tag 'X-FOO'"):
+        _run("--data-dir", inputs, "--out", tmp_path / "out", "--glove", _glove(tmp_path))
 
 
 def test_split_stats(tmp_path):
@@ -278,7 +281,8 @@ def test_cli_passes_arguments_through(tiny):
 
     inputs, out, _, _ = tiny
     result = CliRunner().invoke(cli.main, ["preprocess", "--data-dir", str(inputs), "--out", str(out)])
-    assert result.exit_code != 0 and isinstance(result.exception, FileExistsError)
+    assert result.exit_code == 2  # an input error, in one line
+    assert result.stderr == f"error: {out} exists; pass --overwrite to replace it\n"
 
 
 BAD_LINE = "Berlin NNP B-NP\n"  # tag column missing

@@ -17,6 +17,7 @@ LINES = st.sampled_from([
     b"\n", b"  \n", b"\t\n",  # blank lines
     b"-DOCSTART- O\n", b"-DOCSTART-\n",  # document markers (or malformed rows mid-sentence)
     b"one\n", b"a b c\n", b"\xff\xfe O\n",  # a wrong column count, bytes that are not UTF-8
+    b"John X-FOO\n",  # a malformed tag
 ])
 
 

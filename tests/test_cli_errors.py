@@ -1,0 +1,113 @@
+"""The command line's one error path: bad input ends a command with one line on stderr,
+"error: FILE:LINE: what is wrong" where there is a file and line, exit status 2, and no
+traceback unless -v; an unexpected error ends with exit status 1."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from tests.fixtures import write_conll_split
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = str(ROOT / "models" / "conll03-bilstm1")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli.main, [str(a) for a in args])
+
+
+def tag_corpus(source: Path, output: Path, *extra: str):
+    return invoke("tag-corpus", "--model", MODEL, "--input", source, "--output", output, *extra)
+
+
+def assert_one_line(result, message: str, status: int = 2) -> None:
+    assert result.exit_code == status
+    assert result.stderr == f"error: {message}\n"
+
+
+def test_raw_file_that_is_not_utf8(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"fine line\n\xff broken\n")
+    result = tag_corpus(tmp_path / "bad.txt", tmp_path / "out")
+    assert_one_line(result, f"{tmp_path}/bad.txt:2: not valid UTF-8 (invalid start byte)")
+
+
+def test_conll_file_with_a_missing_column(tmp_path):
+    (tmp_path / "gold.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ\n\n")
+    result = tag_corpus(tmp_path / "gold.txt", tmp_path / "out", "--input-format", "conll")
+    assert_one_line(result, f"{tmp_path}/gold.txt:2: expected 4 columns (word pos chunk tag), found 2")
+
+
+def test_a_malformed_gold_tag_in_tag_corpus_input(tmp_path):
+    (tmp_path / "gold.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP X-FOO\n\n")
+    result = tag_corpus(tmp_path / "gold.txt", tmp_path / "out", "--input-format", "conll")
+    assert_one_line(result, f"{tmp_path}/gold.txt:2: malformed tag 'X-FOO'")
+
+
+def test_a_malformed_tag_in_preprocess_input(tmp_path):
+    (tmp_path / "in").mkdir()
+    train = tmp_path / "in" / "train.txt"
+    write_conll_split(train, 3, seed=1)
+    train.write_text(train.read_text() + "Mary NNP B-NP X-FOO\n\n")
+    line = train.read_text().count("\n") - 1
+    result = invoke("preprocess", "--data-dir", tmp_path / "in", "--out", tmp_path / "out")
+    assert_one_line(result, f"{train}:{line}: malformed tag 'X-FOO'")
+
+
+def test_a_model_folder_that_is_not_an_export(tmp_path):
+    (tmp_path / "raw.txt").write_text("John left .\n")
+    result = invoke("tag-corpus", "--model", tmp_path, "--input", tmp_path / "raw.txt", "--output", tmp_path / "out")
+    assert_one_line(result, f"{tmp_path}: not an exported etagger model (no assets.extra/etagger.json; "
+                            "make one with `cli.py export`)")
+
+
+def test_an_output_path_that_is_a_file(tmp_path):
+    (tmp_path / "raw.txt").write_text("John left .\n")
+    (tmp_path / "out").write_text("a file")
+    assert_one_line(tag_corpus(tmp_path / "raw.txt", tmp_path / "out"), f"{tmp_path}/out: the output folder is a file")
+
+
+def test_a_glob_that_matches_nothing(tmp_path):
+    assert_one_line(tag_corpus(tmp_path / "none*.txt", tmp_path / "out"), f"no files match {tmp_path}/none*.txt")
+
+
+def test_a_job_spec_that_is_not_yaml(tmp_path):
+    (tmp_path / "job.yaml").write_text("name: x\ninputs: [\n")
+    result = invoke("run-job", tmp_path / "job.yaml")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path}/job.yaml:3: not valid YAML (")
+
+
+def test_a_job_spec_without_a_name(tmp_path):
+    (tmp_path / "job.yaml").write_text("model: m\ninputs: [x]\noutput: o\n")
+    assert_one_line(invoke("run-job", tmp_path / "job.yaml"),
+                    f"{tmp_path}/job.yaml: invalid job spec at top level: 'name' is a required property")
+
+
+def test_verbose_shows_the_traceback_then_the_line(tmp_path):
+    result = invoke("-v", "tag-corpus", "--model", MODEL, "--input", tmp_path / "none*.txt", "--output", tmp_path)
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.endswith(f"error: no files match {tmp_path}/none*.txt\n")
+
+
+def test_an_unexpected_error_exits_1_with_a_hint(tmp_path, monkeypatch):
+    from pipelines import tag_corpus as pipeline
+
+    def broken(argv):
+        raise RuntimeError("something inside broke\nsecond line")
+
+    monkeypatch.setattr(pipeline, "run", broken)
+    assert_one_line(invoke("tag-corpus", "--model", MODEL), "something inside broke (run with -v for the traceback)",
+                    status=1)
+
+
+@pytest.mark.parametrize("error, line", [
+    (ValueError("a.txt:3: bad [while running 'Read/Read']"), "a.txt:3: bad"),
+    (FileNotFoundError(2, "No such file or directory"), "[Errno 2] No such file or directory"),
+    (RuntimeError(""), "RuntimeError"),
+])
+def test_one_line(error, line):
+    assert cli.one_line(error) == line
