@@ -165,7 +165,8 @@ def take_census(planned: list[ranges.FileRange], options, beam_options: Pipeline
     run(build, beam_options)
     found = read_receipts(folder, [r.name for r in needed])
     censuses = [ranges.Census(**value) for value in found.values()]
-    last = [ranges.Census(r.file_number, r.number, 0, 0) for r in planned if r not in needed]
+    counted = {r.name for r in needed}
+    last = [ranges.Census(r.file_number, r.number, 0, 0) for r in planned if r.name not in counted]
     fsutil.delete_tree(folder)
     return ranges.numbered(planned, censuses + last)
 
