@@ -192,24 +192,42 @@ def local_folder(path: str) -> str:
     return target
 
 
+def publish_folder(staging: str, target: str) -> None:
+    """Moves the finished folder ``staging`` to ``target``, replacing it. On a local disk the
+    folders are swapped, so a reader sees the old folder or the new one, never a mix, and a
+    failed swap puts the old one back; on an object store the old objects are deleted, then
+    the new ones moved in."""
+    if not is_local(target):
+        delete_tree(target)
+        found = [m.path for m in walk(staging)]
+        move(found, [join(target, p[len(staging.rstrip("/")) + 1:]) for p in found])
+        return
+    parent, name = os.path.split(target.rstrip("/"))
+    old = os.path.join(parent, f".{name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        if os.path.exists(target):
+            os.replace(target, old)
+        os.replace(staging, target)
+    except BaseException:
+        if os.path.exists(old) and not os.path.exists(target):  # put the old one back
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_folder(save, target: str | os.PathLike) -> Path:
     """Runs ``save(folder)`` into a temporary sibling of the local ``target`` (e.g. a
-    SavedModel), then renames it into place; an existing ``target`` is only removed once
-    the new one is complete, so a reader sees the old folder or the new one, never half."""
+    SavedModel), then swaps it into place (``publish_folder``): a reader sees the old folder
+    or the new one, never half of one."""
     target = Path(target)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         save(staging)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
+        publish_folder(str(staging), str(target))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not target.exists():  # the swap itself failed: put the old one back
-            os.replace(old, target)
         raise
-    shutil.rmtree(old, ignore_errors=True)
     return target

@@ -143,7 +143,7 @@ class _CountRange(FileSystemsDoFn):
 
     def process(self, r: ranges.FileRange):
         census = ranges.census(r, self.options)
-        fsutil.write_text(fsutil.join(self.folder, f"{r.name}.json"), json.dumps(census._asdict()))
+        write_receipt(self.folder, r.name, census._asdict())
         yield r.name
 
 
@@ -169,6 +169,11 @@ def take_census(planned: list[ranges.FileRange], options, beam_options: Pipeline
     last = [ranges.Census(r.file_number, r.number, 0, 0) for r in planned if r.name not in counted]
     fsutil.delete_tree(folder)
     return ranges.numbered(planned, censuses + last)
+
+
+def write_receipt(folder: str, name: str, receipt: dict) -> None:
+    """Writes a range's receipt, FOLDER/name.json, atomically (``read_receipts`` reads them)."""
+    fsutil.write_text(fsutil.join(folder, f"{name}.json"), json.dumps(receipt))
 
 
 def read_receipts(folder: str, names: Iterable[str]) -> dict[str, dict]:

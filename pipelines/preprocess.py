@@ -25,7 +25,6 @@ import io as pyio
 import json
 import logging
 import os
-import shutil
 import uuid
 from typing import Iterable, Sequence
 
@@ -303,7 +302,7 @@ class _EncodeRange(io.FileSystemsDoFn):
                     _TFRecordUtil.write_record(f, record)
                     lengths.append(counts)
         receipt = {**range_stats(lengths, read.sentences), "read": read.counts._asdict(), "worker": io.worker_name()}
-        fsutil.write_text(fsutil.join(self.work_dir, "receipts", f"{read.range.name}.json"), json.dumps(receipt))
+        io.write_receipt(fsutil.join(self.work_dir, "receipts"), read.range.name, receipt)
         yield read.range.name
 
 
@@ -390,24 +389,6 @@ def prepare_output(out: str, overwrite: bool) -> str:
     staging = fsutil.join(parent, f".{name}.staging")
     fsutil.delete_tree(staging)  # what a killed run left behind
     return staging
-
-
-def publish_output(staging: str, out: str) -> None:
-    """Moves the finished staging folder into place. On a local disk the folders are
-    swapped, so readers see the old or the new output, never a mix; on an object store
-    the old objects are deleted, then the new ones moved in."""
-    if fsutil.is_local(out):
-        parent, name = os.path.split(out.rstrip("/"))
-        old = os.path.join(parent, f".{name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.exists(out):
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    fsutil.delete_tree(out)
-    found = [m.path for m in fsutil.walk(staging)]
-    fsutil.move(found, [fsutil.join(out, p[len(staging.rstrip("/")) + 1:]) for p in found])
 
 
 def run_passes(planned: Sequence[ranges.FileRange], staging: str, options: PreprocessOptions,
@@ -501,7 +482,7 @@ def run(argv=None) -> dict:
             config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
         fsutil.write_text(fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True))
         fsutil.delete_tree(fsutil.join(staging, WORK_DIR))
-        publish_output(staging, out)
+        fsutil.publish_folder(staging, out)
     except BaseException:
         # A failed run leaves nothing behind: no output folder, no half-written staging.
         fsutil.delete_tree(staging)

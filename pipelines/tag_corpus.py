@@ -224,7 +224,7 @@ class _WritePart(io.FileSystemsDoFn):
             "read": read.counts._asdict(), "calls": tags.calls,
             "model_load_seconds": tags.model_load_seconds, "worker": io.worker_name(),
         }
-        fsutil.write_text(fsutil.join(self.work_dir, "receipts", f"{name}.json"), json.dumps(receipt))
+        io.write_receipt(fsutil.join(self.work_dir, "receipts"), name, receipt)
         self._progress(len(read.sentences), tokens)
         yield name
 
