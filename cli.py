@@ -15,10 +15,16 @@ from pathlib import Path
 
 import click
 
+from etagger import clioptions
+from etagger.errors import InputError
+from pipelines.options import PreprocessOptions, PreprocessRun, TagOptions
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BEAM_COMMAND = dict(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                                      "help_option_names": ["-h", "--help"]}, add_help_option=True)
+BEAM_COMMAND = dict(context_settings=clioptions.PASS_THROUGH, epilog=(
+    "Every other option goes to Beam: --runner DirectRunner|DaskRunner|PortableRunner|DataflowRunner, "
+    "--direct_num_workers N, --dask_client_address HOST:PORT, --s3_endpoint_url URL and the rest of "
+    "Beam's pipeline options. An option that neither etagger nor Beam knows is an error."))
 
 
 # Exit status 2: the input or the command line is at fault (click's own usage errors are 2 too).
@@ -38,9 +44,6 @@ class Main(click.Group):
     bad input or usage, 1 for anything else. With -v the traceback comes first."""
 
     def invoke(self, ctx: click.Context):
-        from etagger.conll import ConllFormatError
-        from etagger.jobs import JobSpecError
-
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -48,13 +51,14 @@ class Main(click.Group):
         except Exception as error:  # noqa: BLE001 (every error ends in the same one line)
             if ctx.params.get("verbose"):
                 traceback.print_exc()
-            expected = isinstance(error, (ConllFormatError, JobSpecError, *INPUT_ERRORS))
+            expected = isinstance(error, (InputError, *INPUT_ERRORS))
             hint = "" if expected or ctx.params.get("verbose") else " (run with -v for the traceback)"
             click.echo(f"error: {one_line(error)}{hint}", err=True)
             raise SystemExit(2 if expected else 1) from None
 
 
-@click.group(cls=Main)
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="etagger", prog_name="etagger")
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level; show the traceback of an error")
 def main(verbose: bool) -> None:
     """etagger: named-entity tagging as a batch data pipeline.
@@ -72,15 +76,21 @@ def main(verbose: bool) -> None:
 
 
 @main.command(**BEAM_COMMAND)
+@clioptions.click_options(PreprocessRun, PreprocessOptions)
 @click.pass_context
-def preprocess(ctx: click.Context) -> None:
+def preprocess(ctx: click.Context, **values) -> None:
     """CoNLL splits and raw text -> sharded TFRecords, vocabularies, filtered GloVe, stats.
 
-    Options: see `python -m pipelines.preprocess --help` (they are passed through).
+    \b
+    Examples:
+      etagger preprocess --data-dir ../shared/data/conll2003 --out work/data
+      etagger preprocess --raw 'corpus/*.txt' --vocab-from work/data --out work/raw \\
+          --runner DaskRunner --dask_client_address 127.0.0.1:8786
     """
     from pipelines import preprocess as pipeline
 
-    stats = pipeline.run(ctx.args)
+    where, options = clioptions.build(PreprocessRun, values), clioptions.build(PreprocessOptions, values)
+    stats = pipeline.preprocess(where, options, ctx.args)
     click.echo(json.dumps(stats, indent=2, sort_keys=True))
 
 
@@ -94,7 +104,8 @@ def preprocess(ctx: click.Context) -> None:
 @click.option("--seed", type=int, help="override train.seed")
 @click.option("--batch-size", type=int, help="override train.batch_size")
 @click.option("--train-split", help="override train.train_split: 'train+dev' fits on both; the last epoch is kept")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bar (none when stdout is not a terminal either) "
+                                            "and no line per epoch")
 def train(data_dir, config_path, model_dir, epochs, seed, batch_size, train_split, quiet) -> None:
     """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present."""
     from etagger.config import Config
@@ -139,32 +150,39 @@ def export(model_dirs, out, weights) -> None:
 
 
 @main.command("tag-corpus", **BEAM_COMMAND)
+@clioptions.click_options(TagOptions)
 @click.pass_context
-def tag_corpus(ctx: click.Context) -> None:
+def tag_corpus(ctx: click.Context, **values) -> None:
     """Tag corpora with an exported model through Beam RunInference; prints the timing table.
 
-    Options: see `python -m pipelines.tag_corpus --help` (they are passed through, with
-    any Beam flag such as --runner or --direct_num_workers).
+    \b
+    Examples:
+      etagger tag-corpus --model models/conll03-bilstm1 --input 'samples/*.txt' --output work/tagged
+      etagger tag-corpus --model s3://bucket/model --input 's3://bucket/in/*.txt' \\
+          --output s3://bucket/out --format jsonl --s3_endpoint_url http://127.0.0.1:9000
     """
     from pipelines import tag_corpus as pipeline
 
-    click.echo(pipeline.format_table(pipeline.run(ctx.args)))
+    click.echo(pipeline.format_table(pipeline.tag_corpus(clioptions.build(TagOptions, values), ctx.args)))
 
 
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
-              help="exported SavedModel (cli.py export)")
+              help="exported SavedModel (etagger export)")
 @click.option("--spans", is_flag=True, help="print one JSON line of entity spans per input line")
 @click.option("--wikitext", is_flag=True, help="input lines are wikitext-style (@-@ markers)")
-@click.option("--strict", is_flag=True, help="stop at the first line that is not valid UTF-8 instead of skipping it")
-def tag(model_path, spans, wikitext, strict) -> None:
+@click.option("--max-line-tokens", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="a longer line is a bad line")
+@click.option("--strict", is_flag=True, help="stop at the first bad line instead of skipping it")
+def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
     """Tag lines from stdin, one at a time: token/tag columns (blank line after each
     sentence) or, with --spans, a JSON line of entities per input line.
 
-    A line that is not valid UTF-8 gets one line on stderr, "error: stdin:N: ...", and is
-    skipped (with --spans its JSON line carries the error instead of entities); every other
-    line is still tagged. Exit status: 0 when every line was tagged, 2 when a line was
-    skipped or, with --strict, stopped at."""
+    A bad line (not valid UTF-8, a control character, more than --max-line-tokens tokens)
+    gets one line on stderr, "error: stdin:N: ...; line skipped", and every other line is
+    still tagged (with --spans the bad line's JSON line carries the error instead of
+    entities). Exit status: 0 when every line was tagged, 2 when a line was skipped or,
+    with --strict, stopped at."""
     from etagger import conll, outputs
     from etagger.conll import Sentence
     from etagger.predictor import Predictor
@@ -174,10 +192,9 @@ def tag(model_path, spans, wikitext, strict) -> None:
     tokenizer = Tokenizer(wikitext=wikitext)
     skipped = 0
     for line_no, raw in enumerate(sys.stdin.buffer, start=1):
-        try:
-            line = raw.decode("utf-8").rstrip("\n")
-        except UnicodeDecodeError as e:
-            problem = f"stdin:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})"
+        line, found, problem = _read_line(raw, tokenizer, max_line_tokens)
+        if problem:
+            problem = f"stdin:{line_no}: {problem}"
             click.echo(f"error: {problem}" + ("" if strict else "; line skipped"), err=True)
             if strict:
                 sys.exit(2)
@@ -187,7 +204,7 @@ def tag(model_path, spans, wikitext, strict) -> None:
             continue
         sentences = [Sentence(columns={"word": s.tokens}, index=k, line=line_no, source="stdin",
                               offsets=tuple(zip(s.starts, s.ends)))
-                     for k, s in enumerate(tokenizer.tokenize_line(line))]
+                     for k, s in enumerate(found)]
         # A line is one document: a model with document context reads its sentences together.
         packs = conll.pack_documents(sentences, predictor.document_context, len, lambda s: False)
         tagged = [out for pack in predictor.tag_packs([[s.columns for s in p] for p in packs]) for out in pack]
@@ -201,6 +218,24 @@ def tag(model_path, spans, wikitext, strict) -> None:
         sys.stdout.flush()
     if skipped:
         sys.exit(2)
+
+
+def _read_line(raw: bytes, tokenizer, max_tokens: int) -> tuple[str, list, str | None]:
+    """(the line, its tokenized sentences, None) or (..., what makes it a bad line)."""
+    from etagger.tokenize import CONTROL_CHARS
+
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        return "", [], f"not valid UTF-8 ({e.reason} at byte {e.start})"
+    control = CONTROL_CHARS.search(line)
+    if control:
+        return line, [], f"control character U+{ord(control[0]):04X} at column {control.start() + 1}"
+    found = tokenizer.tokenize_line(line)
+    tokens = sum(len(s.tokens) for s in found)
+    if tokens > max_tokens:
+        return line, [], f"{tokens:,} tokens, more than --max-line-tokens {max_tokens:,}"
+    return line, found, None
 
 
 @main.command("run-job")
@@ -236,7 +271,8 @@ def convert_bert(checkpoint, out_dir) -> None:
               help="JSON of etagger.bilm.BiLMConfig fields (defaults for the rest)")
 @click.option("--split", default="raw", show_default=True)
 @click.option("--epochs", type=int, help="override epochs")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bar (none when stdout is not a terminal either) "
+                                            "and no line per epoch")
 @click.option("--export-only", is_flag=True, help="only (re)export OUT/module from OUT/best")
 def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet, export_only) -> None:
     """Pretrain a character-level biLM (the ELMo architecture) on preprocessed raw text and
@@ -249,9 +285,10 @@ def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet, export_o
     values = json.loads(Path(config_path).read_text()) if config_path else {}
     if epochs is not None:
         values["epochs"] = epochs
-    result = bilm.pretrain(data_dir, out_dir, bilm.BiLMConfig.from_dict(values), split, progress=not quiet)
+    result = bilm.pretrain(data_dir, out_dir, bilm.BiLMConfig.from_dict(values), split,
+                           progress=not quiet)
     click.echo(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="etagger")  # as the `etagger` entry point names itself

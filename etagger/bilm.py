@@ -30,6 +30,7 @@ import collections
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -252,7 +253,8 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
     history, best = [], math.inf
     for epoch in range(1, config.epochs + 1):
         t0 = time.time()
-        bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"], verbose=1 if progress else 0)
+        bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"],
+                                  verbose=1 if progress and sys.stdout.isatty() else 0)
         tokens = 0
         for step, batch in enumerate(train_ds, start=1):
             loss = train_step(batch)
@@ -270,7 +272,8 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
             best = perplexity
             model.save_weights(str(out_dir / "best" / "weights"))
         history.append(row)
-        print(json.dumps(row), flush=True)  # one line per epoch, also without the progress bar
+        if progress:  # one line per epoch, also where stdout is not a terminal (no bar there)
+            print(json.dumps(row), flush=True)
         with fsutil.atomic_write(out_dir / "history.json") as f:
             json.dump(history, f, indent=1)
     export_best(out_dir)

@@ -6,7 +6,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from etagger.clioptions import option
+
 ENCODERS = ("bilstm", "transformer", "qrnn", "bilstm_transformer", "bilstm_mha")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """How tokens become features. Saved with the preprocessed data and the model."""
+
+    lowercase: bool = option(True, help="look words up lowercased (GloVe 6B is; case survives in the "
+                                        "character and shape features)")
+    zero_digits: bool = option(False, help="map every digit to 0 before the word lookup")
+    max_word_chars: int = 30  # longer words keep their first characters only
+    max_shape_chars: int = 8
+    max_gazetteer_words: int = 6  # longer gazetteer entries are not matched
 
 
 @dataclasses.dataclass(frozen=True)

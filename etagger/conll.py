@@ -14,6 +14,8 @@ import os
 import re
 from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
+from etagger.errors import InputError
+
 log = logging.getLogger(__name__)
 
 CONLL2003_COLUMNS = ("word", "pos", "chunk", "tag")
@@ -23,7 +25,7 @@ SCHEMES = ("IOB1", "IOB2", "IOBES")
 T = TypeVar("T")
 
 
-class ConllFormatError(ValueError):
+class ConllFormatError(InputError):
     """A malformed CoNLL input; the message names the file and the 1-based line number."""
 
     def __init__(self, path: str, line: int | None = None, message: str | None = None):

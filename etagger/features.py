@@ -6,13 +6,13 @@ the same shape, so the same code runs eagerly on a Beam batch and inside a Saved
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import tensorflow as tf
 
 from etagger import fsutil
+from etagger.config import FeatureConfig  # noqa: F401 (features.FeatureConfig is its public name too)
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -31,17 +31,6 @@ VOCAB_FILES = {
 # entries are "TYPE<TAB>normalised words joined by spaces", not ids.
 RESERVED = {name: (PAD, UNK) for name in VOCAB_FILES if name not in ("tag", "gazetteer")}
 RESERVED["tag"] = RESERVED["gazetteer"] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureConfig:
-    """How tokens become features. Saved with the preprocessed data and the model."""
-
-    lowercase: bool = True  # GloVe 6B is lowercased; case survives in chars and shape.
-    zero_digits: bool = False  # map every digit to 0 before the word lookup
-    max_word_chars: int = 30  # longer words keep their first characters only
-    max_shape_chars: int = 8
-    max_gazetteer_words: int = 6  # longer gazetteer entries are not matched
 
 
 def normalize_words(words: tf.Tensor, config: FeatureConfig) -> tf.Tensor:

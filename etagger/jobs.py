@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from etagger import fsutil
+from etagger.errors import InputError
 
 log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "job.schema.json"
@@ -34,7 +35,7 @@ def _resolve(base: str, path: str) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
-class JobSpecError(ValueError):
+class JobSpecError(InputError):
     """A job spec that is not valid YAML or not valid against schemas/job.schema.json."""
 
 
@@ -78,12 +79,6 @@ def input_files(spec: dict) -> list[str]:
         raise FileNotFoundError(f"job {spec['name']}: {e}") from None
 
 
-def _tag_argv(spec: dict, path: str, out: str) -> list[str]:
-    argv = ["--model", spec["model"], "--input", path, "--output", out, "--format", spec["format"],
-            "--input-format", spec["input_format"], "--runner", spec["runner"], *spec["pipeline_options"]]
-    return argv + (["--wikitext"] if spec["wikitext"] else []) + (["--lenient"] if spec["lenient"] else [])
-
-
 def _read_manifest(path: str, name: str) -> dict:
     return json.loads(fsutil.read_text(path)) if fsutil.exists(path) else {"job": name, "files": {}}
 
@@ -101,6 +96,7 @@ def _move_outputs(staging: str, output: str, source: str) -> list[str]:
 def run_job(path: str | Path) -> dict:
     """Runs (or resumes) a job; returns {"tagged": [...], "skipped": [...]}."""
     from pipelines import io, tag_corpus
+    from pipelines.options import TagOptions
 
     spec = load_job(path)
     io.pipeline_options(spec["pipeline_options"])  # the driver's filesystems (an S3 endpoint)
@@ -116,7 +112,9 @@ def run_job(path: str | Path) -> dict:
             continue
         staging = fsutil.join(output, STAGING)
         fsutil.delete_tree(staging)  # whatever a killed run left
-        tag_corpus.run(_tag_argv(spec, source, staging))
+        options = TagOptions(model=spec["model"], input=(source,), output=staging, format=spec["format"],
+                             input_format=spec["input_format"], wikitext=spec["wikitext"], lenient=spec["lenient"])
+        tag_corpus.tag_corpus(options, ["--runner", spec["runner"], *spec["pipeline_options"]])
         outputs = _move_outputs(staging, output, source)
         fsutil.delete_tree(staging)
         manifest["files"][source] = {"sha256": checksum, "outputs": outputs}

@@ -15,8 +15,6 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from etagger import conll, fsutil
 
-DEFAULT_RANGE_BYTES = 1 << 20
-
 
 class FileRange(NamedTuple):
     """One range of one input file: bytes [start, end) (end None: to the end)."""

@@ -47,6 +47,7 @@ __all__ = ["Sentence", "Tokenizer", "detokenize_wikitext"]
 # RE2 syntax throughout (tensorflow-text's regex ops use RE2): no look-arounds, no
 # back-references. RE2 alternation is leftmost-first like Perl's, so the order of the
 # alternatives below is their precedence.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc without tab, LF, CR
 _SEPARATOR_CHARS = r"\p{Z}\p{Cc}\x{200B}\x{FEFF}"  # spaces, controls, zero-width space, BOM
 _WORD_CHAR = r"[\p{L}\p{M}\p{N}_\x{00AD}\x{200C}\x{200D}]"  # soft hyphen, ZWNJ, ZWJ: inside words
 _APOSTROPHE = "['\u2019]"

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -204,7 +205,8 @@ def train(data_dir: str | Path, config: Config, model_dir: str | Path, progress:
     started = time.time() - (history[-1]["elapsed_seconds"] if history else 0.0)
     while int(epoch) < tc.epochs and int(stale) < tc.patience:
         t0 = time.time()
-        bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"], verbose=1 if progress else 0)
+        bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"],
+                                  verbose=1 if progress and sys.stdout.isatty() else 0)
         tokens, losses = 0, []
         for i, batch in enumerate(train_ds, start=1):
             loss, _ = train_step(batch)

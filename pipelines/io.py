@@ -19,24 +19,29 @@ timings travel in the receipts.
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import json
 import logging
 import os
-import re
 import socket
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TextIO
 
 import apache_beam as beam
+import tqdm
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, HadoopFileSystemOptions,
                                                   PipelineOptions, S3Options, StandardOptions)
 
 from etagger import conll, fsutil, ranges
+from etagger.errors import UsageError
 from etagger.outputs import RAW_LINE_STRIDE
+from etagger.tokenize import CONTROL_CHARS
 
 log = logging.getLogger(__name__)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc without tab, LF, CR
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 RAW_BATCH_LINES = 256  # raw lines tokenized per call
 
@@ -69,12 +74,33 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     endpoint, for example)."""
     args = [f"--runner={DASK_RUNNER}" if a == "--runner=DaskRunner" else a for a in beam_args]
     args = [DASK_RUNNER if a == "DaskRunner" and args[i - 1:i] == ["--runner"] else a for i, a in enumerate(args)]
+    check_beam_args(args)
     options = PipelineOptions(args)
     if is_dask(options) and not any(a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in args):
         options = PipelineOptions([*args, "--dask_partition_size=1"])
     fsutil.share_s3_clients()
     FileSystems.set_options(options)
     return options
+
+
+def check_beam_args(args: Sequence[str]) -> None:
+    """Raises UsageError for an option that no Beam pipeline option class knows (a typo that
+    Beam would only log and drop)."""
+    if any("DaskRunner" in a for a in args):
+        import apache_beam.runners.dask.dask_runner  # noqa: F401 (defines the --dask_* options)
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 (how Beam itself lists every option)
+    _, unknown = parser.parse_known_args(list(args))
+    if not unknown:
+        return
+    if not unknown[0].startswith("-"):
+        raise UsageError(f"unexpected argument: {unknown[0]} (see --help)")
+    flag = unknown[0].split("=", 1)[0]
+    known = [name for action in parser._actions for name in action.option_strings]  # noqa: SLF001
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.8)
+    hint = f"; did you mean {close[0]}?" if close else "; see --help"
+    raise UsageError(f"no such option: {flag} (neither etagger's nor Beam's{hint})")
 
 
 def filesystem_options(options: PipelineOptions) -> dict[str, Any]:
@@ -189,6 +215,59 @@ def read_receipts(folder: str, names: Iterable[str]) -> dict[str, dict]:
     return {n: json.loads(fsutil.read_text(present[n])) for n in names}
 
 
+class Progress:
+    """A progress bar on the driver while a pipeline runs, fed by the receipts its ranges
+    leave in ``receipts``, so it works on every runner: input bytes done of the total, with
+    an ETA, and tokens per second counted from the first finished range on (model loading
+    is not in the rate). Off with ``quiet`` and when the stream is not a terminal."""
+
+    def __init__(self, label: str, planned: Sequence[ranges.FileRange], receipts: str, quiet: bool = False,
+                 stream: TextIO | None = None, every: float = 2.0):
+        self.label, self.receipts, self.every = label, receipts, every
+        self.sizes = {r.name: (r.end if r.end is not None else r.start) - r.start for r in planned}
+        self.stream = stream or sys.stderr
+        self.enabled = not quiet and (stream is not None or sys.stderr.isatty())
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="progress", daemon=True)
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+
+    def _watch(self) -> None:
+        bar = tqdm.tqdm(total=sum(self.sizes.values()) or None, desc=self.label, unit="B", unit_scale=True,
+                        file=self.stream, dynamic_ncols=True, leave=False)
+        seen: set[str] = set()
+        tokens, first = 0, None
+        while True:
+            stopping = self.stop.wait(self.every)
+            try:
+                found = fsutil.match(fsutil.join(self.receipts, "*.json"), allow_empty=True)
+                for m in found:
+                    name = fsutil.basename(m.path)[:-len(".json")]
+                    if name in seen or name not in self.sizes:
+                        continue
+                    seen.add(name)
+                    tokens += json.loads(fsutil.read_text(m.path)).get("tokens", 0)
+                    bar.update(self.sizes[name])
+                    if first is None:
+                        first = (time.monotonic(), tokens)
+            except (OSError, ValueError):  # a receipt being renamed into place: the next look finds it
+                pass
+            if first is not None and time.monotonic() > first[0]:
+                rate = (tokens - first[1]) / (time.monotonic() - first[0])
+                bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tokens/s" if len(seen) > 1 else f"{tokens:,} tokens")
+            if stopping:
+                bar.close()
+                return
+
+
 @functools.lru_cache(maxsize=4)
 def _tokenizer(wikitext: bool, max_tokens: int):
     # One per worker process (building its graph takes about a second): the Dask runner sets
@@ -247,7 +326,7 @@ class _ReadRange(FileSystemsDoFn):
                 counts["bad_lines"] += 1
                 log.warning("%s:%d: skipping a line that is not valid UTF-8", r.path, line_no)
                 continue
-            counts["control_char_lines"] += bool(_CONTROL.search(text))
+            counts["control_char_lines"] += bool(CONTROL_CHARS.search(text))
             batch.append((line_no, text))
             if len(batch) == RAW_BATCH_LINES:
                 tokenize()

@@ -17,7 +17,6 @@ Output folder (appears whole or not at all):
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import functools
@@ -32,8 +31,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from etagger import conll, features, fsutil, glove, ranges, schema
+from etagger import clioptions, conll, features, fsutil, glove, ranges, schema
+from etagger.errors import UsageError
 from pipelines import io
+from pipelines.options import PreprocessOptions, PreprocessRun
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
@@ -42,25 +43,6 @@ LENGTH_BIN = 10  # width of the sentence-length histogram bins in stats.json
 ENCODE_BATCH = 512  # sentences per feature-extraction call
 WORK_DIR = ".work"  # inside the staging folder: census, parts, receipts; gone before publishing
 GLOVE_WORDS = "glove_words.txt"  # in WORK_DIR: vocabulary words that have a GloVe vector
-
-
-@dataclasses.dataclass(frozen=True)
-class PreprocessOptions:
-    """Everything that determines the output; saved as OUT/preprocess.json."""
-
-    columns: tuple[str, ...] = conll.CONLL2003_COLUMNS
-    input_scheme: str = "auto"  # tag scheme of the input files; auto = detect from train
-    tag_scheme: str = "IOBES"  # scheme of tag_id, the one the model trains in
-    min_count: int = 1  # training words seen fewer times (and not in GloVe) map to UNK
-    glove: str = glove.EMBEDDED
-    num_shards: int = 1  # at least this many shards (ranges) per input file
-    range_bytes: int = ranges.DEFAULT_RANGE_BYTES  # at most this many input bytes per shard
-    max_tokens: int = 1000  # longer sentences are an error (or a counted skip when lenient)
-    lenient: bool = False
-    wikitext: bool = False  # raw text uses wikitext's " @-@ " markers
-    features: features.FeatureConfig = features.FeatureConfig()
-    bert_handle: str | None = None  # a local BERT encoder: also store each token's wordpiece ids
-    gazetteer: tuple[str, ...] = ()  # "train" (the training split's entities) and/or user files
 
 
 def _ragged_words(sentences: Sequence[conll.Sentence], column: str = "word"):
@@ -392,13 +374,13 @@ def prepare_output(out: str, overwrite: bool) -> str:
 
 
 def run_passes(planned: Sequence[ranges.FileRange], staging: str, options: PreprocessOptions,
-               beam_options, vocab_from: str | None) -> dict[str, dict]:
+               beam_options, where: PreprocessRun) -> dict[str, dict]:
     """The census, vocabulary and encoding passes; returns the receipts of the ranges."""
     work_dir = fsutil.join(staging, WORK_DIR)
     fs_options = io.filesystem_options(beam_options)
     planned = io.take_census(list(planned), options, beam_options, work_dir)
-    if vocab_from:
-        vocabs, glove_words = load_vocab_dir(vocab_from)
+    if where.vocab_from:
+        vocabs, glove_words = load_vocab_dir(where.vocab_from)
         write_vocabs(staging, vocabs, glove_words)
     else:
         labelled = [r for r in planned if r.split in SPLITS]
@@ -406,8 +388,9 @@ def run_passes(planned: Sequence[ranges.FileRange], staging: str, options: Prepr
                | "Vocabularies" >> ComputeVocabs(options, staging, fs_options), beam_options)
         if not fsutil.exists(fsutil.join(work_dir, GLOVE_WORDS)):
             raise RuntimeError("the vocabulary pass wrote no vocabularies: the runner lost work")
-    io.run(lambda p: p | "Read" >> io.ReadRanges(planned, options, fs_options)
-           | "Encode" >> beam.ParDo(_EncodeRange(options, staging, fs_options)), beam_options)
+    with io.Progress("preprocess", planned, fsutil.join(work_dir, "receipts"), quiet=where.quiet):
+        io.run(lambda p: p | "Read" >> io.ReadRanges(planned, options, fs_options)
+               | "Encode" >> beam.ParDo(_EncodeRange(options, staging, fs_options)), beam_options)
     receipts = io.read_receipts(fsutil.join(work_dir, "receipts"), [r.name for r in planned])
     publish_shards(planned, staging)
     return receipts
@@ -422,67 +405,35 @@ def bert_encoder_dir(handle: str | None) -> str | None:
     return str(resolve_handle(handle))
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", help="folder with train.txt, dev.txt, test.txt (CoNLL)")
-    parser.add_argument("--raw", action="append", default=[], help="glob of raw text files (one document per line)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--vocab-from", help="reuse the vocabularies of an earlier preprocess output")
-    parser.add_argument("--columns", default=",".join(conll.CONLL2003_COLUMNS))
-    parser.add_argument("--input-scheme", default="auto", choices=("auto",) + conll.SCHEMES)
-    parser.add_argument("--tag-scheme", default="IOBES", choices=conll.SCHEMES)
-    parser.add_argument("--min-count", type=int, default=1)
-    parser.add_argument("--glove", default=glove.EMBEDDED, help="GloVe text file (.txt/.txt.gz); default: embedded 6B 50d")
-    parser.add_argument("--num-shards", type=int, default=1, help="at least this many shards per input file")
-    parser.add_argument("--range-bytes", type=int, default=ranges.DEFAULT_RANGE_BYTES,
-                        help="at most this many input bytes per shard: the unit of parallel work and of memory")
-    parser.add_argument("--max-tokens", type=int, default=1000)
-    parser.add_argument("--lenient", action="store_true", help="skip malformed sentences/lines (counted, logged)")
-    parser.add_argument("--wikitext", action="store_true", help="raw text uses wikitext's @-@ markers")
-    parser.add_argument("--lowercase", type=int, default=1, choices=(0, 1))
-    parser.add_argument("--zero-digits", type=int, default=0, choices=(0, 1))
-    parser.add_argument("--bert-handle", help="local BERT encoder folder (`cli.py convert-bert` output): "
-                                              "also store each token's wordpiece ids")
-    parser.add_argument("--gazetteer", action="append", default=[],
-                        help="'train' (entities of the training split) or a file of TYPE<TAB>name lines; repeatable")
-    parser.add_argument("--overwrite", action="store_true")
-    return parser.parse_known_args(argv)
-
-
-def run(argv=None) -> dict:
-    """Parses options, runs the passes, publishes the output; returns the stats."""
-    args, beam_args = parse_args(argv)
+def preprocess(where: PreprocessRun, options: PreprocessOptions, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the passes and publishes the output folder; returns the stats."""
     beam_options = io.pipeline_options(beam_args)
-    out = str(args.out)
-    inputs, splits = resolve_inputs(args.data_dir and str(args.data_dir), [str(r) for r in args.raw])
-    if args.data_dir and "train" not in inputs and not args.vocab_from:
-        raise FileNotFoundError(f"{args.data_dir}/train.txt is needed to build vocabularies")
+    inputs, splits = resolve_inputs(where.data_dir, list(where.raw))
+    if where.data_dir and "train" not in inputs and not where.vocab_from:
+        raise FileNotFoundError(f"{where.data_dir}/train.txt is needed to build vocabularies")
     if not splits:
-        raise ValueError("nothing to preprocess: give --data-dir and/or --raw")
-    if not inputs.get("train") and not args.vocab_from:
-        raise ValueError("raw text alone needs --vocab-from DIR (an earlier preprocess output)")
-    options = PreprocessOptions(
-        columns=tuple(args.columns.split(",")), input_scheme=args.input_scheme, tag_scheme=args.tag_scheme,
-        min_count=args.min_count, glove=args.glove, num_shards=args.num_shards, range_bytes=args.range_bytes,
-        max_tokens=args.max_tokens, lenient=args.lenient, wikitext=args.wikitext,
-        features=features.FeatureConfig(lowercase=bool(args.lowercase), zero_digits=bool(args.zero_digits)),
-        bert_handle=bert_encoder_dir(args.bert_handle),
-        gazetteer=tuple(g if g == "train" or not fsutil.is_local(g) else os.path.abspath(g) for g in args.gazetteer))
+        raise UsageError("nothing to preprocess: give --data-dir and/or --raw")
+    if not inputs.get("train") and not where.vocab_from:
+        raise UsageError("raw text alone needs --vocab-from DIR (an earlier preprocess output)")
+    options = dataclasses.replace(
+        options, bert_handle=bert_encoder_dir(options.bert_handle),
+        gazetteer=tuple(g if g == "train" or not fsutil.is_local(g) else os.path.abspath(g) for g in options.gazetteer))
     options = resolve_input_scheme(inputs, options)
-    staging = prepare_output(out, args.overwrite)
+    staging = prepare_output(where.out, where.overwrite)
     try:
         planned = plan(splits, options)
-        receipts = run_passes(planned, staging, options, beam_options, args.vocab_from)
+        receipts = run_passes(planned, staging, options, beam_options, where)
         stats = split_stats(receipts, planned, options)
         fsutil.write_text(fsutil.join(staging, "stats.json"), json.dumps(stats, indent=2, sort_keys=True))
-        config = {**dataclasses.asdict(options), "inputs": inputs, "raw": args.raw, "vocab_from": args.vocab_from}
+        config = {**dataclasses.asdict(options), "inputs": inputs, "raw": list(where.raw),
+                  "vocab_from": where.vocab_from}
         if options.bert_handle is not None:
             from etagger.layers.contextual import vocab_sha256
 
             config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
         fsutil.write_text(fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True))
         fsutil.delete_tree(fsutil.join(staging, WORK_DIR))
-        fsutil.publish_folder(staging, out)
+        fsutil.publish_folder(staging, where.out)
     except BaseException:
         # A failed run leaves nothing behind: no output folder, no half-written staging.
         fsutil.delete_tree(staging)
@@ -490,6 +441,7 @@ def run(argv=None) -> dict:
     return stats
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run(), indent=2, sort_keys=True))
+def run(argv: Sequence[str]) -> dict:
+    """``preprocess`` with the options of a command line (``etagger preprocess --help``)."""
+    [where, options], beam_args = clioptions.parse(argv, PreprocessRun, PreprocessOptions, prog="preprocess")
+    return preprocess(where, options, beam_args)

@@ -1,7 +1,7 @@
 """Beam pipeline: tag corpora with an exported SavedModel through RunInference.
 
-    python -m pipelines.tag_corpus --model S --input GLOB --output DIR \
-        [--format conll|jsonl|parquet] [--input-format auto|conll|raw] [--runner DirectRunner] ...
+    etagger tag-corpus --model S --input GLOB --output DIR [--format conll|jsonl|parquet] \
+        [--runner DirectRunner] ...    (every option: etagger tag-corpus --help)
 
 Input files (local, ``gs://``, ``s3://`` ...) are CoNLL column files (gold tags optional)
 or raw text, one document or sentence per line (sentence split and tokenized as in
@@ -20,14 +20,12 @@ Outputs, each written under a temporary name and renamed, so it appears whole or
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
 import logging
 import os
 import re
-import sys
 import time
 from typing import Iterable, NamedTuple, Sequence
 
@@ -35,36 +33,15 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from etagger import conll, fsutil, outputs, ranges
+from etagger import clioptions, conll, fsutil, outputs, ranges
 from etagger.predictor import Predictor, document_context, read_meta
 from pipelines import io
+from pipelines.options import FORMATS, TagOptions
 
 log = logging.getLogger(__name__)
 NAMESPACE = "tag_corpus"
-FORMATS = ("conll", "jsonl", "parquet")
 WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the output folder
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
-
-
-@dataclasses.dataclass(frozen=True)
-class TagOptions:
-    """What to tag and how to write it."""
-
-    model: str
-    format: str = "conll"
-    columns: tuple[str, ...] = conll.CONLL2003_COLUMNS  # CoNLL input columns
-    lenient: bool = False  # skip (and count) malformed records instead of failing
-    max_tokens: int = 1000  # raw text: longer sentences are cut (CoNLL input: no limit)
-    wikitext: bool = False  # raw text in wikitext-2/-103 style
-    max_batch_sentences: int = 64  # per model call (packs of sentences, with document context)
-    max_batch_tokens: int = 4096  # per model call
-    output_scheme: str = "IOB2"  # scheme of predicted tags in CoNLL output of gold-tagged input
-    document_context: int = 0  # the model's: tokens of neighbouring sentences read together
-    range_bytes: int = ranges.DEFAULT_RANGE_BYTES  # input bytes per range (per part file)
-
-    def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
 
 
 # ----------------------------------------------------------------------------- inference
@@ -174,8 +151,8 @@ class TagRanges(beam.PTransform):
 
     def expand(self, read):
         handler = TaggerModelHandler(self.options.model, with_confidence=self.options.format != "conll",
-                                     max_batch_sentences=self.options.max_batch_sentences,
-                                     max_batch_tokens=self.options.max_batch_tokens,
+                                     max_batch_sentences=self.options.batch_sentences,
+                                     max_batch_tokens=self.options.batch_tokens,
                                      document_context=self.options.document_context, fs_options=self.fs_options)
         return (read
                 | "OneRangePerCall" >> beam.Map(lambda r: [r])
@@ -200,16 +177,11 @@ def render(sentences: Sequence[conll.Sentence], tagged: Sequence[dict], fmt: str
 class _WritePart(io.FileSystemsDoFn):
     """PredictionResult -> the range's part file WORK/parts/<range>.<format>, then its
     receipt WORK/receipts/<range>.json (counts and model-call times); yields the range's
-    name. Every 10 s a worker prints its progress."""
+    name."""
 
     def __init__(self, work_dir: str, fmt: str, scheme: str, fs_options: dict):
         super().__init__(fs_options)
         self.work_dir, self.fmt, self.scheme = work_dir, fmt, scheme
-
-    def setup(self):
-        super().setup()
-        self.started = self.last = None
-        self.done_sentences = self.done_tokens = 0
 
     def process(self, result: PredictionResult):
         read: io.RangeSentences = result.example
@@ -225,20 +197,7 @@ class _WritePart(io.FileSystemsDoFn):
             "model_load_seconds": tags.model_load_seconds, "worker": io.worker_name(),
         }
         io.write_receipt(fsutil.join(self.work_dir, "receipts"), name, receipt)
-        self._progress(len(read.sentences), tokens)
         yield name
-
-    def _progress(self, sentences: int, tokens: int) -> None:
-        now = time.monotonic()
-        if self.started is None:  # the clock starts with the first range, not at model loading
-            self.started = self.last = now
-            return
-        self.done_sentences += sentences
-        self.done_tokens += tokens
-        if now - self.last >= 10:
-            self.last = now
-            print(f"tag-corpus [{io.worker_name()}]: {self.done_sentences:,} sentences, {self.done_tokens:,} tokens,"
-                  f" {self.done_tokens / (now - self.started):,.0f} tokens/s", file=sys.stderr, flush=True)
 
 
 def build_pipeline(p: beam.Pipeline, planned: Sequence[ranges.FileRange], options: TagOptions, work_dir: str,
@@ -248,7 +207,7 @@ def build_pipeline(p: beam.Pipeline, planned: Sequence[ranges.FileRange], option
     _ = (p
          | "Read" >> io.ReadRanges(planned, options, fs_options)
          | "Tag" >> TagRanges(options, fs_options)
-         | "WriteParts" >> beam.ParDo(_WritePart(work_dir, options.format, options.output_scheme, fs_options)))
+         | "WriteParts" >> beam.ParDo(_WritePart(work_dir, options.format, options.gold_scheme, fs_options)))
 
 
 def output_names(path: str, fmt: str, count: int) -> list[str]:
@@ -393,50 +352,27 @@ def plan(paths: dict[str, str], options: TagOptions) -> list[ranges.FileRange]:
     return io.plan_ranges(paths, options.range_bytes, whole=whole)
 
 
-def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="tag-corpus", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="exported SavedModel folder (cli.py export)")
-    parser.add_argument("--input", required=True, action="append", help="input glob; may repeat")
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--format", default="conll", choices=FORMATS)
-    parser.add_argument("--input-format", default="auto", choices=("auto", "conll", "raw"))
-    parser.add_argument("--columns", default=",".join(conll.CONLL2003_COLUMNS),
-                        help="CoNLL input columns, comma-separated; 'tag' marks the gold column")
-    parser.add_argument("--lenient", action="store_true", help="skip and count malformed records")
-    parser.add_argument("--wikitext", action="store_true", help="raw text is wikitext-style (@-@ markers)")
-    parser.add_argument("--max-tokens", type=int, default=1000, help="raw text: cut longer sentences")
-    parser.add_argument("--batch-size", type=int, default=64, help="most sentences per model call")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="most tokens per model call")
-    parser.add_argument("--range-bytes", type=int, default=ranges.DEFAULT_RANGE_BYTES,
-                        help="input bytes per range: the unit of parallel work and of memory")
-    return parser.parse_known_args(argv)
-
-
-def run(argv=None) -> dict:
-    """Parses options, runs the pipeline, publishes the outputs; returns (and writes) the
-    timing figures."""
-    args, beam_args = parse_args(argv)
+def tag_corpus(options: TagOptions, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the pipeline and publishes the outputs; returns (and writes) the timing figures."""
     beam_options = io.pipeline_options(beam_args)
-    meta = read_meta(args.model)
-    options = TagOptions(model=args.model, output_scheme=meta["input_scheme"], format=args.format,
-                         columns=tuple(args.columns.split(",")), lenient=args.lenient, max_tokens=args.max_tokens,
-                         wikitext=args.wikitext, max_batch_sentences=args.batch_size,
-                         max_batch_tokens=args.batch_tokens, document_context=document_context(meta),
-                         range_bytes=args.range_bytes)
-    paths = resolve_inputs(args.input, args.input_format, options.columns)
-    if fsutil.is_local(args.output) and os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise NotADirectoryError(f"{args.output}: the output folder is a file")
-    work_dir = fsutil.join(args.output, WORK_DIR)
+    meta = read_meta(options.model)
+    options = dataclasses.replace(options, gold_scheme=meta["input_scheme"], document_context=document_context(meta))
+    paths = resolve_inputs(options.input, options.input_format, options.columns)
+    output = options.output
+    if fsutil.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
+        raise NotADirectoryError(f"{output}: the output folder is a file")
+    work_dir = fsutil.join(output, WORK_DIR)
     fsutil.delete_tree(work_dir)  # what a killed run left; outputs are only ever renamed into place
-    fsutil.delete(m.path for m in fsutil.match(fsutil.join(args.output, ".*.tmp"), allow_empty=True))
+    fsutil.delete(m.path for m in fsutil.match(fsutil.join(output, ".*.tmp"), allow_empty=True))
     start = time.perf_counter()
     planned = io.take_census(plan(paths, options), options, beam_options, work_dir)
     census = time.perf_counter()
     fs_options = io.filesystem_options(beam_options)
-    io.run(lambda p: build_pipeline(p, planned, options, work_dir, fs_options), beam_options)
+    with io.Progress("tag-corpus", planned, fsutil.join(work_dir, "receipts"), quiet=options.quiet):
+        io.run(lambda p: build_pipeline(p, planned, options, work_dir, fs_options), beam_options)
     tagged = time.perf_counter()
     receipts = io.read_receipts(fsutil.join(work_dir, "receipts"), [r.name for r in planned])
-    publish(planned, args.output, work_dir, options.format)
+    publish(planned, output, work_dir, options.format)
     fsutil.delete_tree(work_dir)
     wall = time.perf_counter() - start
     # Where the wall time went: the census pass, the tagging pipeline, the driver's publishing.
@@ -445,17 +381,18 @@ def run(argv=None) -> dict:
     sentences, tokens = figures["sentences"], figures["tokens"]
     busy = figures["inference_seconds"] or float("nan")
     timing = {
-        "model": args.model, "inputs": paths, "files": len(paths), "format": args.format, "beam_args": beam_args,
-        **figures,
+        "model": options.model, "inputs": paths, "files": len(paths), "format": options.format,
+        "beam_args": list(beam_args), **figures,
         "inference_sentences_per_second": round(sentences / busy, 1) if sentences else 0.0,
         "inference_tokens_per_second": round(tokens / busy, 1) if tokens else 0.0,
         "wall_seconds": round(wall, 3), "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
         "sentences_per_second": round(sentences / wall, 1), "tokens_per_second": round(tokens / wall, 1),
     }
-    fsutil.write_text(fsutil.join(args.output, "timing.json"), json.dumps(timing, indent=2, sort_keys=True))
+    fsutil.write_text(fsutil.join(output, "timing.json"), json.dumps(timing, indent=2, sort_keys=True))
     return timing
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(format_table(run()))
+def run(argv: Sequence[str]) -> dict:
+    """``tag_corpus`` with the options of a command line (``etagger tag-corpus --help``)."""
+    [options], beam_args = clioptions.parse(argv, TagOptions, prog="tag-corpus")
+    return tag_corpus(options, beam_args)

@@ -96,12 +96,12 @@ def test_verbose_shows_the_traceback_then_the_line(tmp_path):
 def test_an_unexpected_error_exits_1_with_a_hint(tmp_path, monkeypatch):
     from pipelines import tag_corpus as pipeline
 
-    def broken(argv):
+    def broken(options, beam_args):
         raise RuntimeError("something inside broke\nsecond line")
 
-    monkeypatch.setattr(pipeline, "run", broken)
-    assert_one_line(invoke("tag-corpus", "--model", MODEL), "something inside broke (run with -v for the traceback)",
-                    status=1)
+    monkeypatch.setattr(pipeline, "tag_corpus", broken)
+    result = invoke("tag-corpus", "--model", MODEL, "--input", "x", "--output", tmp_path)
+    assert_one_line(result, "something inside broke (run with -v for the traceback)", status=1)
 
 
 @pytest.mark.parametrize("error, line", [

@@ -47,7 +47,7 @@ def test_tag_ranges_transform_matches_the_predictor(predictor):
                  for i, words in enumerate(["John Smith visited Paris .", "Reuters", "He left Berlin on Monday ."])]
     expected = [tuple(t["tags"]) for t in predictor([s.columns for s in sentences])]
     read = io.RangeSentences(ranges.FileRange("s.txt", "conll", 0, 9, 0, 0, 1), tuple(sentences), io.ReadCounts())
-    options = tag_corpus.TagOptions(model=MODEL, format="jsonl", max_batch_sentences=2)
+    options = tag_corpus.TagOptions(model=MODEL, format="jsonl", batch_sentences=2)
     with TestPipeline() as p:
         tagged = (p | beam.Create([read]) | tag_corpus.TagRanges(options)
                   | beam.Map(lambda result: [tuple(t["tags"]) for t in result.inference.per_sentence]))
