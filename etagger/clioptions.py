@@ -59,25 +59,24 @@ def _fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
 def _click_option(field: dataclasses.Field, kind: Any) -> Callable[[F], F]:
     spec: _Spec = field.metadata[_KEY]
     flag = "--" + field.name.replace("_", "-")
-    required = spec.required
-    common: dict[str, Any] = {"help": spec.help, "envvar": spec.envvar, "show_envvar": spec.envvar is not None}
+    settings: dict[str, Any] = {"help": spec.help, "envvar": spec.envvar, "show_envvar": spec.envvar is not None}
+    if spec.required:
+        settings["required"] = True  # and no default: click 8.5 takes any default, None too, as given
+    else:
+        settings.update(default=field.default, show_default=field.default not in (None, ()))
     if kind is bool:
         flags = f"{flag}/--no-{flag[2:]}" if field.default else flag
-        return click.option(flags, *spec.aliases, field.name, is_flag=True, default=field.default, show_default=True,
-                            **common)
+        return click.option(flags, *spec.aliases, field.name, is_flag=True, **settings)
+    if typing.get_origin(kind) is tuple and spec.separator:
+        if "default" in settings:
+            settings["default"] = spec.separator.join(field.default)
+        return click.option(flag, *spec.aliases, field.name, metavar=f"A{spec.separator}B...", **settings)
     if typing.get_origin(kind) is tuple:
-        if spec.separator:
-            default = None if required else spec.separator.join(field.default)
-            return click.option(flag, *spec.aliases, field.name, required=required, default=default,
-                                show_default=True, metavar="A" + spec.separator + "B...", **common)
-        return click.option(flag, *spec.aliases, field.name, multiple=True, required=required,
-                            default=None if required else field.default, show_default=bool(field.default), **common)
+        return click.option(flag, *spec.aliases, field.name, multiple=True, **settings)
     value_type: Any = click.Choice(spec.choices) if spec.choices else str
     if kind is int:
         value_type = click.IntRange(min=spec.minimum) if spec.minimum is not None else int
-    return click.option(flag, *spec.aliases, field.name, type=value_type, required=required,
-                        default=None if required else field.default, show_default=field.default is not None,
-                        **common)
+    return click.option(flag, *spec.aliases, field.name, type=value_type, **settings)
 
 
 def _options(cls: type) -> Iterator[Callable[[F], F]]:

@@ -111,3 +111,55 @@ def test_an_unexpected_error_exits_1_with_a_hint(tmp_path, monkeypatch):
 ])
 def test_one_line(error, line):
     assert cli.one_line(error) == line
+
+
+# ----------------------------------------------------------------------------- options and usage
+
+def test_an_option_neither_etagger_nor_beam_knows(tmp_path):
+    (tmp_path / "raw.txt").write_text("John left .\n")
+    result = tag_corpus(tmp_path / "raw.txt", tmp_path / "out", "--direct_num_worker=2")
+    assert_one_line(result, "no such option: --direct_num_worker (neither etagger's nor Beam's; "
+                            "did you mean --direct_num_workers?)")
+    result = invoke("preprocess", "--out", tmp_path / "o", "--data-dir", tmp_path, "--min-cont", "2")
+    assert_one_line(result, "no such option: --min-cont (neither etagger's nor Beam's; see --help)")
+
+
+def test_a_bad_option_value_is_a_usage_error(tmp_path):
+    result = invoke("tag-corpus", "--model", MODEL, "--input", "x", "--output", tmp_path, "--format", "xml")
+    assert result.exit_code == 2
+    assert "Invalid value for '--format': 'xml' is not one of 'conll', 'jsonl', 'parquet'." in result.stderr
+
+
+@pytest.mark.parametrize("command, classes", [("tag-corpus", ["TagOptions"]),
+                                              ("preprocess", ["PreprocessRun", "PreprocessOptions"])])
+def test_help_lists_every_option_with_its_default(command, classes):
+    import dataclasses
+
+    from pipelines import options
+
+    text = invoke(command, "--help").output
+    fields = [f for name in classes for f in dataclasses.fields(getattr(options, name))]
+    fields += [f for f in dataclasses.fields(options.FeatureConfig)] if command == "preprocess" else []
+    declared = [f for f in fields if f.metadata]
+    assert len(declared) >= 10
+    for field in declared:
+        assert "--" + field.name.replace("_", "-") in text
+    assert "[default: 1048576; x>=1]" in " ".join(text.split())  # --range-bytes
+    assert "Every other option goes to Beam" in text and "Examples:" in text
+    assert "python -m" not in text
+
+
+def test_the_entry_point_is_the_same_command():
+    import shutil
+    import subprocess
+    import sys
+
+    etagger = shutil.which("etagger", path=str(Path(sys.executable).parent))
+    assert etagger, "pip install -e . puts the `etagger` script beside python"
+    for args in (["--version"], ["tag-corpus", "--model", "m"], ["tag-corpus", "--help"]):
+        script = subprocess.run([etagger, *args], capture_output=True, text=True, cwd=ROOT)
+        module = subprocess.run([sys.executable, "cli.py", *args], capture_output=True, text=True, cwd=ROOT)
+        assert (script.returncode, script.stdout, script.stderr) == (module.returncode, module.stdout, module.stderr)
+    assert script.returncode == 0 and module.stdout.startswith("Usage: etagger tag-corpus [OPTIONS]")
+    version = subprocess.run([etagger, "--version"], capture_output=True, text=True)
+    assert version.stdout == "etagger, version 0.1.0\n"

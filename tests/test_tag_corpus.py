@@ -213,23 +213,27 @@ def test_tag_reads_stdin_lines():
     assert [(e["text"], e["type"]) for e in spans[0]["entities"]] == [("John Smith", "PER"), ("Paris", "LOC")]
 
 
-def test_tag_skips_a_line_that_is_not_utf8_and_tags_the_rest():
-    data = b"Angela Merkel visited Paris .\n\xff\xfe bad\nJohn Smith left Berlin .\n"
+def test_tag_skips_bad_lines_and_tags_the_rest():
+    data = (b"Angela Merkel visited Paris .\n\xff\xfe bad\nA bell \x07 rang .\n" + b"word " * 100_000 + b"\n"
+            b"John Smith left Berlin .\n")
+    problems = ["stdin:2: not valid UTF-8 (invalid start byte at byte 0)",
+                "stdin:3: control character U+0007 at column 8",
+                "stdin:4: 100,000 tokens, more than --max-line-tokens 10,000"]
     run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL], input=data,
                          capture_output=True, cwd=ROOT)
     assert run.returncode == 2
-    assert "error: stdin:2: not valid UTF-8 (invalid start byte at byte 0); line skipped\n" in run.stderr.decode()
+    assert run.stderr.decode().splitlines()[-3:] == [f"error: {p}; line skipped" for p in problems]
     blocks = run.stdout.decode().split("\n\n")[:-1]
     assert [[row.split()[0] for row in b.split("\n")] for b in blocks] == [
         ["Angela", "Merkel", "visited", "Paris", "."], ["John", "Smith", "left", "Berlin", "."]]
     spans = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--spans"], input=data,
                            capture_output=True, cwd=ROOT)
     assert spans.returncode == 2
-    assert [json.loads(line).get("error") for line in spans.stdout.decode().splitlines()] == \
-        [None, "stdin:2: not valid UTF-8 (invalid start byte at byte 0)", None]
+    assert [json.loads(line).get("error") for line in spans.stdout.decode().splitlines()] == [None, *problems, None]
     strict = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--strict"], input=data,
                             capture_output=True, cwd=ROOT)
     assert strict.returncode == 2 and "Traceback" not in strict.stderr.decode()
+    assert strict.stderr.decode().splitlines()[-1] == f"error: {problems[0]}"
     assert strict.stdout.decode().split("\n\n")[:-1] == blocks[:1]
 
 
