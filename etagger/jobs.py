@@ -42,12 +42,21 @@ class JobSpecError(InputError):
 def load_job(path: str | Path) -> dict:
     """The validated job spec with defaults filled in and local paths made absolute."""
     path = str(path)
+    data = fsutil.read_bytes(path)
     try:
-        spec = yaml.safe_load(fsutil.read_text(path))  # YAML is a superset of JSON
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise JobSpecError(f"{path}:{line}: not UTF-8 ({e.reason})") from None
+    try:
+        spec = yaml.safe_load(text)  # YAML is a superset of JSON
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}:{mark.line + 1}" if mark else path
         raise JobSpecError(f"{where}: not valid YAML ({e.problem or e.context})") from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        line = text.count("\n", 0, e.position) + 1
+        raise JobSpecError(f"{path}:{line}: not valid YAML (character U+{e.character:04X} is not allowed)") from None
     schema = json.loads(SCHEMA_PATH.read_text())
     try:
         jsonschema.validate(spec, schema)
