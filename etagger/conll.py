@@ -354,9 +354,18 @@ def split_tag(tag: str) -> tuple[str, str]:
     if tag == "O":
         return "O", ""
     prefix, sep, kind = tag.partition("-")
-    if not sep or prefix not in "BIES" or len(prefix) != 1:
+    if not sep or prefix not in "BIES" or len(prefix) != 1 or not kind:
         raise ValueError(f"malformed tag {tag!r}")
     return prefix, kind
+
+
+def is_tag(tag: str) -> bool:
+    """Whether ``tag`` is well-formed: "O" or B-/I-/E-/S-TYPE (``split_tag``)."""
+    try:
+        split_tag(tag)
+    except ValueError:
+        return False
+    return True
 
 
 def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:

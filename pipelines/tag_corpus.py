@@ -25,7 +25,6 @@ import functools
 import json
 import logging
 import os
-import re
 import time
 from typing import Iterable, NamedTuple, Sequence
 
@@ -41,7 +40,6 @@ from pipelines.options import FORMATS, TagOptions
 log = logging.getLogger(__name__)
 NAMESPACE = "tag_corpus"
 WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the output folder
-_TAG = re.compile(r"^(O|[BIES]-\S+)$")
 
 
 # ----------------------------------------------------------------------------- inference
@@ -324,7 +322,7 @@ def sniff_format(path: str, columns: Sequence[str]) -> str:
             fields = raw.decode("utf-8", errors="replace").split()
             if not fields:
                 continue
-            if len(fields) != len(columns) or ("tag" in columns and not _TAG.match(fields[-1])):
+            if len(fields) != len(columns) or ("tag" in columns and not conll.is_tag(fields[columns.index("tag")])):
                 return "raw"
             seen += 1
             if seen == 20:
