@@ -99,7 +99,8 @@ def preprocess(ctx: click.Context, **values) -> None:
               help="output folder of `preprocess`")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="JSON config (configs/*.json); defaults to the built-in BiLSTM-CRF")
-@click.option("--model-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False),
+              help="where the checkpoints, config.json, history.json and TensorBoard logs go")
 @click.option("--epochs", type=int, help="override train.epochs")
 @click.option("--seed", type=int, help="override train.seed")
 @click.option("--batch-size", type=int, help="override train.batch_size")
@@ -107,7 +108,12 @@ def preprocess(ctx: click.Context, **values) -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar (none when stdout is not a terminal either) "
                                             "and no line per epoch")
 def train(data_dir, config_path, model_dir, epochs, seed, batch_size, train_split, quiet) -> None:
-    """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present."""
+    """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present.
+
+    \b
+    Example:
+      etagger train --data work/conll03 --config configs/bilstm_crf.json --model-dir work/models/bilstm
+    """
     from etagger.config import Config
     from etagger.train import train as run_training
 
@@ -125,12 +131,19 @@ MODELS = click.option("--model", "model_dirs", required=True, multiple=True,
 
 @main.command()
 @MODELS
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--split", default="test", show_default=True)
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="output folder of `preprocess`")
+@click.option("--split", default="test", show_default=True, help="train, dev, test (or raw)")
 @click.option("--pred-out", type=click.Path(dir_okay=False), help="write conlleval input: word POS chunk gold pred")
-@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True)
+@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True,
+              help="the checkpoint best on dev, or the last one")
 def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
-    """Entity F1 (conlleval-exact), token F1 and a per-type table on a preprocessed split."""
+    """Entity F1 (conlleval-exact), token F1 and a per-type table on a preprocessed split.
+
+    \b
+    Example:
+      etagger evaluate --model work/models/bilstm --data work/conll03 --split test --pred-out pred.txt
+    """
     from etagger.evaluate import evaluate_split
 
     summary, text = evaluate_split(model_dirs, data_dir, split, pred_out, weights)
@@ -140,10 +153,16 @@ def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
 
 @main.command()
 @MODELS
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the SavedModel folder to write")
+@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True,
+              help="the checkpoint best on dev, or the last one")
 def export(model_dirs, out, weights) -> None:
-    """Export a trained model (or an ensemble) as a SavedModel that takes token strings."""
+    """Export a trained model (or an ensemble) as a SavedModel that takes token strings.
+
+    \b
+    Example:
+      etagger export --model work/models/bilstm --out work/saved/bilstm
+    """
     from etagger.export import export as run_export
 
     click.echo(str(run_export(model_dirs, out, weights)))
@@ -168,7 +187,7 @@ def tag_corpus(ctx: click.Context, **values) -> None:
 
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
-              help="exported SavedModel (etagger export)")
+              envvar="ETAGGER_MODEL", show_envvar=True, help="exported SavedModel (etagger export)")
 @click.option("--spans", is_flag=True, help="print one JSON line of entity spans per input line")
 @click.option("--wikitext", is_flag=True, help="input lines are wikitext-style (@-@ markers)")
 @click.option("--max-line-tokens", default=10_000, show_default=True, type=click.IntRange(min=1),
@@ -182,7 +201,12 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
     gets one line on stderr, "error: stdin:N: ...; line skipped", and every other line is
     still tagged (with --spans the bad line's JSON line carries the error instead of
     entities). Exit status: 0 when every line was tagged, 2 when a line was skipped or,
-    with --strict, stopped at."""
+    with --strict, stopped at.
+
+    \b
+    Example:
+      echo "Angela Merkel visited Paris ." | etagger tag --model models/conll03-bilstm1 --spans
+    """
     from etagger import conll, outputs
     from etagger.conll import Sentence
     from etagger.predictor import Predictor
@@ -242,7 +266,12 @@ def _read_line(raw: bytes, tokenizer, max_tokens: int) -> tuple[str, list, str |
 @click.argument("job", type=click.Path(exists=True, dir_okay=False))
 def run_job(job) -> None:
     """Run (or resume) a scheduled bulk-tagging job spec (jobs/*.yaml): tags only the
-    inputs its manifest does not record as done with the same checksum."""
+    inputs its manifest does not record as done with the same checksum.
+
+    \b
+    Example (cron):
+      30 2 * * *  cd /srv/etagger && .venv/bin/etagger run-job jobs/wikitext_nightly.yaml
+    """
     from etagger.jobs import run_job as run
 
     click.echo(json.dumps(run(job), indent=2))

@@ -23,7 +23,8 @@ _WIKITEXT_HELP = "raw text is wikitext-2/-103 style (@-@ markers, <unk>)"
 class TagOptions:
     """What tag-corpus tags, with which model, and how it writes the result."""
 
-    model: str = option(help="exported SavedModel folder (`etagger export`); local, gs:// or s3://")
+    model: str = option(help="exported SavedModel folder (`etagger export`); local, gs:// or s3://",
+                        envvar="ETAGGER_MODEL")
     input: tuple[str, ...] = option((), required=True, help="input file or glob (local, gs://, s3://); repeatable")
     output: str = option("", required=True, help="output folder")
     format: str = option("conll", choices=FORMATS, help="conll: conlleval input, one file per input; "

@@ -163,3 +163,11 @@ def test_the_entry_point_is_the_same_command():
     assert script.returncode == 0 and module.stdout.startswith("Usage: etagger tag-corpus [OPTIONS]")
     version = subprocess.run([etagger, "--version"], capture_output=True, text=True)
     assert version.stdout == "etagger, version 0.1.0\n"
+
+
+def test_the_model_may_come_from_etagger_model(tmp_path):
+    (tmp_path / "raw.txt").write_text("John left .\n")
+    result = CliRunner(env={"ETAGGER_MODEL": str(tmp_path)}).invoke(
+        cli.main, ["tag-corpus", "--input", str(tmp_path / "raw.txt"), "--output", str(tmp_path / "out")])
+    assert_one_line(result, f"{tmp_path}: not an exported etagger model (no assets.extra/etagger.json; "
+                            "make one with `cli.py export`)")
