@@ -256,13 +256,15 @@ class Progress:
                     seen.add(name)
                     tokens += json.loads(fsutil.read_text(m.path)).get("tokens", 0)
                     bar.update(self.sizes[name])
-                    if first is None:
-                        first = (time.monotonic(), tokens)
             except (OSError, ValueError):  # a receipt being renamed into place: the next look finds it
                 pass
-            if first is not None and time.monotonic() > first[0]:
-                rate = (tokens - first[1]) / (time.monotonic() - first[0])
-                bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tokens/s" if len(seen) > 1 else f"{tokens:,} tokens")
+            now = time.monotonic()
+            if first is None and tokens:
+                first = (now, tokens)  # the rate counts from here: model loading is not in it
+            if first is not None and tokens > first[1]:  # a later look, at least ``every`` after it
+                bar.set_postfix_str(f"{tokens:,} tokens, {(tokens - first[1]) / (now - first[0]):,.0f} tokens/s")
+            elif tokens:
+                bar.set_postfix_str(f"{tokens:,} tokens")
             if stopping:
                 bar.close()
                 return

@@ -171,6 +171,8 @@ class _BuildVocabs(io.FileSystemsDoFn):
 def load_vocab_dir(vocab_from: str) -> tuple[dict[str, list[str]], list[str]]:
     """(vocabs, glove_words) of an earlier preprocess output, for tagging raw text."""
     vocabs = features.load_vocabs(fsutil.join(vocab_from, "vocab"))
+    if "word" not in vocabs:
+        raise FileNotFoundError(f"{vocab_from}: not a preprocess output (no vocab/words.txt) for --vocab-from")
     # The vocabulary words that have a GloVe vector, looked up again in the GloVe source of
     # that run, for the coverage figures of stats.json.
     info_path = fsutil.join(vocab_from, "preprocess.json")

@@ -171,3 +171,9 @@ def test_the_model_may_come_from_etagger_model(tmp_path):
         cli.main, ["tag-corpus", "--input", str(tmp_path / "raw.txt"), "--output", str(tmp_path / "out")])
     assert_one_line(result, f"{tmp_path}: not an exported etagger model (no assets.extra/etagger.json; "
                             "make one with `cli.py export`)")
+
+
+def test_vocab_from_a_folder_that_is_not_a_preprocess_output(tmp_path):
+    (tmp_path / "raw.txt").write_text("John left .\n")
+    result = invoke("preprocess", "--raw", tmp_path / "raw.txt", "--vocab-from", tmp_path, "--out", tmp_path / "out")
+    assert_one_line(result, f"{tmp_path}: not a preprocess output (no vocab/words.txt) for --vocab-from")
