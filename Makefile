@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SHARED ?= ../shared/data
 
-.PHONY: install run test bench clean
+.PHONY: install run lint test bench clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: install
 	    --format conll --runner DirectRunner
 	@echo "tagged output: work/sample-tagged/news.txt.conll"
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile tests --durations=20
 
 clean:

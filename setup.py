@@ -1,10 +1,14 @@
 """etagger: a named-entity tagger built as a batch data pipeline (TF2, tf.data, Apache Beam)."""
+
 from setuptools import find_packages, setup
 
 setup(
     name="etagger",
     version="0.1.0",
-    description="Named-entity tagger: Beam preprocessing, TF2 BiLSTM/Transformer/QRNN + CRF, Beam RunInference tagging",
+    description=(
+        "Named-entity tagger: Beam preprocessing, TF2 BiLSTM/Transformer/QRNN + CRF, "
+        "Beam RunInference tagging"
+    ),
     packages=find_packages(include=["etagger", "etagger.*", "pipelines", "pipelines.*"]),
     py_modules=["cli"],
     python_requires=">=3.10,<3.13",
@@ -33,8 +37,19 @@ setup(
         "aws": ["apache-beam[aws]==2.77.0"],
         # pytest-xdist: `make test` runs the suite on both cores (-n 2, one test file per worker).
         # The suite starts a Dask cluster and a moto S3 server of its own, on 127.0.0.1.
-        "test": ["pytest>=8", "pytest-xdist>=3.8", "hypothesis>=6", "seqeval==1.2.2",
-                 "apache-beam[dask,aws]==2.77.0", "moto[server]>=5", "psutil>=5"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.8",
+            "hypothesis>=6",
+            "seqeval==1.2.2",
+            "apache-beam[dask,aws]==2.77.0",
+            "moto[server]>=5",
+            "psutil>=5",
+            # `make test` lints and type-checks before the suite (ruff.toml, mypy.ini).
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "types-PyYAML==6.0.12.20261122",
+        ],
     },
     entry_points={"console_scripts": ["etagger=cli:main"]},
 )

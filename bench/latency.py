@@ -4,6 +4,7 @@ Usage: python bench/latency.py --model SAVEDMODEL [--conll ../shared/data/conll2
 Prints mean / p50 / p95 / p99 milliseconds per sentence over every sentence of the file
 (after a warm-up pass), and a JSON line with the same figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 DEFAULT_CONLL = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
 
@@ -52,16 +53,24 @@ def main(argv=None) -> dict:
         times[i] = time.perf_counter() - start
     ms = times * 1000
     result = {
-        "model": args.model, "signature": args.signature, "sentences": len(inputs),
-        "tokens": sum(map(len, sentences)), "threads": args.threads,
-        "mean_ms": round(float(ms.mean()), 3), "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p95_ms": round(float(np.percentile(ms, 95)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "load_seconds": round(load_seconds, 2), "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "model": args.model,
+        "signature": args.signature,
+        "sentences": len(inputs),
+        "tokens": sum(map(len, sentences)),
+        "threads": args.threads,
+        "mean_ms": round(float(ms.mean()), 3),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "load_seconds": round(load_seconds, 2),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "tensorflow": tf.__version__,
     }
-    print(f"{result['sentences']} sentences, one at a time, {args.threads} thread(s): "
-          f"mean {result['mean_ms']} ms, p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
-          f"p99 {result['p99_ms']} ms per sentence")
+    print(
+        f"{result['sentences']} sentences, one at a time, {args.threads} thread(s): "
+        f"mean {result['mean_ms']} ms, p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
+        f"p99 {result['p99_ms']} ms per sentence"
+    )
     print(json.dumps(result))
     return result
 

@@ -7,6 +7,7 @@ Samples the RSS of the command and all its descendants (Beam workers, subprocess
 The peak is of the sum over the tree at one instant, so workers that start and stop at
 different times are not added up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,16 @@ def main() -> None:
             break
         time.sleep(0.05)
     wall = time.perf_counter() - start
-    print(json.dumps({"label": args.label, "peak_rss_mb": round(peak / 2**20, 1),
-                      "wall_seconds": round(wall, 2), "returncode": child.returncode}))
+    print(
+        json.dumps(
+            {
+                "label": args.label,
+                "peak_rss_mb": round(peak / 2**20, 1),
+                "wall_seconds": round(wall, 2),
+                "returncode": child.returncode,
+            }
+        )
+    )
     sys.exit(child.returncode)
 
 

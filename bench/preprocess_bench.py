@@ -5,6 +5,7 @@ written TFRecords back, runs the CoNLL job twice and checks the shards are byte-
 Usage: python bench/preprocess_bench.py [--shared ../shared/data] [--out work/bench/preprocess]
 Prints a table and a JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def preprocess(*args: str) -> float:
     """Runs `cli.py preprocess ARGS` in a fresh process; returns its wall seconds."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "cli.py"), "preprocess", *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "preprocess", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -61,27 +66,50 @@ def main(argv=None) -> dict:
     stats = json.loads((conll_out / "stats.json").read_text())
     conll_tokens = sum(t for _, t in counts.values())
 
-    wiki_seconds = preprocess("--raw", str(shared / "wikitext-2" / "*.txt"), "--wikitext", "--lenient",
-                              "--vocab-from", str(conll_out), "--out", str(wiki_out))
+    wiki_seconds = preprocess(
+        "--raw",
+        str(shared / "wikitext-2" / "*.txt"),
+        "--wikitext",
+        "--lenient",
+        "--vocab-from",
+        str(conll_out),
+        "--out",
+        str(wiki_out),
+    )
     wiki_split = next(p.name.split("-")[0] for p in wiki_out.glob("*.tfrecord"))
     wiki_sentences, wiki_tokens = count_back(wiki_out, wiki_split)
 
     result = {
-        "conll": {"wall_seconds": round(seconds, 1), "tokens_per_second": round(conll_tokens / seconds),
-                  "counts": {s: {"sentences": n, "tokens": t} for s, (n, t) in counts.items()},
-                  "glove_token_coverage": {s: stats[s]["glove_token_coverage"] for s in counts},
-                  "second_run_byte_identical": identical, "shards": len(shards)},
-        "wikitext": {"wall_seconds": round(wiki_seconds, 1), "sentences": wiki_sentences, "tokens": wiki_tokens,
-                     "tokens_per_second": round(wiki_tokens / wiki_seconds)},
-        "machine": f"{platform.machine()} {os.cpu_count()} cores", "load_average": os.getloadavg(),
+        "conll": {
+            "wall_seconds": round(seconds, 1),
+            "tokens_per_second": round(conll_tokens / seconds),
+            "counts": {s: {"sentences": n, "tokens": t} for s, (n, t) in counts.items()},
+            "glove_token_coverage": {s: stats[s]["glove_token_coverage"] for s in counts},
+            "second_run_byte_identical": identical,
+            "shards": len(shards),
+        },
+        "wikitext": {
+            "wall_seconds": round(wiki_seconds, 1),
+            "sentences": wiki_sentences,
+            "tokens": wiki_tokens,
+            "tokens_per_second": round(wiki_tokens / wiki_seconds),
+        },
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "load_average": os.getloadavg(),
     }
     c, w = result["conll"], result["wikitext"]
     for split, (n, t) in counts.items():
-        print(f"conll {split:<5} {n:>7,} sentences {t:>8,} tokens  GloVe coverage {stats[split]['glove_token_coverage']:.4f}")
-    print(f"conll    wall {c['wall_seconds']:>6.1f} s  {c['tokens_per_second']:>8,} tokens/s  "
-          f"second run byte-identical: {identical}")
-    print(f"wikitext wall {w['wall_seconds']:>6.1f} s  {w['tokens_per_second']:>8,} tokens/s  "
-          f"({w['sentences']:,} sentences, {w['tokens']:,} tokens)")
+        print(
+            f"conll {split:<5} {n:>7,} sentences {t:>8,} tokens  GloVe coverage {stats[split]['glove_token_coverage']:.4f}"
+        )
+    print(
+        f"conll    wall {c['wall_seconds']:>6.1f} s  {c['tokens_per_second']:>8,} tokens/s  "
+        f"second run byte-identical: {identical}"
+    )
+    print(
+        f"wikitext wall {w['wall_seconds']:>6.1f} s  {w['tokens_per_second']:>8,} tokens/s  "
+        f"({w['sentences']:,} sentences, {w['tokens']:,} tokens)"
+    )
     print(json.dumps(result))
     return result
 

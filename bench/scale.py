@@ -7,6 +7,7 @@ each), with per-worker counts.
 Each run is a whole `cli.py tag-corpus` process (start-up, census, tagging, publishing);
 the cluster is started before the clock starts. Prints one JSON line per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,17 +37,47 @@ def main() -> None:
         with services.dask_cluster(workers=n) as cluster:
             out = Path(tempfile.mkdtemp(prefix="etagger-scale-"))
             start = time.perf_counter()
-            subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag-corpus", "--model", MODEL, "--input", args.input,
-                            "--output", str(out), "--format", args.format, "--wikitext",
-                            "--range-bytes", str(args.range_bytes), "--runner", "DaskRunner",
-                            f"--dask_client_address={cluster.address}"],
-                           check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "cli.py"),
+                    "tag-corpus",
+                    "--model",
+                    MODEL,
+                    "--input",
+                    args.input,
+                    "--output",
+                    str(out),
+                    "--format",
+                    args.format,
+                    "--wikitext",
+                    "--range-bytes",
+                    str(args.range_bytes),
+                    "--runner",
+                    "DaskRunner",
+                    f"--dask_client_address={cluster.address}",
+                ],
+                check=True,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             wall = time.perf_counter() - start
             timing = json.loads((out / "timing.json").read_text())
-            print(json.dumps({"dask_workers": n, "tokens": timing["tokens"], "ranges": timing["ranges"],
-                              "wall_seconds": round(wall, 2), "tokens_per_second": round(timing["tokens"] / wall),
-                              "inference_tokens_per_second": timing["inference_tokens_per_second"],
-                              "per_worker": timing["workers"]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "dask_workers": n,
+                        "tokens": timing["tokens"],
+                        "ranges": timing["ranges"],
+                        "wall_seconds": round(wall, 2),
+                        "tokens_per_second": round(timing["tokens"] / wall),
+                        "inference_tokens_per_second": timing["inference_tokens_per_second"],
+                        "per_worker": timing["workers"],
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

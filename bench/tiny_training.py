@@ -6,6 +6,7 @@ to the traced functions costs.
 
     python bench/tiny_training.py [--runs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etagger import config as config_lib  # noqa: E402
-from etagger.train import train  # noqa: E402
-from tests.fixtures import TINY, preprocess_tiny  # noqa: E402
+from etagger import config as config_lib
+from etagger.train import train
+from tests.fixtures import TINY, preprocess_tiny
 
 
 def main() -> None:
@@ -36,8 +37,16 @@ def main() -> None:
         train(root / "data", config, model_dir, progress=False)
         totals.append(time.perf_counter() - start)
         history = json.loads((model_dir / "history.json").read_text())
-        print(json.dumps({"run": run + 1, "seconds": round(totals[-1], 1),
-                          "epoch_train_seconds": [r["train_seconds"] for r in history]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "run": run + 1,
+                    "seconds": round(totals[-1], 1),
+                    "epoch_train_seconds": [r["train_seconds"] for r in history],
+                }
+            ),
+            flush=True,
+        )
     print(json.dumps({"runs": args.runs, "median_seconds": round(statistics.median(totals), 1)}))
 
 

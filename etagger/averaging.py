@@ -4,10 +4,11 @@ evaluate and to save the best checkpoint.
 Averaged weights lie in a flatter region than the last step's and usually tag a few
 tenths of F1 better; they cost one extra copy of the trainable weights.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
@@ -27,8 +28,10 @@ class WeightAverage(tf.Module):
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
         self.decay = decay
         self.variables_ = list(variables)
-        self.shadows = [tf.Variable(v, trainable=False, name=v.name.split(":")[0] + "/average")
-                        for v in self.variables_]
+        self.shadows = [
+            tf.Variable(v, trainable=False, name=v.name.split(":")[0] + "/average")
+            for v in self.variables_
+        ]
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
 
     def update(self) -> None:

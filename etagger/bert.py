@@ -18,6 +18,7 @@ preprocessor: its ops live there.
 ``numpy_forward`` is a plain NumPy BERT that the converted encoder is checked against;
 ``word_pieces`` and ``word_alignment`` map pre-tokenized (CoNLL) words to wordpieces.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,8 @@ def default_checkpoint_dir() -> Path:
 
 def _lower_case(folder: Path, config: dict) -> bool:
     """Whether the vocabulary is uncased: tokenizer_config.json says so where present (config.json
-    usually does not), else the model name does; BERT checkpoints are uncased more often than not."""
+    usually does not), else the model name does; BERT checkpoints are uncased more often than
+    not."""
     tokenizer_config = folder / "tokenizer_config.json"
     if tokenizer_config.exists():
         value = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("do_lower_case")
@@ -70,7 +72,9 @@ def load_checkpoint(path_or_dir: str | os.PathLike) -> tuple[dict, dict[str, np.
     as float32. The config gains ``do_lower_case``.
     """
     path = Path(path_or_dir)
-    folder, weights_file = (path, path / "model.safetensors") if path.is_dir() else (path.parent, path)
+    folder, weights_file = (
+        (path, path / "model.safetensors") if path.is_dir() else (path.parent, path)
+    )
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type", "bert") != "bert":
         raise ValueError(f"{folder}: model_type {config['model_type']!r} is not bert")
@@ -87,11 +91,15 @@ def load_checkpoint(path_or_dir: str | os.PathLike) -> tuple[dict, dict[str, np.
         # add heads; old TF-converted ones call LayerNorm parameters gamma/beta.
         name = name.removeprefix("bert.").replace("LayerNorm.gamma", "LayerNorm.weight")
         name = name.replace("LayerNorm.beta", "LayerNorm.bias")
-        if name.startswith(("embeddings.", "encoder.", "pooler.")) and not name.endswith("position_ids"):
+        if name.startswith(("embeddings.", "encoder.", "pooler.")) and not name.endswith(
+            "position_ids"
+        ):
             weights[name] = value.astype(np.float32)
     missing = [n for n in _required_names(config) if n not in weights]
     if missing:
-        raise ValueError(f"{weights_file}: missing weights {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise ValueError(
+            f"{weights_file}: missing weights {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
     return config, weights, vocab
 
 
@@ -99,9 +107,16 @@ def _required_names(config: dict) -> list[str]:
     names = [f"embeddings.{n}_embeddings.weight" for n in ("word", "position", "token_type")]
     names += ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]
     for i in range(config["num_hidden_layers"]):
-        for part in ("attention.self.query", "attention.self.key", "attention.self.value",
-                     "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
-                     "output.dense", "output.LayerNorm"):
+        for part in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "attention.output.LayerNorm",
+            "intermediate.dense",
+            "output.dense",
+            "output.LayerNorm",
+        ):
             names += [f"encoder.layer.{i}.{part}.weight", f"encoder.layer.{i}.{part}.bias"]
     return names
 
@@ -114,7 +129,9 @@ def _check_activation(config: dict) -> str:
 
 
 # ------------------------------------------------------------------------- NumPy reference
-def numpy_forward(weights: dict, config: dict, input_word_ids, input_mask, input_type_ids) -> list[np.ndarray]:
+def numpy_forward(
+    weights: dict, config: dict, input_word_ids, input_mask, input_type_ids
+) -> list[np.ndarray]:
     """Plain NumPy BERT, in float64: [embedding output, layer 1 output, ..., layer N output],
     each [B, T, H]. The reference the converted encoder is tested against."""
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
@@ -133,12 +150,15 @@ def numpy_forward(weights: dict, config: dict, input_word_ids, input_mask, input
     def gelu(x):
         if act == "gelu":  # the exact erf form (Hugging Face "gelu")
             return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
     ids, mask, types = (np.asarray(a) for a in (input_word_ids, input_mask, input_type_ids))
     batch, length = ids.shape
-    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
-         + w["embeddings.token_type_embeddings.weight"][types])
+    x = (
+        w["embeddings.word_embeddings.weight"][ids]
+        + w["embeddings.position_embeddings.weight"][:length]
+        + w["embeddings.token_type_embeddings.weight"][types]
+    )
     x = layer_norm(x, "embeddings.LayerNorm")
     outputs = [x]
     bias = (1.0 - mask[:, None, None, :]) * MASK_PENALTY  # [B, 1, 1, T]: per key
@@ -153,7 +173,9 @@ def numpy_forward(weights: dict, config: dict, input_word_ids, input_mask, input
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, length, -1)
-        x = layer_norm(x + dense(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+        x = layer_norm(
+            x + dense(context, p + "attention.output.dense"), p + "attention.output.LayerNorm"
+        )
         hidden = gelu(dense(x, p + "intermediate.dense"))
         x = layer_norm(x + dense(hidden, p + "output.dense"), p + "output.LayerNorm")
         outputs.append(x)
@@ -173,22 +195,32 @@ class BertEncoder(tf.Module):
     variables = None
     trainable_variables = None
 
-    def __init__(self, config: dict, weights: dict[str, np.ndarray], vocab_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        config: dict,
+        weights: dict[str, np.ndarray],
+        vocab_path: str | os.PathLike | None = None,
+    ):
         super().__init__(name="bert_encoder")
         self.num_layers = config["num_hidden_layers"]
         self.num_heads = config["num_attention_heads"]
         self.hidden_size = config["hidden_size"]
         self.eps = config.get("layer_norm_eps", 1e-12)
         self.approximate_gelu = _check_activation(config) != "gelu"
-        self.params = {name: tf.Variable(value, name=name) for name, value in sorted(weights.items())}
+        self.params = {
+            name: tf.Variable(value, name=name) for name, value in sorted(weights.items())
+        }
         self.variables = list(self.params.values())
         self.trainable_variables = list(self.variables)
-        self.regularization_losses = []
+        self.regularization_losses: list[tf.Tensor] = []
         if vocab_path is not None:  # TF-Hub encoders carry their vocabulary too
             self.vocab_file = tf.saved_model.Asset(str(vocab_path))
 
     def _dense(self, x, prefix):
-        return tf.einsum("...i,oi->...o", x, self.params[prefix + ".weight"]) + self.params[prefix + ".bias"]
+        return (
+            tf.einsum("...i,oi->...o", x, self.params[prefix + ".weight"])
+            + self.params[prefix + ".bias"]
+        )
 
     def _layer_norm(self, x, prefix):
         mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
@@ -201,23 +233,41 @@ class BertEncoder(tf.Module):
         def split(t):  # [B, T, H] -> [B, heads, T, H / heads]
             return tf.transpose(tf.reshape(t, [batch, length, self.num_heads, -1]), [0, 2, 1, 3])
 
-        q, k, v = (split(self._dense(x, p + "attention.self." + n)) for n in ("query", "key", "value"))
-        scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.hidden_size // self.num_heads) + bias
+        q, k, v = (
+            split(self._dense(x, p + "attention.self." + n)) for n in ("query", "key", "value")
+        )
+        scores = (
+            tf.matmul(q, k, transpose_b=True) / math.sqrt(self.hidden_size // self.num_heads) + bias
+        )
         context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, length, self.hidden_size])
-        x = self._layer_norm(x + self._dense(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
-        hidden = tf.nn.gelu(self._dense(x, p + "intermediate.dense"), approximate=self.approximate_gelu)
+        x = self._layer_norm(
+            x + self._dense(context, p + "attention.output.dense"), p + "attention.output.LayerNorm"
+        )
+        hidden = tf.nn.gelu(
+            self._dense(x, p + "intermediate.dense"), approximate=self.approximate_gelu
+        )
         return self._layer_norm(x + self._dense(hidden, p + "output.dense"), p + "output.LayerNorm")
 
-    @tf.function(input_signature=[{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}])
+    @tf.function(
+        input_signature=[
+            {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
+        ]
+    )
     def __call__(self, inputs):
         ids, mask, types = (inputs[name] for name in INPUT_NAMES)
         p = self.params
-        x = (tf.gather(p["embeddings.word_embeddings.weight"], ids)
-             + tf.gather(p["embeddings.position_embeddings.weight"], tf.range(tf.shape(ids)[1]))[tf.newaxis]
-             + tf.gather(p["embeddings.token_type_embeddings.weight"], types))
+        x = (
+            tf.gather(p["embeddings.word_embeddings.weight"], ids)
+            + tf.gather(p["embeddings.position_embeddings.weight"], tf.range(tf.shape(ids)[1]))[
+                tf.newaxis
+            ]
+            + tf.gather(p["embeddings.token_type_embeddings.weight"], types)
+        )
         embedding_output = x = self._layer_norm(x, "embeddings.LayerNorm")
-        bias = (1.0 - tf.cast(mask, tf.float32))[:, tf.newaxis, tf.newaxis, :] * MASK_PENALTY  # per key
+        bias = (1.0 - tf.cast(mask, tf.float32))[
+            :, tf.newaxis, tf.newaxis, :
+        ] * MASK_PENALTY  # per key
         encoder_outputs = []
         for i in range(self.num_layers):
             x = self._layer(x, bias, f"encoder.layer.{i}.")
@@ -226,8 +276,12 @@ class BertEncoder(tf.Module):
             pooled = tf.tanh(self._dense(x[:, 0], "pooler.dense"))
         else:  # no pooler in the checkpoint: the [CLS] vector itself
             pooled = x[:, 0]
-        return {"sequence_output": x, "pooled_output": pooled, "encoder_outputs": encoder_outputs,
-                "embedding_output": embedding_output}
+        return {
+            "sequence_output": x,
+            "pooled_output": pooled,
+            "encoder_outputs": encoder_outputs,
+            "embedding_output": embedding_output,
+        }
 
 
 # ------------------------------------------------------------------------- tokenizer / preprocessor
@@ -251,7 +305,9 @@ def _preprocessor(vocab_path: Path, lower_case: bool, seq_length: int = DEFAULT_
     cls_id, sep_id, pad_id = vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"]
     module = tf.Module(name="bert_preprocessor")
     # The tokenizer's vocabulary table tracks vocab.txt as a SavedModel asset.
-    module.tokenizer = text.BertTokenizer(str(vocab_path), lower_case=lower_case, token_out_type=tf.int32)
+    module.tokenizer = text.BertTokenizer(
+        str(vocab_path), lower_case=lower_case, token_out_type=tf.int32
+    )
     module.unk_id = tf.Variable(vocab["[UNK]"], trainable=False, name="unk_id")
 
     def tokenize(strings):
@@ -261,8 +317,12 @@ def _preprocessor(vocab_path: Path, lower_case: bool, seq_length: int = DEFAULT_
         # Segments [B, words, pieces] -> [B, pieces]; trim round-robin to leave room for
         # [CLS] and one [SEP] per segment, then pad to seq_length.
         segments = [s.merge_dims(-2, -1) if s.ragged_rank > 1 else s for s in inputs]
-        trimmed = text.RoundRobinTrimmer(max_seq_length=seq_length - len(segments) - 1).trim(segments)
-        ids, type_ids = text.combine_segments(trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id)
+        trimmed = text.RoundRobinTrimmer(max_seq_length=seq_length - len(segments) - 1).trim(
+            segments
+        )
+        ids, type_ids = text.combine_segments(
+            trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id
+        )
         word_ids, mask = text.pad_model_inputs(ids, max_seq_length=seq_length, pad_value=pad_id)
         type_ids, _ = text.pad_model_inputs(type_ids, max_seq_length=seq_length, pad_value=0)
         return {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}
@@ -273,7 +333,9 @@ def _preprocessor(vocab_path: Path, lower_case: bool, seq_length: int = DEFAULT_
     pieces = tf.RaggedTensorSpec([None, None, None], tf.int32, ragged_rank=2)
     for n in (1, 2):  # trace for one and two segments, with seq_length as a tensor
         module.bert_pack_inputs.get_concrete_function([pieces] * n, tf.TensorSpec([], tf.int32))
-    module.__call__ = tf.function(lambda s: bert_pack_inputs([tokenize(s)]), input_signature=[strings])
+    module.__call__ = tf.function(
+        lambda s: bert_pack_inputs([tokenize(s)]), input_signature=[strings]
+    )
     return module
 
 
@@ -289,11 +351,15 @@ def word_pieces(tokenizer, words: tf.Tensor, unk_id: int) -> tf.RaggedTensor:
     pieces = tf.cast(tokenizer.tokenize(words).merge_dims(1, 2), tf.int32)
     empty = tf.equal(pieces.row_lengths(), 0)
     unk = tf.RaggedTensor.from_row_lengths(
-        tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(unk_id, tf.int32)), tf.cast(empty, tf.int64))
+        tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.constant(unk_id, tf.int32)),
+        tf.cast(empty, tf.int64),
+    )
     return tf.concat([pieces, unk], axis=1)
 
 
-def word_alignment(words: list[str], tokenizer, unk_id: int | None = None) -> tuple[list[int], list[int], list[int]]:
+def word_alignment(
+    words: list[str], tokenizer, unk_id: int | None = None
+) -> tuple[list[int], list[int], list[int]]:
     """(wordpiece ids, start index of each word's pieces, piece count of each word) for
     pre-tokenized ``words``, each word tokenized by ``word_pieces``. ``tokenizer`` is a
     tensorflow_text.BertTokenizer from ``load_tokenizer`` or a loaded preprocessor.
@@ -302,7 +368,9 @@ def word_alignment(words: list[str], tokenizer, unk_id: int | None = None) -> tu
         unk_id = int(tokenizer.unk_id)
     if not words:
         return [], [], []
-    ids, starts, counts = [], [], []
+    ids: list[int] = []
+    starts: list[int] = []
+    counts: list[int] = []
     for pieces in word_pieces(tokenizer, tf.constant(list(words)), unk_id).to_list():
         starts.append(len(ids))
         counts.append(len(pieces))
@@ -328,9 +396,18 @@ def convert(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> di
     preprocessor = _preprocessor(vocab, config["do_lower_case"])
     atomic_folder(lambda d: tf.saved_model.save(preprocessor, str(d)), out / "preprocessor")
 
-    meta = {**config, "source": str(Path(checkpoint_dir).resolve()), "has_pooler": "pooler.dense.weight" in weights}
+    meta = {
+        **config,
+        "source": str(Path(checkpoint_dir).resolve()),
+        "has_pooler": "pooler.dense.weight" in weights,
+    }
     with atomic_write(out / "bert_config.json") as f:
         f.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return {"encoder": str(out / "encoder"), "encoder_bytes": _size(out / "encoder"),
-            "preprocessor": str(out / "preprocessor"), "preprocessor_bytes": _size(out / "preprocessor"),
-            "config": str(out / "bert_config.json"), "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "encoder": str(out / "encoder"),
+        "encoder_bytes": _size(out / "encoder"),
+        "preprocessor": str(out / "preprocessor"),
+        "preprocessor_bytes": _size(out / "preprocessor"),
+        "config": str(out / "bert_config.json"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }

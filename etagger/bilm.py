@@ -24,6 +24,7 @@ Training data is the "word" column of ``cli.py preprocess --raw`` TFRecords (the
 pipeline that prepares corpora for tagging): ``pretrain`` builds the LM vocabulary from
 them, holds out every ``heldout_every``-th sentence for perplexity and keeps the best epoch.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,7 +41,6 @@ import tf_keras as keras
 from etagger import data, fsutil
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.highway import Highway
-
 
 # Character ids: byte + 1 (so 0 is padding), then begin- and end-of-word markers.
 BOW, EOW = 257, 258
@@ -69,7 +69,7 @@ class BiLMConfig:
     seed: int = 42
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BiLMConfig":
+    def from_dict(cls, values: dict) -> BiLMConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names
         if unknown:
@@ -89,7 +89,10 @@ def char_ids(words: tf.Tensor, max_chars: int) -> tf.Tensor:
     ids = pieces.with_flat_values(tf.cast(values, tf.int32) + 1)[:, : max_chars - 2]
     nonempty = tf.cast(ids.row_lengths() > 0, tf.int64)
     count = tf.cast(tf.reduce_sum(nonempty), tf.int32)
-    marker = lambda value: tf.RaggedTensor.from_row_lengths(tf.fill([count], value), nonempty)
+
+    def marker(value):
+        return tf.RaggedTensor.from_row_lengths(tf.fill([count], value), nonempty)
+
     framed = tf.concat([marker(BOW), ids, marker(EOW)], axis=1)
     dense = framed.to_tensor(0, shape=[None, max_chars])
     return tf.reshape(dense, tf.concat([tf.shape(words), [max_chars]], axis=0))
@@ -105,16 +108,27 @@ class BiLM(keras.Model):
         self.config = config
         units = config.lstm_units
         self.char_cnn = CharCNN(NUM_CHARS, config.char_dim, config.char_filters, name="char_cnn")
-        self.highway = Highway(config.highway_layers, name="highway") if config.highway_layers else None
+        self.highway = (
+            Highway(config.highway_layers, name="highway") if config.highway_layers else None
+        )
         self.projection = keras.layers.Dense(units, name="projection")
-        self.forward_lstms = [keras.layers.LSTM(units, return_sequences=True, name=f"forward_{i}")
-                              for i in range(config.lstm_layers)]
-        self.backward_lstms = [keras.layers.LSTM(units, return_sequences=True, go_backwards=True,
-                                                 name=f"backward_{i}") for i in range(config.lstm_layers)]
+        self.forward_lstms = [
+            keras.layers.LSTM(units, return_sequences=True, name=f"forward_{i}")
+            for i in range(config.lstm_layers)
+        ]
+        self.backward_lstms = [
+            keras.layers.LSTM(units, return_sequences=True, go_backwards=True, name=f"backward_{i}")
+            for i in range(config.lstm_layers)
+        ]
         self.dropout = keras.layers.Dropout(config.dropout)
-        self.softmax_weights = self.add_weight(name="softmax_weights", shape=[vocab_size, units],
-                                               initializer=keras.initializers.RandomNormal(stddev=units ** -0.5))
-        self.softmax_bias = self.add_weight(name="softmax_bias", shape=[vocab_size], initializer="zeros")
+        self.softmax_weights = self.add_weight(
+            name="softmax_weights",
+            shape=[vocab_size, units],
+            initializer=keras.initializers.RandomNormal(stddev=units**-0.5),
+        )
+        self.softmax_bias = self.add_weight(
+            name="softmax_bias", shape=[vocab_size], initializer="zeros"
+        )
 
     def directions(self, words, lengths, training=False):
         """(token layer [B,T,U], [(forward [B,T,U], backward [B,T,U]) per LSTM layer])."""
@@ -151,12 +165,22 @@ class BiLM(keras.Model):
             states = tf.boolean_mask(self.dropout(states, training=training), mask)
             labels = tf.boolean_mask(targets, mask)
             if training:
-                losses.append(tf.nn.sampled_softmax_loss(
-                    self.softmax_weights, self.softmax_bias, labels[:, None], states,
-                    self.config.num_sampled, self.softmax_weights.shape[0], remove_accidental_hits=True,
-                    seed=self.config.seed))
+                losses.append(
+                    tf.nn.sampled_softmax_loss(
+                        self.softmax_weights,
+                        self.softmax_bias,
+                        labels[:, None],
+                        states,
+                        self.config.num_sampled,
+                        self.softmax_weights.shape[0],
+                        remove_accidental_hits=True,
+                        seed=self.config.seed,
+                    )
+                )
             else:
-                logits = tf.matmul(states, self.softmax_weights, transpose_b=True) + self.softmax_bias
+                logits = (
+                    tf.matmul(states, self.softmax_weights, transpose_b=True) + self.softmax_bias
+                )
                 losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         return (tf.reduce_mean(losses[0]) + tf.reduce_mean(losses[1])) / 2.0
 
@@ -168,7 +192,9 @@ def build_vocab(words: collections.Counter, size: int) -> list[str]:
     return [BOS, EOS, UNK] + [w for w, _ in ranked]
 
 
-def sentences(data_dir: str | Path, split: str, config: BiLMConfig, heldout: bool) -> tf.data.Dataset:
+def sentences(
+    data_dir: str | Path, split: str, config: BiLMConfig, heldout: bool
+) -> tf.data.Dataset:
     """{"word" [T], "length" []} of the training (``heldout`` False) or held-out sentences of
     ``split``: every ``heldout_every``-th sentence is held out."""
     every = config.heldout_every
@@ -177,13 +203,22 @@ def sentences(data_dir: str | Path, split: str, config: BiLMConfig, heldout: boo
     return ds.map(lambda i, r: {"word": r["word"], "length": r["length"]})
 
 
-def lm_dataset(data_dir: str | Path, split: str, vocab: list[str], config: BiLMConfig, heldout: bool,
-               shuffle: bool) -> tf.data.Dataset:
+def lm_dataset(
+    data_dir: str | Path,
+    split: str,
+    vocab: list[str],
+    config: BiLMConfig,
+    heldout: bool,
+    shuffle: bool,
+) -> tf.data.Dataset:
     """Batches {"word", "length", "next_id", "previous_id"} of the training (``heldout``
     False) or held-out sentences of ``split``."""
     table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64)),
-        default_value=vocab.index(UNK))
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64)
+        ),
+        default_value=vocab.index(UNK),
+    )
     bos, eos = vocab.index(BOS), vocab.index(EOS)
 
     def targets(record):
@@ -195,11 +230,19 @@ def lm_dataset(data_dir: str | Path, split: str, vocab: list[str], config: BiLMC
     ds = sentences(data_dir, split, config, heldout).map(targets).cache()
     if shuffle:
         ds = ds.shuffle(50000, seed=config.seed, reshuffle_each_iteration=True)
-    padding = {"word": tf.constant(b""), "length": tf.constant(0), "next_id": tf.constant(0, tf.int64),
-               "previous_id": tf.constant(0, tf.int64)}
+    padding = {
+        "word": tf.constant(b""),
+        "length": tf.constant(0),
+        "next_id": tf.constant(0, tf.int64),
+        "previous_id": tf.constant(0, tf.int64),
+    }
     boundaries = list(data.BUCKET_BOUNDARIES)
-    ds = ds.bucket_by_sequence_length(lambda r: r["length"], boundaries, [config.batch_size] * (len(boundaries) + 1),
-                                      padding_values=padding)
+    ds = ds.bucket_by_sequence_length(
+        lambda r: r["length"],
+        boundaries,
+        [config.batch_size] * (len(boundaries) + 1),
+        padding_values=padding,
+    )
     if shuffle:
         ds = ds.shuffle(64, seed=config.seed + 1, reshuffle_each_iteration=True)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -207,14 +250,19 @@ def lm_dataset(data_dir: str | Path, split: str, vocab: list[str], config: BiLMC
 
 def count_words(data_dir: str | Path, split: str, config: BiLMConfig) -> collections.Counter:
     """Token counts of the training (not held-out) sentences of ``split``."""
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     for record in sentences(data_dir, split, config, heldout=False).as_numpy_iterator():
         counts.update(w.decode("utf-8") for w in record["word"])
     return counts
 
 
-def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, split: str = "raw",
-             progress: bool = True) -> dict:
+def pretrain(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: BiLMConfig,
+    split: str = "raw",
+    progress: bool = True,
+) -> dict:
     """Pretrains the biLM on ``split`` of a preprocess output and exports the best epoch
     (lowest held-out perplexity) as a hub module in ``out_dir``; returns the history."""
     out_dir = Path(out_dir)
@@ -233,14 +281,18 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
 
     def step(batch):
         with tf.GradientTape() as tape:
-            loss = model.lm_loss(batch["word"], batch["length"], batch["next_id"], batch["previous_id"])
+            loss = model.lm_loss(
+                batch["word"], batch["length"], batch["next_id"], batch["previous_id"]
+            )
         grads = tape.gradient(loss, model.trainable_variables)
         grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
     def summed_loss(batch):
-        loss = model.lm_loss(batch["word"], batch["length"], batch["next_id"], batch["previous_id"], training=False)
+        loss = model.lm_loss(
+            batch["word"], batch["length"], batch["next_id"], batch["previous_id"], training=False
+        )
         return loss * tf.cast(tf.reduce_sum(batch["length"]), tf.float32)
 
     # The model's variables, then the optimizer's, before the first step: a step that creates
@@ -253,21 +305,29 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: BiLMConfig, spli
     history, best = [], math.inf
     for epoch in range(1, config.epochs + 1):
         t0 = time.time()
-        bar = keras.utils.Progbar(None, stateful_metrics=["tokens/s"],
-                                  verbose=1 if progress and sys.stdout.isatty() else 0)
+        bar = keras.utils.Progbar(
+            None,
+            stateful_metrics=["tokens/s"],
+            verbose=1 if progress and sys.stdout.isatty() else 0,
+        )
         tokens = 0
-        for step, batch in enumerate(train_ds, start=1):
+        for done, batch in enumerate(train_ds, start=1):
             loss = train_step(batch)
             tokens += int(tf.reduce_sum(batch["length"]))
-            bar.update(step, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
+            bar.update(done, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
         seconds = time.time() - t0
         total, count = 0.0, 0
         for batch in heldout_ds:
             total += float(heldout_loss(batch))
             count += int(tf.reduce_sum(batch["length"]))
         perplexity = math.exp(total / count)
-        row = {"epoch": epoch, "heldout_perplexity": round(perplexity, 2), "train_seconds": round(seconds, 1),
-               "tokens_per_second": round(tokens / seconds), "best": perplexity < best}
+        row = {
+            "epoch": epoch,
+            "heldout_perplexity": round(perplexity, 2),
+            "train_seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / seconds),
+            "best": perplexity < best,
+        }
         if perplexity < best:
             best = perplexity
             model.save_weights(str(out_dir / "best" / "weights"))
@@ -297,8 +357,8 @@ class ElmoModule(tf.Module):
 
     # A SavedModel keeps attributes, not tf.Module's computed properties, and hub.KerasLayer
     # reads these from the restored object: plain lists make it see the weights.
-    variables = None
-    trainable_variables = None
+    variables: list[tf.Variable] | None = None
+    trainable_variables: list[tf.Variable] | None = None
 
     def __init__(self, bilm: BiLM):
         super().__init__(name="elmo")
@@ -306,17 +366,26 @@ class ElmoModule(tf.Module):
         object.__setattr__(self, "bilm", bilm)
         self.variables = [v for v in bilm.variables if "softmax" not in v.name]
         self.trainable_variables = []  # frozen: ELMo trains only its scalar mix downstream
-        self.regularization_losses = []
+        self.regularization_losses: list[tf.Tensor] = []
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens"),
-                                  tf.TensorSpec([None], tf.int32, name="sequence_len")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.string, name="tokens"),
+            tf.TensorSpec([None], tf.int32, name="sequence_len"),
+        ]
+    )
     def tokens(self, tokens, sequence_len):
         token, *layers = self.bilm(tokens, sequence_len, training=False)
         word_emb = tf.concat([token, token], axis=-1)  # ELMo repeats the token layer to 2U
         elmo = tf.add_n([word_emb] + layers) / float(1 + len(layers))
         mask = tf.cast(tf.sequence_mask(sequence_len, tf.shape(tokens)[1]), tf.float32)[..., None]
         default = tf.reduce_sum(elmo * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-        outputs = {"word_emb": token, "elmo": elmo, "default": default, "sequence_len": sequence_len}
+        outputs = {
+            "word_emb": token,
+            "elmo": elmo,
+            "default": default,
+            "sequence_len": sequence_len,
+        }
         outputs.update({f"lstm_outputs{i}": layer for i, layer in enumerate(layers, start=1)})
         return outputs
 
@@ -325,5 +394,6 @@ def export_hub_module(model: BiLM, out: str | Path) -> Path:
     """Saves ``model`` as a TF-Hub-format SavedModel with the "tokens" signature, written to
     a temporary folder and renamed into place."""
     module = ElmoModule(model)
-    return fsutil.atomic_folder(lambda d: tf.saved_model.save(module, str(d), signatures={"tokens": module.tokens}),
-                               out)
+    return fsutil.atomic_folder(
+        lambda d: tf.saved_model.save(module, str(d), signatures={"tokens": module.tokens}), out
+    )

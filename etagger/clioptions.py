@@ -11,11 +11,13 @@ no field declares are left over for Beam.
     str | None   --name VALUE, or absent
     tuple[str, ...]  --name VALUE repeated; with ``separator``: one VALUE split on it
 """
+
 from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -23,8 +25,11 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 _KEY = "etagger.option"
 # Options that no field declares go on to Beam (--runner, --direct_num_workers, ...).
-PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True,
-                "help_option_names": ["-h", "--help"]}
+PASS_THROUGH = {
+    "ignore_unknown_options": True,
+    "allow_extra_args": True,
+    "help_option_names": ["-h", "--help"],
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,14 +43,30 @@ class _Spec:
     required: bool
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, aliases: Sequence[str] = (),  # noqa: A002 (click's name)
-           choices: Sequence[str] | None = None, separator: str | None = None, envvar: str | None = None,
-           minimum: int | None = None, required: bool = False) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    aliases: Sequence[str] = (),
+    choices: Sequence[str] | None = None,
+    separator: str | None = None,
+    envvar: str | None = None,
+    minimum: int | None = None,
+    required: bool = False,
+) -> Any:
     """A dataclass field that is also a command-line option. ``aliases``: more flags for it;
     ``minimum``: the least int accepted; ``required`` (or no default): the command line must
     give it, although Python callers may leave the default."""
     required = required or default is dataclasses.MISSING
-    spec = _Spec(help, tuple(aliases), tuple(choices) if choices else None, separator, envvar, minimum, required)
+    spec = _Spec(
+        help,
+        tuple(aliases),
+        tuple(choices) if choices else None,
+        separator,
+        envvar,
+        minimum,
+        required,
+    )
     return dataclasses.field(default=default, metadata={_KEY: spec})
 
 
@@ -59,9 +80,13 @@ def _fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
 def _click_option(field: dataclasses.Field, kind: Any) -> Callable[[F], F]:
     spec: _Spec = field.metadata[_KEY]
     flag = "--" + field.name.replace("_", "-")
-    settings: dict[str, Any] = {"help": spec.help, "envvar": spec.envvar, "show_envvar": spec.envvar is not None}
-    if spec.required:
-        settings["required"] = True  # and no default: click 8.5 takes any default, None too, as given
+    settings: dict[str, Any] = {
+        "help": spec.help,
+        "envvar": spec.envvar,
+        "show_envvar": spec.envvar is not None,
+    }
+    if spec.required:  # and no default: click 8.5 takes any default, None too, as given
+        settings["required"] = True
     else:
         settings.update(default=field.default, show_default=field.default not in (None, ()))
     if kind is bool:
@@ -69,8 +94,10 @@ def _click_option(field: dataclasses.Field, kind: Any) -> Callable[[F], F]:
         return click.option(flags, *spec.aliases, field.name, is_flag=True, **settings)
     if typing.get_origin(kind) is tuple and spec.separator:
         if "default" in settings:
-            settings["default"] = spec.separator.join(field.default)
-        return click.option(flag, *spec.aliases, field.name, metavar=f"A{spec.separator}B...", **settings)
+            settings["default"] = spec.separator.join(typing.cast(Sequence[str], field.default))
+        return click.option(
+            flag, *spec.aliases, field.name, metavar=f"A{spec.separator}B...", **settings
+        )
     if typing.get_origin(kind) is tuple:
         return click.option(flag, *spec.aliases, field.name, multiple=True, **settings)
     value_type: Any = click.Choice(spec.choices) if spec.choices else str
@@ -79,9 +106,13 @@ def _click_option(field: dataclasses.Field, kind: Any) -> Callable[[F], F]:
     return click.option(flag, *spec.aliases, field.name, type=value_type, **settings)
 
 
+def _is_dataclass_type(kind: Any) -> bool:
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
 def _options(cls: type) -> Iterator[Callable[[F], F]]:
     for field, kind in _fields(cls):
-        if dataclasses.is_dataclass(kind):
+        if _is_dataclass_type(kind):
             yield from _options(kind)
         elif _KEY in field.metadata:
             yield _click_option(field, kind)
@@ -92,7 +123,8 @@ def click_options(*classes: type) -> Callable[[F], F]:
     decorators = [d for cls in classes for d in _options(cls)]
 
     def decorate(command: F) -> F:
-        for decorator in reversed(decorators):  # click lists options in decoration order, last first
+        # click lists the options in the order they are applied, the last applied first.
+        for decorator in reversed(decorators):
             command = decorator(command)
         return command
 
@@ -100,10 +132,10 @@ def click_options(*classes: type) -> Callable[[F], F]:
 
 
 def build(cls: type[T], values: dict[str, Any]) -> T:
-    """A ``cls`` from click's parsed ``values`` (fields that are not options keep their defaults)."""
+    """A ``cls`` from click's parsed ``values``; fields that are not options keep their defaults."""
     kwargs: dict[str, Any] = {}
     for field, kind in _fields(cls):
-        if dataclasses.is_dataclass(kind):
+        if _is_dataclass_type(kind):
             kwargs[field.name] = build(kind, values)
         elif _KEY in field.metadata and field.name in values:
             value = values[field.name]
@@ -114,7 +146,9 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-def parse(argv: Sequence[str], *classes: type, prog: str = "etagger") -> tuple[list[Any], list[str]]:
+def parse(
+    argv: Sequence[str], *classes: type, prog: str = "etagger"
+) -> tuple[list[Any], list[str]]:
     """``argv`` parsed as the options of ``classes``: one instance of each, and the options
     left over for Beam. A bad option value raises click's UsageError."""
 
@@ -125,4 +159,3 @@ def parse(argv: Sequence[str], *classes: type, prog: str = "etagger") -> tuple[l
         return [build(cls, values) for cls in classes], list(ctx.args)
 
     return command.main(list(argv), prog_name=prog, standalone_mode=False)
-

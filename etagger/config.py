@@ -1,4 +1,5 @@
 """Typed configuration of a tagger: the model, its training, saved as JSON beside the model."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,11 @@ ENCODERS = ("bilstm", "transformer", "qrnn", "bilstm_transformer", "bilstm_mha")
 class FeatureConfig:
     """How tokens become features. Saved with the preprocessed data and the model."""
 
-    lowercase: bool = option(True, help="look words up lowercased (GloVe 6B is; case survives in the "
-                                        "character and shape features)")
+    lowercase: bool = option(
+        True,
+        help="look words up lowercased (GloVe 6B is; case survives in the "
+        "character and shape features)",
+    )
     zero_digits: bool = option(False, help="map every digit to 0 before the word lookup")
     max_word_chars: int = 30  # longer words keep their first characters only
     max_shape_chars: int = 8
@@ -109,26 +113,45 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a non-empty path or null, not {handle!r}")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), not {self.word_dropout!r}")
-        if not isinstance(self.document_context, int) or isinstance(self.document_context, bool) \
-                or self.document_context < 0:
-            raise ValueError(f"document_context must be an integer >= 0, not {self.document_context!r}")
+        if (
+            not isinstance(self.document_context, int)
+            or isinstance(self.document_context, bool)
+            or self.document_context < 0
+        ):
+            raise ValueError(
+                f"document_context must be an integer >= 0, not {self.document_context!r}"
+            )
         if not 0.0 <= self.gazetteer_dropout < 1.0:
             raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
         if not self.lm_weight >= 0.0:
             raise ValueError(f"lm_weight must be >= 0, not {self.lm_weight!r}")
         if self.lm_weight and not self.encoder.startswith("bilstm"):
-            raise ValueError(f"lm_weight needs an encoder that starts with a BiLSTM, not {self.encoder!r}")
+            raise ValueError(
+                f"lm_weight needs an encoder that starts with a BiLSTM, not {self.encoder!r}"
+            )
         if self.lm_weight and (self.lm_vocab < 3 or self.lm_hidden < 1):
-            raise ValueError(f"lm_vocab must be >= 3 and lm_hidden >= 1, not {self.lm_vocab!r} and {self.lm_hidden!r}")
+            raise ValueError(
+                "lm_vocab must be >= 3 and lm_hidden >= 1, "
+                f"not {self.lm_vocab!r} and {self.lm_hidden!r}"
+            )
         if self.bert_pooling not in ("first", "mean"):
             raise ValueError(f"bert_pooling must be 'first' or 'mean', not {self.bert_pooling!r}")
-        if not isinstance(self.bert_layers, int) or isinstance(self.bert_layers, bool) or self.bert_layers < 1:
+        if (
+            not isinstance(self.bert_layers, int)
+            or isinstance(self.bert_layers, bool)
+            or self.bert_layers < 1
+        ):
             raise ValueError(f"bert_layers must be an integer >= 1, not {self.bert_layers!r}")
         if not isinstance(self.bert_trainable, bool):
             raise ValueError(f"bert_trainable must be true or false, not {self.bert_trainable!r}")
-        if (not isinstance(self.bert_max_pieces, int) or isinstance(self.bert_max_pieces, bool)
-                or self.bert_max_pieces < 3):
-            raise ValueError(f"bert_max_pieces must be an integer >= 3, not {self.bert_max_pieces!r}")
+        if (
+            not isinstance(self.bert_max_pieces, int)
+            or isinstance(self.bert_max_pieces, bool)
+            or self.bert_max_pieces < 3
+        ):
+            raise ValueError(
+                f"bert_max_pieces must be an integer >= 3, not {self.bert_max_pieces!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,8 +178,10 @@ class TrainConfig:
     def __post_init__(self):
         parts = self.train_split.split("+") if isinstance(self.train_split, str) else [None]
         if not all(parts) or "test" in parts or len(set(parts)) != len(parts):
-            raise ValueError(f"train_split must name distinct splits other than test joined by '+' "
-                             f"(e.g. 'train' or 'train+dev'), not {self.train_split!r}")
+            raise ValueError(
+                f"train_split must name distinct splits other than test joined by '+' "
+                f"(e.g. 'train' or 'train+dev'), not {self.train_split!r}"
+            )
         if not (self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), not {self.ema_decay!r}")
 
@@ -181,7 +206,7 @@ class Config:
             f.write(self.to_json() + "\n")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         """Builds a config from a (possibly partial) dict; unknown keys are an error."""
         unknown = set(data) - {"model", "train"}
         if unknown:
@@ -191,10 +216,10 @@ class Config:
         return cls(model=model, train=train)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def replace(self, **train_overrides) -> "Config":
+    def replace(self, **train_overrides) -> Config:
         """A copy with some training fields changed (e.g. from command-line flags)."""
         given = {k: v for k, v in train_overrides.items() if v is not None}
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **given))

@@ -6,13 +6,15 @@ documents. Reading keeps everything needed to write the file back byte for byte:
 sentence carries the exact text that preceded it (``leading``: document markers and extra
 blank lines), and ``write_conll`` reproduces the standard layout around it.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
 import re
-from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, TypeVar
 
 from etagger.errors import InputError
 
@@ -94,8 +96,15 @@ class _Parser:
     ConllFormatError, or with ``lenient`` is
     skipped and counted in ``stats``; its leading text then passes to the next sentence."""
 
-    def __init__(self, path: str, columns: Sequence[str], lenient: bool, max_tokens: int,
-                 stats: ReadStats, index: int = 0):
+    def __init__(
+        self,
+        path: str,
+        columns: Sequence[str],
+        lenient: bool,
+        max_tokens: int,
+        stats: ReadStats,
+        index: int = 0,
+    ):
         self.path, self.columns, self.width = path, tuple(columns), len(columns)
         self.lenient, self.max_tokens, self.stats, self.index = lenient, max_tokens, stats, index
         self.tag_column = self.columns.index("tag") if "tag" in self.columns else None
@@ -129,8 +138,10 @@ class _Parser:
         if not self.rows:
             self.first_line = line_no
         if len(fields) != self.width:
-            self._problem(line_no, f"expected {self.width} columns ({' '.join(self.columns)}), "
-                                   f"found {len(fields)}")
+            self._problem(
+                line_no,
+                f"expected {self.width} columns ({' '.join(self.columns)}), found {len(fields)}",
+            )
             self.stats.skipped_lines += 1
             return None
         if self.tag_column is not None:
@@ -141,8 +152,11 @@ class _Parser:
                 self.stats.skipped_lines += 1
                 return None
         if self.max_tokens and len(self.rows) >= self.max_tokens:
-            self._problem(line_no, f"sentence starting at line {self.first_line} is longer than "
-                                   f"{self.max_tokens} tokens")
+            self._problem(
+                line_no,
+                f"sentence starting at line {self.first_line} is longer than "
+                f"{self.max_tokens} tokens",
+            )
         self.rows.append(fields)
         return None
 
@@ -156,9 +170,14 @@ class _Parser:
             self.finished += 1
         elif self.rows:
             sentence = Sentence(
-                columns={name: tuple(r[i] for r in self.rows) for i, name in enumerate(self.columns)},
-                index=self.index, source=self.path, line=self.first_line,
-                leading="".join(self.leading))
+                columns={
+                    name: tuple(r[i] for r in self.rows) for i, name in enumerate(self.columns)
+                },
+                index=self.index,
+                source=self.path,
+                line=self.first_line,
+                leading="".join(self.leading),
+            )
             self.index += 1
             self.stats.sentences += 1
             self.leading = []
@@ -209,10 +228,18 @@ def first_line_start(f: IO[bytes], position: int) -> int:
     return position - 1 + len(f.readline())
 
 
-def read_conll_range(f: IO[bytes], path: str, start: int, end: int | None, first_line: int,
-                     first_index: int, columns: Sequence[str] = CONLL2003_COLUMNS,
-                     lenient: bool = False, max_tokens: int = 0,
-                     stats: ReadStats | None = None) -> Iterator[Sentence]:
+def read_conll_range(
+    f: IO[bytes],
+    path: str,
+    start: int,
+    end: int | None,
+    first_line: int,
+    first_index: int,
+    columns: Sequence[str] = CONLL2003_COLUMNS,
+    lenient: bool = False,
+    max_tokens: int = 0,
+    stats: ReadStats | None = None,
+) -> Iterator[Sentence]:
     """The sentences of the open file ``f`` whose paragraph starts in [start, end) (end
     None: to the end of the file), exactly as ``read_conll`` reads them from the whole
     file. ``first_line`` is the number of the line holding byte ``start`` and
@@ -220,8 +247,19 @@ def read_conll_range(f: IO[bytes], path: str, start: int, end: int | None, first
     stats = stats if stats is not None else ReadStats()
     window = SYNC_WINDOW
     while True:
-        sentences = _scan_range(f, path, start, end, first_line, first_index, columns, lenient,
-                                max_tokens, stats, max(0, start - window))
+        sentences = _scan_range(
+            f,
+            path,
+            start,
+            end,
+            first_line,
+            first_index,
+            columns,
+            lenient,
+            max_tokens,
+            stats,
+            max(0, start - window),
+        )
         try:
             first = next(sentences)
         except _NotSynchronised:
@@ -238,8 +276,9 @@ class _NotSynchronised(Exception):
     """No sentence seen whole before the range synchronised the parser: widen the window."""
 
 
-def _scan_range(f, path, start, end, first_line, first_index, columns, lenient, max_tokens,
-                stats, sync_from) -> Iterator[Sentence]:
+def _scan_range(
+    f, path, start, end, first_line, first_index, columns, lenient, max_tokens, stats, sync_from
+) -> Iterator[Sentence]:
     """read_conll_range, parsing from ``sync_from``. Raises _NotSynchronised (before it
     yields anything) when the window was too narrow."""
     position = first_line_start(f, sync_from)
@@ -299,8 +338,12 @@ def starts_pack(index: int, leading: str) -> bool:
     return DOCSTART in leading or index % PACK_BLOCK == 0
 
 
-def pack_documents(sentences: Iterable[T], max_tokens: int, length: Callable[[T], int],
-                   starts_document: Callable[[T], bool]) -> list[list[T]]:
+def pack_documents(
+    sentences: Iterable[T],
+    max_tokens: int,
+    length: Callable[[T], int],
+    starts_document: Callable[[T], bool],
+) -> list[list[T]]:
     """Groups consecutive sentences (in file order) into packs of at most ``max_tokens``
     tokens that never cross a document boundary (a sentence for which ``starts_document``
     is true); a longer sentence is a pack of its own. A model with document context reads
@@ -322,7 +365,7 @@ def split_pack(columns: Mapping[str, Sequence], lengths: Iterable[int]) -> list[
     ``lengths`` tokens each (the inverse of joining the sentences of a pack)."""
     parts, start = [], 0
     for n in lengths:
-        parts.append({name: values[start:start + n] for name, values in columns.items()})
+        parts.append({name: values[start : start + n] for name, values in columns.items()})
         start += n
     return parts
 
@@ -334,8 +377,9 @@ def format_sentence(sentence: Sentence, columns: Sequence[str] | None = None) ->
     return sentence.leading + "".join(" ".join(fields) + "\n" for fields in lines) + "\n"
 
 
-def write_conll(path: str | os.PathLike, sentences: Iterable[Sentence],
-                columns: Sequence[str] | None = None) -> None:
+def write_conll(
+    path: str | os.PathLike, sentences: Iterable[Sentence], columns: Sequence[str] | None = None
+) -> None:
     """Writes sentences as a CoNLL file atomically (temp file in the same folder, then rename)."""
     from etagger import fsutil
 
@@ -348,6 +392,7 @@ def write_conll(path: str | os.PathLike, sentences: Iterable[Sentence],
 # Tag schemes. A tag is "O" or PREFIX-TYPE. IOB1: I- everywhere, B- only to separate two
 # adjacent chunks of the same type. IOB2: every chunk starts with B-. IOBES: single-token
 # chunks are S-, chunk ends are E-.
+
 
 def split_tag(tag: str) -> tuple[str, str]:
     """("B", "PER") for "B-PER"; ("O", "") for "O"."""
@@ -399,7 +444,9 @@ def from_chunks(length: int, spans: Iterable[tuple[str, int, int]], scheme: str)
     for kind, start, end in spans:
         for i in range(start, end):
             tags[i] = f"I-{kind}"
-        if scheme == "IOB2" or (scheme == "IOB1" and previous_end == start and previous_kind == kind):
+        if scheme == "IOB2" or (
+            scheme == "IOB1" and previous_end == start and previous_kind == kind
+        ):
             tags[start] = f"B-{kind}"
         elif scheme == "IOBES":
             if end - start == 1:

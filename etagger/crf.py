@@ -15,6 +15,7 @@ A length-0 row has exactly one (empty) path with score 0, so its sequence
 score, log Z and log-likelihood are all 0, its marginals all zero and its
 decoded path all padding (0).
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -76,6 +77,7 @@ def _forward(potentials, lengths, transitions, start_transitions):
     excluded) of all prefixes y_0..y_t with y_t = k. Past a row's length the
     last value is carried forward, so alphas[:, -1] is every row's final alpha.
     """
+
     def step(alpha_prev, elems):
         pot_t, t = elems
         from_prev = tf.reduce_logsumexp(alpha_prev[:, :, None] + transitions[None], axis=1)
@@ -123,8 +125,9 @@ def crf_log_norm(potentials, lengths, transitions, start_transitions, end_transi
 def crf_log_likelihood(potentials, tags, lengths, transitions, start_transitions, end_transitions):
     """log p(tags | potentials) = score - log Z; arguments as crf_sequence_score. Returns [B]."""
     params = (transitions, start_transitions, end_transitions)
-    return (crf_sequence_score(potentials, tags, lengths, *params)
-            - crf_log_norm(potentials, lengths, *params))
+    return crf_sequence_score(potentials, tags, lengths, *params) - crf_log_norm(
+        potentials, lengths, *params
+    )
 
 
 def crf_marginals(potentials, lengths, transitions, start_transitions, end_transitions):
@@ -181,9 +184,16 @@ def allowed_transitions(tags, scheme):
     outside = ("O", None)
     # Starting (ending) a sequence is allowed exactly where following (being
     # followed by) 'O' is: an 'O' leaves no chunk open, just like the boundary.
-    allowed = np.array([[p is not None and c is not None and _can_follow(p, c, scheme)
-                         for c in parsed] for p in parsed], dtype=bool)
-    start = np.array([c is not None and _can_follow(outside, c, scheme) for c in parsed], dtype=bool)
+    allowed = np.array(
+        [
+            [p is not None and c is not None and _can_follow(p, c, scheme) for c in parsed]
+            for p in parsed
+        ],
+        dtype=bool,
+    )
+    start = np.array(
+        [c is not None and _can_follow(outside, c, scheme) for c in parsed], dtype=bool
+    )
     end = np.array([p is not None and _can_follow(p, outside, scheme) for p in parsed], dtype=bool)
     return allowed, start, end
 
@@ -202,20 +212,30 @@ class CRF(keras.layers.Layer):
     def __init__(self, num_tags, allowed=None, **kwargs):
         super().__init__(**kwargs)
         self.num_tags = num_tags
-        self._allowed = None if allowed is None else tuple(np.asarray(a, dtype=bool) for a in allowed)
-        self.transitions = self.add_weight(name="transitions", shape=[num_tags, num_tags], initializer="zeros")
-        self.start_transitions = self.add_weight(name="start_transitions", shape=[num_tags], initializer="zeros")
-        self.end_transitions = self.add_weight(name="end_transitions", shape=[num_tags], initializer="zeros")
+        self._allowed = (
+            None if allowed is None else tuple(np.asarray(a, dtype=bool) for a in allowed)
+        )
+        self.transitions = self.add_weight(
+            name="transitions", shape=[num_tags, num_tags], initializer="zeros"
+        )
+        self.start_transitions = self.add_weight(
+            name="start_transitions", shape=[num_tags], initializer="zeros"
+        )
+        self.end_transitions = self.add_weight(
+            name="end_transitions", shape=[num_tags], initializer="zeros"
+        )
         # tf_text's op has one extra state K acting as the start (row K) and
         # the end (column K) of every sequence; entry [K, K] is ignored.
         self.decode_mask = None
         if self._allowed is not None:
             mask = np.ones([num_tags + 1, num_tags + 1], dtype=bool)
-            mask[:num_tags, :num_tags], mask[num_tags, :num_tags], mask[:num_tags, num_tags] = self._allowed
+            mask[:num_tags, :num_tags], mask[num_tags, :num_tags], mask[:num_tags, num_tags] = (
+                self._allowed
+            )
             self.decode_mask = mask
 
     def params(self):
-        """(transitions [K, K], start [K], end [K]) with scheme-forbidden entries set to DISALLOWED."""
+        """(transitions [K, K], start [K], end [K]), scheme-forbidden entries set to DISALLOWED."""
         params = (self.transitions, self.start_transitions, self.end_transitions)
         if self._allowed is None:
             return params
@@ -252,9 +272,15 @@ def viterbi_decode(potentials, lengths, params, decode_mask=None):
     transitions (row K: the start state, column K: the end state; see `CRF`)."""
     potentials = tf.cast(potentials, tf.float32)  # the op only takes float32
     trans, start, end = (tf.cast(p, tf.float32) for p in params)
-    weights = tf.concat([tf.concat([trans, end[:, None]], axis=1),
-                         tf.concat([start, [0.0]], axis=0)[None]], axis=0)
+    weights = tf.concat(
+        [tf.concat([trans, end[:, None]], axis=1), tf.concat([start, [0.0]], axis=0)[None]], axis=0
+    )
     paths = tf_text.viterbi_constrained_sequence(
-        potentials, lengths, allowed_transitions=decode_mask, transition_weights=weights,
-        use_log_space=True, use_start_and_end_states=True)
+        potentials,
+        lengths,
+        allowed_transitions=decode_mask,
+        transition_weights=weights,
+        use_log_space=True,
+        use_start_and_end_states=True,
+    )
     return paths.to_tensor(default_value=0, shape=tf.shape(potentials)[:2])

@@ -1,10 +1,11 @@
 """tf.data input: preprocessed TFRecord shards -> padded, length-bucketed batches."""
+
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -55,44 +56,71 @@ def parsed_records(data_dir: str | Path, split: str, names: Iterable[str]) -> tf
 
 
 def _padding_values(element_spec: dict) -> dict:
-    return {name: tf.constant(b"" if spec.dtype == tf.string else 0, spec.dtype)
-            for name, spec in element_spec.items()}
+    return {
+        name: tf.constant(b"" if spec.dtype == tf.string else 0, spec.dtype)
+        for name, spec in element_spec.items()
+    }
 
 
-def _document_dataset(data_dir: str | Path, split: str, names: set[str], max_tokens: int) -> tf.data.Dataset:
+def _document_dataset(
+    data_dir: str | Path, split: str, names: set[str], max_tokens: int
+) -> tf.data.Dataset:
     """One element per pack of ``conll.pack_documents``: the requested sequence features of its
     sentences concatenated (char_ids padded to the pack's longest word), "length" its token
     count, "sentence_lengths" [S] and "index" the index of its first sentence."""
     spec = schema.load_schema()["sequence"]
     names = names & set(spec)
-    sentences = records.read_records(data_dir, split, names | {"leading", "source", "index", "length"})
-    # Records come sorted by (source, index): grouping by source gives each file's sentences in order.
-    packs = [pack for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
-             for pack in conll.pack_documents(in_file, max_tokens, lambda s: s["length"],
-                                              lambda s: conll.starts_pack(s["index"], s["leading"]))]
-    sentences = [s for pack in packs for s in pack]
+    sentences = records.read_records(
+        data_dir, split, names | {"leading", "source", "index", "length"}
+    )
+    # Records come sorted by (source, index): grouping by source gives each file's sentences in
+    # order.
+    packs = [
+        pack
+        for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
+        for pack in conll.pack_documents(
+            in_file,
+            max_tokens,
+            lambda s: s["length"],
+            lambda s: conll.starts_pack(s["index"], s["leading"]),
+        )
+    ]
+    in_order = [s for pack in packs for s in pack]
     pack_lengths = [sum(s["length"] for s in pack) for pack in packs]
     elements = {
         "length": tf.constant(pack_lengths, tf.int32),
         "index": tf.constant([pack[0]["index"] for pack in packs], tf.int64),
         "sentence_lengths": tf.RaggedTensor.from_row_lengths(
-            tf.constant([s["length"] for s in sentences], tf.int32), [len(pack) for pack in packs]),
+            tf.constant([s["length"] for s in in_order], tf.int32), [len(pack) for pack in packs]
+        ),
     }
     for name in names:
-        tokens = [token for s in sentences for token in s[name]]
+        tokens = [token for s in in_order for token in s[name]]
         if spec[name].get("ragged"):  # per token a list of ids: [packs, (tokens), (ids)]
-            flat = np.concatenate([np.asarray(t, np.int64) for t in tokens] + [np.zeros(0, np.int64)])
+            flat = np.concatenate(
+                [np.asarray(t, np.int64) for t in tokens] + [np.zeros(0, np.int64)]
+            )
             values = tf.RaggedTensor.from_row_lengths(flat, [len(t) for t in tokens])
         else:
             values = tf.constant(tokens, tf.string if spec[name]["dtype"] == "string" else tf.int64)
         elements[name] = tf.RaggedTensor.from_row_lengths(values, pack_lengths)
     ds = tf.data.Dataset.from_tensor_slices(elements)
-    return ds.map(lambda r: {k: v.to_tensor() if isinstance(v, tf.RaggedTensor) else v for k, v in r.items()})
+    return ds.map(
+        lambda r: {k: v.to_tensor() if isinstance(v, tf.RaggedTensor) else v for k, v in r.items()}
+    )
 
 
-def make_dataset(data_dir: str | Path, split: str, batch_size: int, names: Iterable[str] = ID_FEATURES + ("tag_id",),
-                 shuffle: bool = False, seed: int = 0, bucket: bool = True, cache: bool = True,
-                 document_context: int = 0) -> tf.data.Dataset:
+def make_dataset(
+    data_dir: str | Path,
+    split: str,
+    batch_size: int,
+    names: Iterable[str] = ID_FEATURES + ("tag_id",),
+    shuffle: bool = False,
+    seed: int = 0,
+    bucket: bool = True,
+    cache: bool = True,
+    document_context: int = 0,
+) -> tf.data.Dataset:
     """Batches of dicts: every requested feature padded to [B, T] ([B, T, C] for char_ids),
     plus "length" [B]. Padding ids are 0 (PAD) and padding strings are "".
 
@@ -114,11 +142,16 @@ def make_dataset(data_dir: str | Path, split: str, batch_size: int, names: Itera
         ds = ds.shuffle(20000, seed=seed, reshuffle_each_iteration=True)
     padding = _padding_values(ds.element_spec)
     if bucket:
-        boundaries = list(BUCKET_BOUNDARIES) + list(range(BUCKET_BOUNDARIES[-1] + 16, document_context + 1, 16))
+        boundaries = list(BUCKET_BOUNDARIES) + list(
+            range(BUCKET_BOUNDARIES[-1] + 16, document_context + 1, 16)
+        )
         ds = ds.bucket_by_sequence_length(
-            lambda r: r["length"], bucket_boundaries=boundaries,
+            lambda r: r["length"],
+            bucket_boundaries=boundaries,
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padding_values=padding, pad_to_bucket_boundary=False)
+            padding_values=padding,
+            pad_to_bucket_boundary=False,
+        )
         if shuffle:
             # Buckets fill at different rates; shuffle batches too so an epoch does not end
             # with a run of long sentences.

@@ -11,16 +11,27 @@ token. Decoding keeps the scheme constraints, so no invalid sequence is emitted.
 `Ensemble` has the methods of `etagger.model.Tagger` that prediction and export call, so
 ``evaluate``, ``export`` and, through the export, ``tag-corpus`` take ensembles as they are.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from etagger import crf as crf_lib
 from etagger.model import Tagger
+
+
+def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is b or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def _crf(member: Tagger) -> crf_lib.CRF:
+    if member.crf is None:
+        raise ValueError("a softmax member has no CRF")
+    return member.crf
 
 
 class Ensemble(tf.Module):
@@ -32,10 +43,15 @@ class Ensemble(tf.Module):
             raise ValueError("an ensemble needs at least two members")
         decoders = {m.config.decoder for m in members}
         if len(decoders) > 1 or len({m.num_tags for m in members}) > 1:
-            raise ValueError(f"ensemble members differ in decoder {sorted(decoders)} or in tag count")
+            raise ValueError(
+                f"ensemble members differ in decoder {sorted(decoders)} or in tag count"
+            )
         self.members = list(members)
-        if self.crf is not None and any(
-                not np.array_equal(m.crf.decode_mask, self.crf.decode_mask) for m in self.members[1:]):
+        first = self.crf
+        if first is not None and any(
+            m.crf is None or not _same_mask(m.crf.decode_mask, first.decode_mask)
+            for m in self.members[1:]
+        ):
             raise ValueError("ensemble members have different tag-scheme constraints")
 
     @property
@@ -57,7 +73,8 @@ class Ensemble(tf.Module):
         return [v for m in self.members for v in m.serving_variables()]
 
     def __call__(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Features -> the members' mean potentials [B, T, K] (softmax members: mean log-probabilities)."""
+        """Features -> the members' mean potentials [B, T, K] (softmax members: the mean
+        log-probabilities)."""
         scores = [m(features, training=training) for m in self.members]
         if self.crf is None:
             scores = [tf.nn.log_softmax(s) for s in scores]
@@ -65,7 +82,10 @@ class Ensemble(tf.Module):
 
     def params(self):
         """The members' mean (transitions, start, end), scheme-forbidden entries DISALLOWED."""
-        return tuple(tf.add_n(list(p)) / len(self.members) for p in zip(*(m.crf.params() for m in self.members)))
+        return tuple(
+            tf.add_n(list(p)) / len(self.members)
+            for p in zip(*(_crf(m).params() for m in self.members))
+        )
 
     def decode(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         return self.decode_potentials(self(features), features["length"])
@@ -85,19 +105,30 @@ def same_data(model_dirs: Sequence[Path], loaded: Sequence[tuple]) -> None:
     """Raises unless every model (``loaded``: `load_model` results of ``model_dirs``) was
     trained on the same preprocessing (vocabularies, feature definitions, tag scheme) and
     document context: their ids and tags must mean the same things."""
+
     def fingerprint(model, config, vocabs, info):
-        return (vocabs, info["features"], info["tag_scheme"], info["input_scheme"], config.model.document_context)
+        return (
+            vocabs,
+            info["features"],
+            info["tag_scheme"],
+            info["input_scheme"],
+            config.model.document_context,
+        )
 
     first = fingerprint(*loaded[0])
     for other, member in zip(model_dirs[1:], loaded[1:]):
         if fingerprint(*member) != first:
-            raise ValueError(f"{other} was trained on other vocabularies, features, tag scheme or "
-                             f"document context than {model_dirs[0]}: it cannot join that ensemble")
+            raise ValueError(
+                f"{other} was trained on other vocabularies, features, tag scheme or "
+                f"document context than {model_dirs[0]}: it cannot join that ensemble"
+            )
 
 
 def as_dirs(model_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
     """One model folder or several, as a list of folders."""
-    return [Path(model_dirs)] if isinstance(model_dirs, (str, Path)) else [Path(d) for d in model_dirs]
+    return (
+        [Path(model_dirs)] if isinstance(model_dirs, (str, Path)) else [Path(d) for d in model_dirs]
+    )
 
 
 def load_tagger(model_dirs: str | Path | Sequence[str | Path], weights: str = "best"):

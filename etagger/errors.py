@@ -1,4 +1,5 @@
 """The project's own error types: what the command line reports as one line, exit status 2."""
+
 from __future__ import annotations
 
 

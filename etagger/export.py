@@ -17,11 +17,12 @@ asset), so it no longer needs the handle's folder.
 Calling the loaded object, ``loaded(tokens)``, is serving_default; this is what Beam's
 TFModelHandlerTensor does.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import tensorflow as tf
 
@@ -41,8 +42,14 @@ def iob2_tags(tags: list[str], scheme: str) -> list[str]:
 class ServingModule(tf.Module):
     """The exported graph: strings -> features -> model -> decoded tags (+ confidences)."""
 
-    def __init__(self, model, vocabs: dict, feature_config: features.FeatureConfig, tag_scheme: str,
-                 extra_inputs: tuple[str, ...]):
+    def __init__(
+        self,
+        model,
+        vocabs: dict,
+        feature_config: features.FeatureConfig,
+        tag_scheme: str,
+        extra_inputs: tuple[str, ...],
+    ):
         super().__init__(name="etagger")
         # Track only the variables, not the Keras model: tracking it would make the SavedModel
         # carry every Keras layer's own call traces (hundreds of functions, megabytes).
@@ -52,11 +59,16 @@ class ServingModule(tf.Module):
         if resources:  # e.g. the BERT tokenizer's vocabulary table (and its vocab.txt asset)
             self.model_resources = resources
         self.feed_words = bool(getattr(model, "reads_words", False))
-        self.extractor = features.FeatureExtractor({k: v for k, v in vocabs.items() if k != "tag"}, feature_config)
+        self.extractor = features.FeatureExtractor(
+            {k: v for k, v in vocabs.items() if k != "tag"}, feature_config
+        )
         tags = iob2_tags(vocabs["tag"], tag_scheme)
         self.tag_strings = tf.constant(tags)
-        self.is_begin = tf.constant([t.startswith("B-") for t in vocabs["tag"]] if tag_scheme == "IOB2" else
-                                    [t[0] in "BS" and t != "O" for t in vocabs["tag"]])
+        self.is_begin = tf.constant(
+            [t.startswith("B-") for t in vocabs["tag"]]
+            if tag_scheme == "IOB2"
+            else [t[0] in "BS" and t != "O" for t in vocabs["tag"]]
+        )
         self.is_outside = tf.constant([t == "O" for t in vocabs["tag"]])
         self.extra_inputs = extra_inputs
         self.serve = self._signature(self._serve)
@@ -107,30 +119,50 @@ class ServingModule(tf.Module):
         # Entity number of every token, unique across the batch: a running count of begins.
         entity = tf.cumsum(tf.reshape(tf.cast(begins, tf.int32), [-1])) - 1
         entity = tf.where(tf.reshape(inside, [-1]), tf.maximum(entity, 0), tf.size(entity))
-        lowest = tf.math.unsorted_segment_min(tf.reshape(confidence, [-1]), entity, tf.size(entity) + 1)
+        lowest = tf.math.unsorted_segment_min(
+            tf.reshape(confidence, [-1]), entity, tf.size(entity) + 1
+        )
         per_token = tf.reshape(tf.gather(lowest, entity), tf.shape(tag_ids))
         return tf.where(inside, per_token, 0.0)
 
 
-def export(model_dirs: str | Path | Sequence[str | Path], out: str | Path, weights: str = "best") -> Path:
+def export(
+    model_dirs: str | Path | Sequence[str | Path], out: str | Path, weights: str = "best"
+) -> Path:
     """Writes the SavedModel of one model folder, or of the ensemble of several
     (etagger.ensemble), to ``out`` atomically (staging folder, then rename)."""
     model_dirs = as_dirs(model_dirs)
     model, configs, vocabs, info = load_tagger(model_dirs, weights)
-    extra = tuple(name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs))
+    extra = tuple(
+        name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)
+    )
     feature_config = features.FeatureConfig(**info["features"])
     module = ServingModule(model, vocabs, feature_config, info["tag_scheme"], extra)
     module.__call__ = module.serve
     # What a user (and tag-corpus) needs to know about the model, beside the graph. An
     # ensemble's "config" is its first member's (members share data and document context).
-    meta = {"config": json.loads(configs[0].to_json()), "preprocess": info, "inputs": ["tokens", *extra],
-            "output_scheme": "IOB2", "input_scheme": info["input_scheme"]}
+    meta = {
+        "config": json.loads(configs[0].to_json()),
+        "preprocess": info,
+        "inputs": ["tokens", *extra],
+        "output_scheme": "IOB2",
+        "input_scheme": info["input_scheme"],
+    }
     if len(configs) > 1:
-        meta["ensemble"] = [{"model_dir": str(d), "config": json.loads(c.to_json())} for d, c in zip(model_dirs, configs)]
+        meta["ensemble"] = [
+            {"model_dir": str(d), "config": json.loads(c.to_json())}
+            for d, c in zip(model_dirs, configs)
+        ]
 
     def save(folder: Path) -> None:
-        tf.saved_model.save(module, str(folder), signatures={
-            "serving_default": module.serve, "tag_with_confidence": module.serve_with_confidence})
+        tf.saved_model.save(
+            module,
+            str(folder),
+            signatures={
+                "serving_default": module.serve,
+                "tag_with_confidence": module.serve_with_confidence,
+            },
+        )
         with fsutil.atomic_write(folder.joinpath(*META_PATH)) as f:
             json.dump(meta, f, indent=2, sort_keys=True)
 

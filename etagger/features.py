@@ -4,15 +4,16 @@ training (through the ids it precomputes) and by the exported serving graph.
 Every function takes string tensors of any shape (dense or ragged) and returns tensors of
 the same shape, so the same code runs eagerly on a Beam batch and inside a SavedModel.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import tensorflow as tf
 
 from etagger import fsutil
-from etagger.config import FeatureConfig  # noqa: F401 (features.FeatureConfig is its public name too)
+from etagger.config import FeatureConfig
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -29,7 +30,9 @@ VOCAB_FILES = {
 # Id vocabularies start with PAD and UNK; the tag vocabulary has neither (tags are never
 # unknown in labelled data, and padded positions are masked out of the CRF). Gazetteer
 # entries are "TYPE<TAB>normalised words joined by spaces", not ids.
-RESERVED = {name: (PAD, UNK) for name in VOCAB_FILES if name not in ("tag", "gazetteer")}
+RESERVED: dict[str, tuple[str, ...]] = {
+    name: (PAD, UNK) for name in VOCAB_FILES if name not in ("tag", "gazetteer")
+}
 RESERVED["tag"] = RESERVED["gazetteer"] = ()
 
 
@@ -85,18 +88,22 @@ def gazetteer_ids(words: tf.Tensor, table: tf.lookup.StaticHashTable, max_words:
     ids = tf.zeros(tf.shape(dense), tf.int64)
     for n in range(1, max_words + 1):
         starts = tf.maximum(width - n + 1, 0)  # (a negative slice end would count from the end)
-        grams = tf.strings.join([dense[:, k: k + starts] for k in range(n)], separator=" ")
+        grams = tf.strings.join([dense[:, k : k + starts] for k in range(n)], separator=" ")
         bits = table.lookup(grams)  # [B, max(T - n + 1, 0)]: a match starting at each word
         for k in range(n):  # ... covers that word and the next n - 1
             ids = tf.bitwise.bitwise_or(ids, tf.pad(bits, [[0, 0], [k, n - 1 - k]])[:, :width])
     return tf.RaggedTensor.from_tensor(ids, lengths=words.row_lengths()) if ragged else ids
 
 
-def gazetteer_entries(names: Sequence[tuple[str, Sequence[str]]], config: FeatureConfig) -> list[str]:
+def gazetteer_entries(
+    names: Sequence[tuple[str, Sequence[str]]], config: FeatureConfig
+) -> list[str]:
     """The gazetteer.txt entries of (type, words) names, their words normalised like word
     lookups (in one TF call for all names). Names with more than ``max_gazetteer_words``
     words are never matched, so they are left out."""
-    names = [(kind, list(words)) for kind, words in names if 0 < len(words) <= config.max_gazetteer_words]
+    names = [
+        (kind, list(words)) for kind, words in names if 0 < len(words) <= config.max_gazetteer_words
+    ]
     if not names:
         return []
     flat = normalize_words(tf.constant([w for _, words in names for w in words]), config).numpy()
@@ -170,16 +177,23 @@ class FeatureExtractor(tf.Module):
     def __init__(self, vocabs: Mapping[str, Sequence[str]], config: FeatureConfig):
         super().__init__(name="features")
         self.config = config
-        self.tables = {name: self._table(entries, -1 if name == "tag" else UNK_ID)
-                       for name, entries in vocabs.items() if name != "gazetteer"}
+        self.tables = {
+            name: self._table(entries, -1 if name == "tag" else UNK_ID)
+            for name, entries in vocabs.items()
+            if name != "gazetteer"
+        }
         if vocabs.get("gazetteer"):
             types = gazetteer_types(vocabs["gazetteer"])
             bits: dict[str, int] = {}
             for entry in vocabs["gazetteer"]:
                 kind, phrase = entry.split("\t", 1)
                 bits[phrase] = bits.get(phrase, 0) | 1 << types.index(kind)
-            self.gazetteer = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-                tf.constant(list(bits), tf.string), tf.constant(list(bits.values()), tf.int64)), 0)
+            self.gazetteer = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(list(bits), tf.string), tf.constant(list(bits.values()), tf.int64)
+                ),
+                0,
+            )
         else:
             self.gazetteer = None
 
@@ -200,5 +214,7 @@ class FeatureExtractor(tf.Module):
             if name in columns and name in self.tables:
                 out[f"{name}_id"] = self.tables[name].lookup(columns[name])
         if self.gazetteer is not None:
-            out["gazetteer_id"] = gazetteer_ids(keys["word"], self.gazetteer, self.config.max_gazetteer_words)
+            out["gazetteer_id"] = gazetteer_ids(
+                keys["word"], self.gazetteer, self.config.max_gazetteer_words
+            )
         return out

@@ -5,6 +5,7 @@ streaming concatenation, and a local copy of a remote folder (a SavedModel).
 On a local disk a rename is atomic. On an object store it is a copy and a delete, so a
 reader may briefly see neither name, but never a half-written object under the final name.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,8 +15,9 @@ import shutil
 import tempfile
 import types
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Literal
 
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
@@ -106,7 +108,7 @@ class atomic_write:
         self.file: IO = raw if self.binary else io.TextIOWrapper(raw, encoding="utf-8", newline="")
         return self.file
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         self.file.close()
         if exc_type is None:
             FileSystems.rename([self.tmp], [self.path])
@@ -148,7 +150,7 @@ def walk(folder: str) -> Iterator[FileMetadata]:
     yield from match(join(folder, "**"), allow_empty=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def share_s3_clients() -> None:
     """Makes Beam's S3 filesystem reuse one boto3 client per configuration in this process.
     It builds a new boto3 session and client for every call, and loading the service
@@ -184,7 +186,7 @@ def local_folder(path: str) -> str:
     target = tempfile.mkdtemp(prefix="etagger-remote-")
     prefix = path.rstrip("/") + "/"
     for meta in walk(path):
-        relative = meta.path[len(prefix):]
+        relative = meta.path[len(prefix) :]
         local = Path(target, relative)
         local.parent.mkdir(parents=True, exist_ok=True)
         with open_read(meta.path) as src, open(local, "wb") as dst:
@@ -200,7 +202,7 @@ def publish_folder(staging: str, target: str) -> None:
     if not is_local(target):
         delete_tree(target)
         found = [m.path for m in walk(staging)]
-        move(found, [join(target, p[len(staging.rstrip("/")) + 1:]) for p in found])
+        move(found, [join(target, p[len(staging.rstrip("/")) + 1 :]) for p in found])
         return
     parent, name = os.path.split(target.rstrip("/"))
     old = os.path.join(parent, f".{name}.old-{os.getpid()}")

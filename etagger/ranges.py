@@ -7,9 +7,11 @@ newlines and kept sentences; its running sums give every range the number of its
 and of its first sentence, so each record keeps the line number and sentence index that a
 read of the whole file gives it. Compressed files cannot be cut and are one range each.
 """
+
 from __future__ import annotations
 
-from typing import Container, Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from apache_beam.io.filesystem import CompressionTypes
 
@@ -25,7 +27,7 @@ class FileRange(NamedTuple):
     end: int | None
     file_number: int  # the file's position among the inputs
     number: int  # the range's position in its file
-    count: int  # ranges in the file
+    ranges_in_file: int
     split: str = ""  # preprocess: the split the file belongs to
     first_line: int = 1  # number of the line that holds byte ``start``
     first_index: int = 0  # CoNLL: sentences kept before ``start``
@@ -49,9 +51,14 @@ class Census(NamedTuple):
     sentences: int  # CoNLL: sentences kept (a lenient read's count); raw: 0
 
 
-def plan(files: Sequence[tuple[str, int]], kinds: dict[str, str], range_bytes: int,
-         splits: dict[str, str] | None = None, whole: Container[str] = (), min_ranges: int = 1
-         ) -> list[FileRange]:
+def plan(
+    files: Sequence[tuple[str, int]],
+    kinds: dict[str, str],
+    range_bytes: int,
+    splits: dict[str, str] | None = None,
+    whole: Container[str] = (),
+    min_ranges: int = 1,
+) -> list[FileRange]:
     """Ranges of at most ``range_bytes`` for (path, size) ``files``, at least ``min_ranges``
     per file (if it has that many bytes); an empty file gets one empty range, so that every
     input is seen. ``kinds`` maps a path to "conll" or "raw", ``splits`` to its preprocess
@@ -68,7 +75,9 @@ def plan(files: Sequence[tuple[str, int]], kinds: dict[str, str], range_bytes: i
         step = -(-size // count) if size else 0
         for number in range(count):
             start, end = number * step, min(size, (number + 1) * step)
-            ranges.append(FileRange(path, kinds[path], start, end, file_number, number, count, split))
+            ranges.append(
+                FileRange(path, kinds[path], start, end, file_number, number, count, split)
+            )
     return ranges
 
 
@@ -107,7 +116,9 @@ def numbered(ranges: Iterable[FileRange], censuses: Iterable[Census]) -> list[Fi
     out, line, index, current = [], 1, 0, None
     for r in sorted(ranges, key=lambda r: (r.file_number, r.number)):
         if (r.file_number, r.number) not in found:
-            raise RuntimeError(f"the census lost range {r.name} of {r.path}: the runner dropped work")
+            raise RuntimeError(
+                f"the census lost range {r.name} of {r.path}: the runner dropped work"
+            )
         if r.file_number != current:
             line, index, current = 1, 0, r.file_number
         out.append(r._replace(first_line=line, first_index=index))
@@ -130,10 +141,20 @@ def raw_lines(r: FileRange) -> Iterator[tuple[int, bytes]]:
             position += len(raw)
 
 
-def conll_sentences(r: FileRange, options, stats: conll.ReadStats,
-                    lenient: bool | None = None) -> Iterator[conll.Sentence]:
+def conll_sentences(
+    r: FileRange, options, stats: conll.ReadStats, lenient: bool | None = None
+) -> Iterator[conll.Sentence]:
     """The sentences of a CoNLL range, numbered as in a read of the whole file."""
     with _open(r) as f:
         yield from conll.read_conll_range(
-            f, r.path, r.start, r.end, r.first_line, r.first_index, options.columns,
-            options.lenient if lenient is None else lenient, options.max_tokens, stats)
+            f,
+            r.path,
+            r.start,
+            r.end,
+            r.first_line,
+            r.first_index,
+            options.columns,
+            options.lenient if lenient is None else lenient,
+            options.max_tokens,
+            stats,
+        )

@@ -1,10 +1,11 @@
 """Reading preprocessed TFRecord shards back: per-sentence dicts of Python/NumPy values, and
 ``conll.Sentence`` objects that ``conll.write_conll`` turns back into the input file."""
+
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +22,9 @@ def shard_paths(data_dir: str | Path, split: str) -> list[Path]:
     for part in split.split("+"):
         found = sorted(Path(data_dir).glob(f"{part}-*-of-*.tfrecord"))
         if not found:
-            raise FileNotFoundError(f"no {part} shards in {data_dir} (run `cli.py preprocess` first)")
+            raise FileNotFoundError(
+                f"no {part} shards in {data_dir} (run `cli.py preprocess` first)"
+            )
         paths += found
     return paths
 
@@ -54,11 +57,16 @@ def _read_shard(path: Path, names: set[str] | None) -> Iterator[dict]:
         for i in range(len(columns["index"])):
             record = {name: rows[i] for name, rows in columns.items()}
             # An optional sequence feature absent from a record parses as []; leave it out.
-            yield {name: value for name, value in record.items()
-                   if not (name in optional and len(value) == 0 and record["length"])}
+            yield {
+                name: value
+                for name, value in record.items()
+                if not (name in optional and len(value) == 0 and record["length"])
+            }
 
 
-def read_records(data_dir: str | Path, split: str, names: Iterable[str] | None = None) -> Iterator[dict]:
+def read_records(
+    data_dir: str | Path, split: str, names: Iterable[str] | None = None
+) -> Iterator[dict]:
     """Yields one dict per sentence of ``split``, decoded with ``schema.decode``.
 
     Shards are read in order; every shard is sorted by (source, index), so merging them
@@ -79,10 +87,15 @@ def to_sentences(records: Iterable[dict], columns: Sequence[str]) -> Iterator[co
     records, so that ``conll.write_conll(path, to_sentences(read_records(...), columns))``
     reproduces the preprocessed input file byte for byte."""
     for record in records:
-        offsets = ()
+        offsets: tuple[tuple[int, int], ...] = ()
         if "start" in record and len(record["start"]):
-            offsets = tuple(zip(np.asarray(record["start"]).tolist(), np.asarray(record["end"]).tolist()))
+            offsets = tuple(
+                zip(np.asarray(record["start"]).tolist(), np.asarray(record["end"]).tolist())
+            )
         yield conll.Sentence(
             columns={name: tuple(record[name]) for name in columns},
-            index=record["index"], source=record.get("source", ""),
-            leading=record.get("leading", ""), offsets=offsets)
+            index=record["index"],
+            source=record.get("source", ""),
+            leading=record.get("leading", ""),
+            offsets=offsets,
+        )

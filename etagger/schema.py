@@ -1,11 +1,13 @@
 """The TFRecord layout in ``schemas/sequence_example.json``: encoding sentences to
 tf.train.SequenceExample and the tf.io parsing spec that reads them back."""
+
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import tensorflow as tf
 
@@ -13,15 +15,18 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "sequence_exampl
 _DTYPES = {"string": tf.string, "int64": tf.int64}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
 def _feature(dtype: str, values) -> tf.train.Feature:
     if dtype == "string":
-        return tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[v.encode("utf-8") if isinstance(v, str) else v for v in values]))
+        return tf.train.Feature(
+            bytes_list=tf.train.BytesList(
+                value=[v.encode("utf-8") if isinstance(v, str) else v for v in values]
+            )
+        )
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
@@ -38,7 +43,10 @@ def encode(context: Mapping[str, Any], sequence: Mapping[str, Any]) -> bytes:
         unknown = set(given) - set(schema[part])
         missing = {k for k, v in schema[part].items() if v["required"]} - set(given)
         if unknown or missing:
-            raise ValueError(f"{part} features break the schema: unknown {sorted(unknown)}, missing {sorted(missing)}")
+            raise ValueError(
+                f"{part} features break the schema: unknown {sorted(unknown)}, "
+                f"missing {sorted(missing)}"
+            )
     example = tf.train.SequenceExample()
     for name, value in context.items():
         example.context.feature[name].CopyFrom(_feature(schema["context"][name]["dtype"], [value]))
@@ -48,7 +56,9 @@ def encode(context: Mapping[str, Any], sequence: Mapping[str, Any]) -> bytes:
             raise ValueError(f"sequence feature {name!r} has {len(steps)} steps, expected {length}")
         feature_list = example.feature_lists.feature_list[name]
         for step in steps:
-            feature_list.feature.append(_feature(spec["dtype"], step if spec.get("ragged") else [step]))
+            feature_list.feature.append(
+                _feature(spec["dtype"], step if spec.get("ragged") else [step])
+            )
     return example.SerializeToString(deterministic=True)
 
 
@@ -57,13 +67,20 @@ def parsing_spec(names: set[str] | None = None) -> tuple[dict, dict]:
     restricted to ``names`` when given."""
     schema = load_schema()
     keep = (lambda n: True) if names is None else (lambda n: n in names)
-    context = {n: tf.io.FixedLenFeature([], _DTYPES[s["dtype"]])
-               for n, s in schema["context"].items() if keep(n)}
+    context = {
+        n: tf.io.FixedLenFeature([], _DTYPES[s["dtype"]])
+        for n, s in schema["context"].items()
+        if keep(n)
+    }
     sequence = {}
     for n, s in schema["sequence"].items():
         if keep(n):
             dtype = _DTYPES[s["dtype"]]
-            sequence[n] = tf.io.RaggedFeature(dtype) if s.get("ragged") else tf.io.FixedLenSequenceFeature([], dtype, allow_missing=not s["required"])
+            sequence[n] = (
+                tf.io.RaggedFeature(dtype)
+                if s.get("ragged")
+                else tf.io.FixedLenSequenceFeature([], dtype, allow_missing=not s["required"])
+            )
     return context, sequence
 
 

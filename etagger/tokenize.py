@@ -32,6 +32,7 @@ their period inside the token, so ``Mr. Smith`` and ``the U.S. Army`` are never 
 price is that a sentence ending in an abbreviation (``… in the U.S. The …``) runs on into
 the next one, except at the end of the line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,10 +53,45 @@ _SEPARATOR_CHARS = r"\p{Z}\p{Cc}\x{200B}\x{FEFF}"  # spaces, controls, zero-widt
 _WORD_CHAR = r"[\p{L}\p{M}\p{N}_\x{00AD}\x{200C}\x{200D}]"  # soft hyphen, ZWNJ, ZWJ: inside words
 _APOSTROPHE = "['\u2019]"
 _ABBREVIATIONS = (
-    "Mr", "Mrs", "Ms", "Dr", "Prof", "Rev", "St", "Mt", "Ft", "Jr", "Sr",
-    "Gen", "Gov", "Sen", "Rep", "Capt", "Col", "Lt", "Sgt",
-    "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov", "Dec",
-    "Inc", "Corp", "Ltd", "Co", "Bros", "No", "vs", "etc",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Dr",
+    "Prof",
+    "Rev",
+    "St",
+    "Mt",
+    "Ft",
+    "Jr",
+    "Sr",
+    "Gen",
+    "Gov",
+    "Sen",
+    "Rep",
+    "Capt",
+    "Col",
+    "Lt",
+    "Sgt",
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Sept",
+    "Oct",
+    "Nov",
+    "Dec",
+    "Inc",
+    "Corp",
+    "Ltd",
+    "Co",
+    "Bros",
+    "No",
+    "vs",
+    "etc",
 )
 _URL_CHAR = rf"""[^{_SEPARATOR_CHARS}<>"(){{}}\[\]]"""
 _URL_LAST_CHAR = rf"""[^{_SEPARATOR_CHARS}<>"(){{}}\[\].,;:!?'\x{{2019}}]"""
@@ -161,7 +197,11 @@ class Tokenizer:
             for chunk in range(first, last, self.max_sentence_tokens):
                 stop = min(chunk + self.max_sentence_tokens, last)
                 sentences.append(
-                    Sentence(tuple(tokens[chunk:stop]), tuple(starts[chunk:stop]), tuple(ends[chunk:stop]))
+                    Sentence(
+                        tuple(tokens[chunk:stop]),
+                        tuple(starts[chunk:stop]),
+                        tuple(ends[chunk:stop]),
+                    )
                 )
             first = last
         return sentences
@@ -175,7 +215,9 @@ def _make_splitter(token_pattern: str):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def split(lines):
         # Chunks: runs of non-separators, found with a cheap pattern.
-        chunks, chunk_starts, chunk_ends = tf_text.regex_split_with_offsets(lines, rf"[{_SEPARATOR_CHARS}]+")
+        chunks, chunk_starts, chunk_ends = tf_text.regex_split_with_offsets(
+            lines, rf"[{_SEPARATOR_CHARS}]+"
+        )
         chunk_starts, chunk_ends = chunk_starts.flat_values, chunk_ends.flat_values
         # regex_split costs mostly per match (RE2 extracts the capture group that its
         # wrapper adds, running the large Unicode token program), so chunks that are one
@@ -187,7 +229,9 @@ def _make_splitter(token_pattern: str):
         words, word_starts, _ = tf_text.regex_split_with_offsets(
             tf.where(whole, "", chunks.flat_values), token_pattern, token_pattern
         )
-        pieces, piece_starts, piece_ends = tf_text.regex_split_with_offsets(words.flat_values, _CLITIC, _CLITIC)
+        pieces, piece_starts, piece_ends = tf_text.regex_split_with_offsets(
+            words.flat_values, _CLITIC, _CLITIC
+        )
         # Line offsets of the pieces, grouped by chunk. (Flat tensors and unvalidated ragged
         # ones: ragged broadcasting and validation would make tracing several times slower.)
         word_offsets = tf.repeat(chunk_starts, words.row_lengths()) + word_starts.flat_values
@@ -224,7 +268,11 @@ def _encode(text: str) -> bytes:
 
 
 def _char_offsets(
-    texts: list[str], encoded: list[bytes], row_splits: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    texts: list[str],
+    encoded: list[bytes],
+    row_splits: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
 ) -> tuple[list[int], list[int]]:
     """Converts line-relative UTF-8 byte offsets of all tokens of a batch to character offsets."""
     data = b"".join(encoded)
@@ -232,7 +280,9 @@ def _char_offsets(
         line_starts = np.cumsum([0] + [len(line) for line in encoded])
         base = np.repeat(line_starts[:-1], np.diff(row_splits))
         # chars_before[b] = number of characters in data[:b]; continuation bytes are 10xxxxxx.
-        chars_before = np.concatenate(([0], np.cumsum((np.frombuffer(data, np.uint8) & 0xC0) != 0x80)))
+        chars_before = np.concatenate(
+            ([0], np.cumsum((np.frombuffer(data, np.uint8) & 0xC0) != 0x80))
+        )
         starts = chars_before[base + starts] - chars_before[base]
         ends = chars_before[base + ends] - chars_before[base]
     return starts.tolist(), ends.tolist()
@@ -263,7 +313,9 @@ def _sentence_ends(tokens: list[str], starts: list[int], ends: list[int]) -> lis
             glued = starts[j] == ends[j - 1]
             if tokens[j] == '"' and (quotes % 2 or glued or j == n - 1):
                 quotes += 1
-            elif not (tokens[j] in _TERMINATORS or tokens[j] in _CLOSERS or (tokens[j] == "'" and glued)):
+            elif not (
+                tokens[j] in _TERMINATORS or tokens[j] in _CLOSERS or (tokens[j] == "'" and glued)
+            ):
                 break
             j += 1
         scanned = j

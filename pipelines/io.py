@@ -16,9 +16,9 @@ timings travel in the receipts.
 ``options`` below is any object with the attributes ``columns``, ``lenient``,
 ``max_tokens`` and ``wikitext`` (``tag_corpus.TagOptions``, ``preprocess.PreprocessOptions``).
 """
+
 from __future__ import annotations
 
-import argparse
 import difflib
 import functools
 import json
@@ -28,13 +28,20 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, NamedTuple, Sequence, TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, TextIO
 
 import apache_beam as beam
 import tqdm
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (GoogleCloudOptions, HadoopFileSystemOptions,
-                                                  PipelineOptions, S3Options, StandardOptions)
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    HadoopFileSystemOptions,
+    PipelineOptions,
+    S3Options,
+    StandardOptions,
+    _BeamArgumentParser,  # the parser Beam's option classes add their flags to
+)
 
 from etagger import conll, fsutil, ranges
 from etagger.errors import UsageError
@@ -67,16 +74,22 @@ class RangeSentences(NamedTuple):
 
 # ----------------------------------------------------------------------------- runners
 
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """Beam's options from the command line's leftover flags. ``--runner DaskRunner`` names
     Beam's Dask runner; on it each input range is a Dask partition of its own, so that the
     ranges spread over the workers. The driver's filesystems get the same options (an S3
     endpoint, for example)."""
     args = [f"--runner={DASK_RUNNER}" if a == "--runner=DaskRunner" else a for a in beam_args]
-    args = [DASK_RUNNER if a == "DaskRunner" and args[i - 1:i] == ["--runner"] else a for i, a in enumerate(args)]
+    args = [
+        DASK_RUNNER if a == "DaskRunner" and args[i - 1 : i] == ["--runner"] else a
+        for i, a in enumerate(args)
+    ]
     check_beam_args(args)
     options = PipelineOptions(args)
-    if is_dask(options) and not any(a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in args):
+    if is_dask(options) and not any(
+        a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in args
+    ):
         options = PipelineOptions([*args, "--dask_partition_size=1"])
     fsutil.share_s3_clients()
     FileSystems.set_options(options)
@@ -88,16 +101,17 @@ def check_beam_args(args: Sequence[str]) -> None:
     Beam would only log and drop)."""
     if any("DaskRunner" in a for a in args):
         import apache_beam.runners.dask.dask_runner  # noqa: F401 (defines the --dask_* options)
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False)
+    # How Beam's own PipelineOptions.get_all_options lists every option: each subclass adds its own.
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
-        cls._add_argparse_args(parser)  # noqa: SLF001 (how Beam itself lists every option)
+        cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(args))
     if not unknown:
         return
     if not unknown[0].startswith("-"):
         raise UsageError(f"unexpected argument: {unknown[0]} (see --help)")
     flag = unknown[0].split("=", 1)[0]
-    known = [name for action in parser._actions for name in action.option_strings]  # noqa: SLF001
+    known = [name for action in parser._actions for name in action.option_strings]
     close = difflib.get_close_matches(flag, known, n=1, cutoff=0.8)
     hint = f"; did you mean {close[0]}?" if close else "; see --help"
     raise UsageError(f"no such option: {flag} (neither etagger's nor Beam's{hint})")
@@ -107,8 +121,8 @@ def filesystem_options(options: PipelineOptions) -> dict[str, Any]:
     """The options that Beam's filesystems read (S3, GCS, HDFS), set on the command line."""
     names: set[str] = set()
     for view in (S3Options, GoogleCloudOptions, HadoopFileSystemOptions):
-        parser = argparse.ArgumentParser()
-        view._add_argparse_args(parser)  # noqa: SLF001 (the one list of a view's option names)
+        parser = _BeamArgumentParser()
+        view._add_argparse_args(parser)  # the one list of a view's option names
         names |= {action.dest for action in parser._actions}
     return {k: v for k, v in options.get_all_options(drop_default=True).items() if k in names}
 
@@ -152,12 +166,20 @@ def run(build: Callable[[beam.Pipeline], Any], options: PipelineOptions) -> None
 
 # ----------------------------------------------------------------------------- reading
 
-def plan_ranges(paths: dict[str, str], range_bytes: int, splits: dict[str, str] | None = None,
-                whole: Iterable[str] = (), min_ranges: int = 1) -> list[ranges.FileRange]:
+
+def plan_ranges(
+    paths: dict[str, str],
+    range_bytes: int,
+    splits: dict[str, str] | None = None,
+    whole: Iterable[str] = (),
+    min_ranges: int = 1,
+) -> list[ranges.FileRange]:
     """Byte ranges of the input files (path -> "conll" | "raw"), in the order of ``paths``
     (``ranges.plan``)."""
     sizes = {m.path: m.size_in_bytes for m in fsutil.match(list(paths))}
-    return ranges.plan([(p, sizes[p]) for p in paths], paths, range_bytes, splits, set(whole), min_ranges)
+    return ranges.plan(
+        [(p, sizes[p]) for p in paths], paths, range_bytes, splits, set(whole), min_ranges
+    )
 
 
 class _CountRange(FileSystemsDoFn):
@@ -173,20 +195,23 @@ class _CountRange(FileSystemsDoFn):
         yield r.name
 
 
-def take_census(planned: list[ranges.FileRange], options, beam_options: PipelineOptions,
-                work_dir: str) -> list[ranges.FileRange]:
+def take_census(
+    planned: list[ranges.FileRange], options, beam_options: PipelineOptions, work_dir: str
+) -> list[ranges.FileRange]:
     """The ranges numbered by a first pass over them (``ranges.census``); only files cut
     into several ranges need it. The pass runs as a pipeline of its own, on the same runner."""
-    needed = [r for r in planned if r.count > 1 and r.number < r.count - 1]
+    needed = [r for r in planned if r.ranges_in_file > 1 and r.number < r.ranges_in_file - 1]
     if not needed:
         return planned
     folder = fsutil.join(work_dir, "census")
 
     def build(p):
-        _ = (p
-             | "Ranges" >> beam.Create(needed)
-             | "Spread" >> beam.Reshuffle()
-             | "Count" >> beam.ParDo(_CountRange(options, folder, filesystem_options(beam_options))))
+        _ = (
+            p
+            | "Ranges" >> beam.Create(needed)
+            | "Spread" >> beam.Reshuffle()
+            | "Count" >> beam.ParDo(_CountRange(options, folder, filesystem_options(beam_options)))
+        )
 
     run(build, beam_options)
     found = read_receipts(folder, [r.name for r in needed])
@@ -206,12 +231,16 @@ def read_receipts(folder: str, names: Iterable[str]) -> dict[str, dict]:
     """name -> the JSON receipt FOLDER/name.json of every range; an error naming what is
     missing if a range left none (its work was lost)."""
     names = list(names)
-    present = {fsutil.basename(m.path)[:-len(".json")]: m.path
-               for m in fsutil.match(fsutil.join(folder, "*.json"), allow_empty=True)}
+    present = {
+        fsutil.basename(m.path)[: -len(".json")]: m.path
+        for m in fsutil.match(fsutil.join(folder, "*.json"), allow_empty=True)
+    }
     missing = [n for n in names if n not in present]
     if missing:
-        raise RuntimeError(f"{len(missing)} of {len(names)} input ranges left no result in {folder} "
-                           f"(first: {missing[0]}): the runner lost work; nothing was published")
+        raise RuntimeError(
+            f"{len(missing)} of {len(names)} input ranges left no result in {folder} "
+            f"(first: {missing[0]}): the runner lost work; nothing was published"
+        )
     return {n: json.loads(fsutil.read_text(present[n])) for n in names}
 
 
@@ -221,8 +250,15 @@ class Progress:
     an ETA, and tokens per second counted from the first finished range on (model loading
     is not in the rate). Off with ``quiet`` and when the stream is not a terminal."""
 
-    def __init__(self, label: str, planned: Sequence[ranges.FileRange], receipts: str, quiet: bool = False,
-                 stream: TextIO | None = None, every: float = 2.0):
+    def __init__(
+        self,
+        label: str,
+        planned: Sequence[ranges.FileRange],
+        receipts: str,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        every: float = 2.0,
+    ):
         self.label, self.receipts, self.every = label, receipts, every
         self.sizes = {r.name: (r.end if r.end is not None else r.start) - r.start for r in planned}
         self.stream = stream or sys.stderr
@@ -230,7 +266,7 @@ class Progress:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="progress", daemon=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.enabled:
             self.thread.start()
         return self
@@ -241,8 +277,15 @@ class Progress:
             self.thread.join()
 
     def _watch(self) -> None:
-        bar = tqdm.tqdm(total=sum(self.sizes.values()) or None, desc=self.label, unit="B", unit_scale=True,
-                        file=self.stream, dynamic_ncols=True, leave=False)
+        bar = tqdm.tqdm(
+            total=sum(self.sizes.values()) or None,
+            desc=self.label,
+            unit="B",
+            unit_scale=True,
+            file=self.stream,
+            dynamic_ncols=True,
+            leave=False,
+        )
         seen: set[str] = set()
         tokens, first = 0, None
         while True:
@@ -250,19 +293,21 @@ class Progress:
             try:
                 found = fsutil.match(fsutil.join(self.receipts, "*.json"), allow_empty=True)
                 for m in found:
-                    name = fsutil.basename(m.path)[:-len(".json")]
+                    name = fsutil.basename(m.path)[: -len(".json")]
                     if name in seen or name not in self.sizes:
                         continue
                     seen.add(name)
                     tokens += json.loads(fsutil.read_text(m.path)).get("tokens", 0)
                     bar.update(self.sizes[name])
-            except (OSError, ValueError):  # a receipt being renamed into place: the next look finds it
-                pass
+            except (OSError, ValueError):
+                pass  # a receipt being renamed into place: the next look finds it
             now = time.monotonic()
             if first is None and tokens:
                 first = (now, tokens)  # the rate counts from here: model loading is not in it
             if first is not None and tokens > first[1]:  # a later look, at least ``every`` after it
-                bar.set_postfix_str(f"{tokens:,} tokens, {(tokens - first[1]) / (now - first[0]):,.0f} tokens/s")
+                bar.set_postfix_str(
+                    f"{tokens:,} tokens, {(tokens - first[1]) / (now - first[0]):,.0f} tokens/s"
+                )
             elif tokens:
                 bar.set_postfix_str(f"{tokens:,} tokens")
             if stopping:
@@ -291,32 +336,38 @@ class _ReadRange(FileSystemsDoFn):
     def __init__(self, options, fs_options: dict[str, Any]):
         super().__init__(fs_options)
         self.options = options
-        self.tokenizer = None
 
     def process(self, r: ranges.FileRange):
         if r.kind == "conll":
             stats = conll.ReadStats()
             sentences = tuple(ranges.conll_sentences(r, self.options, stats))
-            yield RangeSentences(r, sentences, ReadCounts(stats.skipped_sentences, stats.skipped_lines))
+            yield RangeSentences(
+                r, sentences, ReadCounts(stats.skipped_sentences, stats.skipped_lines)
+            )
         else:
             yield self._raw(r)
 
     def _raw(self, r: ranges.FileRange) -> RangeSentences:
-        if self.tokenizer is None:
-            self.tokenizer = _tokenizer(self.options.wikitext, self.options.max_tokens)
+        tokenizer = _tokenizer(self.options.wikitext, self.options.max_tokens)
         counts = dict.fromkeys(ReadCounts._fields, 0)
         source = fsutil.basename(r.path)
         sentences: list[conll.Sentence] = []
         batch: list[tuple[int, str]] = []
 
         def tokenize():
-            for (line_no, _), found in zip(batch, self.tokenizer.tokenize_lines([t for _, t in batch])):
+            for (line_no, _), found in zip(batch, tokenizer.tokenize_lines([t for _, t in batch])):
                 counts["empty_lines"] += not found
                 for k, s in enumerate(found):
                     counts["max_length_sentences"] += len(s.tokens) == self.options.max_tokens
-                    sentences.append(conll.Sentence(
-                        columns={"word": tuple(s.tokens)}, index=line_no * RAW_LINE_STRIDE + k, source=source,
-                        line=line_no, offsets=tuple(zip(s.starts, s.ends))))
+                    sentences.append(
+                        conll.Sentence(
+                            columns={"word": tuple(s.tokens)},
+                            index=line_no * RAW_LINE_STRIDE + k,
+                            source=source,
+                            line=line_no,
+                            offsets=tuple(zip(s.starts, s.ends)),
+                        )
+                    )
             batch.clear()
 
         for line_no, raw in ranges.raw_lines(r):
@@ -324,7 +375,9 @@ class _ReadRange(FileSystemsDoFn):
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 if not self.options.lenient:
-                    raise conll.ConllFormatError(r.path, line_no, f"not valid UTF-8 ({e.reason})") from None
+                    raise conll.ConllFormatError(
+                        r.path, line_no, f"not valid UTF-8 ({e.reason})"
+                    ) from None
                 counts["bad_lines"] += 1
                 log.warning("%s:%d: skipping a line that is not valid UTF-8", r.path, line_no)
                 continue
@@ -341,15 +394,19 @@ class ReadRanges(beam.PTransform):
     """Input ranges -> RangeSentences, one per range: the ranges are spread over the
     workers (``Reshuffle``), then each is read on its own."""
 
-    def __init__(self, planned: Sequence[ranges.FileRange], options, fs_options: dict[str, Any] | None = None):
+    def __init__(
+        self, planned: Sequence[ranges.FileRange], options, fs_options: dict[str, Any] | None = None
+    ):
         super().__init__()
         self.planned, self.options, self.fs_options = list(planned), options, fs_options or {}
 
     def expand(self, pbegin):
-        return (pbegin
-                | "Ranges" >> beam.Create(self.planned)
-                | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_ReadRange(self.options, self.fs_options)))
+        return (
+            pbegin
+            | "Ranges" >> beam.Create(self.planned)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(_ReadRange(self.options, self.fs_options))
+        )
 
 
 def worker_name() -> str:

@@ -1,21 +1,26 @@
 """The typed options of the two pipelines: one definition each, which the command line
 (``cli.py``, through ``etagger.clioptions``) and Python callers share. Light to import, so
 that ``--help`` does not load Beam or TensorFlow."""
+
 from __future__ import annotations
 
 import dataclasses
 
 from etagger.clioptions import option
-from etagger.conll import CONLL2003_COLUMNS, SCHEMES
 from etagger.config import FeatureConfig
+from etagger.conll import CONLL2003_COLUMNS, SCHEMES
 from etagger.glove import EMBEDDED as EMBEDDED_GLOVE
 
 FORMATS = ("conll", "jsonl", "parquet")
 DEFAULT_RANGE_BYTES = 1 << 20
 
-_COLUMNS_HELP = "CoNLL input columns, comma-separated; 'word' is required, 'tag' marks the gold tags"
+_COLUMNS_HELP = (
+    "CoNLL input columns, comma-separated; 'word' is required, 'tag' marks the gold tags"
+)
 _RANGE_HELP = "input bytes per range: the unit of parallel work, of memory and of output shards"
-_LENIENT_HELP = "skip malformed sentences and lines (counted and logged) instead of stopping at the first"
+_LENIENT_HELP = (
+    "skip malformed sentences and lines (counted and logged) instead of stopping at the first"
+)
 _WIKITEXT_HELP = "raw text is wikitext-2/-103 style (@-@ markers, <unk>)"
 
 
@@ -23,24 +28,43 @@ _WIKITEXT_HELP = "raw text is wikitext-2/-103 style (@-@ markers, <unk>)"
 class TagOptions:
     """What tag-corpus tags, with which model, and how it writes the result."""
 
-    model: str = option(help="exported SavedModel folder (`etagger export`); local, gs:// or s3://",
-                        envvar="ETAGGER_MODEL")
-    input: tuple[str, ...] = option((), required=True, help="input file or glob (local, gs://, s3://); repeatable")
+    model: str = option(
+        help="exported SavedModel folder (`etagger export`); local, gs:// or s3://",
+        envvar="ETAGGER_MODEL",
+    )
+    input: tuple[str, ...] = option(
+        (), required=True, help="input file or glob (local, gs://, s3://); repeatable"
+    )
     output: str = option("", required=True, help="output folder")
-    format: str = option("conll", choices=FORMATS, help="conll: conlleval input, one file per input; "
-                                                       "jsonl/parquet: entity spans and confidences, sharded")
-    input_format: str = option("auto", choices=("auto", "conll", "raw"),
-                               help="auto: CoNLL when the first lines have one field per column, else raw text")
+    format: str = option(
+        "conll",
+        choices=FORMATS,
+        help="conll: conlleval input, one file per input; "
+        "jsonl/parquet: entity spans and confidences, sharded",
+    )
+    input_format: str = option(
+        "auto",
+        choices=("auto", "conll", "raw"),
+        help="auto: CoNLL when the first lines have one field per column, else raw text",
+    )
     columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
     lenient: bool = option(False, help=_LENIENT_HELP)
     wikitext: bool = option(False, help=_WIKITEXT_HELP)
-    max_tokens: int = option(1000, minimum=1, help="raw text: longer sentences are cut into several")
-    batch_sentences: int = option(64, minimum=1, aliases=("--batch-size",), help="most sentences per model call")
+    max_tokens: int = option(
+        1000, minimum=1, help="raw text: longer sentences are cut into several"
+    )
+    batch_sentences: int = option(
+        64, minimum=1, aliases=("--batch-size",), help="most sentences per model call"
+    )
     batch_tokens: int = option(4096, minimum=1, help="most tokens per model call")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
-    quiet: bool = option(False, help="no progress bar (there is none when stderr is not a terminal either)")
+    quiet: bool = option(
+        False, help="no progress bar (there is none when stderr is not a terminal either)"
+    )
     # From the model, not the command line.
-    gold_scheme: str = "IOB2"  # tag scheme of the model's training data: CoNLL output spells predictions in it
+    gold_scheme: str = (
+        "IOB2"  # tag scheme of the model's training data: CoNLL output spells predictions in it
+    )
     document_context: int = 0  # tokens of neighbouring sentences the model reads together
 
     def __post_init__(self):
@@ -53,21 +77,35 @@ class PreprocessOptions:
     """Everything that determines preprocess's output; saved as OUT/preprocess.json."""
 
     columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
-    input_scheme: str = option("auto", choices=("auto",) + SCHEMES,
-                               help="tag scheme of the CoNLL files; auto: detected from train")
+    input_scheme: str = option(
+        "auto",
+        choices=("auto",) + SCHEMES,
+        help="tag scheme of the CoNLL files; auto: detected from train",
+    )
     tag_scheme: str = option("IOBES", choices=SCHEMES, help="tag scheme the model trains in")
-    min_count: int = option(1, minimum=1, help="training words seen fewer times (and not in GloVe) map to UNK")
-    glove: str = option(EMBEDDED_GLOVE, help="GloVe text file (.txt or .txt.gz); the default is embedded")
+    min_count: int = option(
+        1, minimum=1, help="training words seen fewer times (and not in GloVe) map to UNK"
+    )
+    glove: str = option(
+        EMBEDDED_GLOVE, help="GloVe text file (.txt or .txt.gz); the default is embedded"
+    )
     num_shards: int = option(1, minimum=1, help="at least this many shards per input file")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
-    max_tokens: int = option(1000, minimum=1, help="longer sentences are an error (with --lenient: a counted skip)")
+    max_tokens: int = option(
+        1000, minimum=1, help="longer sentences are an error (with --lenient: a counted skip)"
+    )
     lenient: bool = option(False, help=_LENIENT_HELP)
     wikitext: bool = option(False, help=_WIKITEXT_HELP)
     features: FeatureConfig = FeatureConfig()
-    bert_handle: str | None = option(None, help="local BERT encoder folder (`etagger convert-bert` output): "
-                                                "also store each token's wordpiece ids")
-    gazetteer: tuple[str, ...] = option((), help="'train' (the training split's entities) or a file of "
-                                                 "TYPE<TAB>name lines; repeatable")
+    bert_handle: str | None = option(
+        None,
+        help="local BERT encoder folder (`etagger convert-bert` output): "
+        "also store each token's wordpiece ids",
+    )
+    gazetteer: tuple[str, ...] = option(
+        (),
+        help="'train' (the training split's entities) or a file of TYPE<TAB>name lines; repeatable",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +114,13 @@ class PreprocessRun:
 
     out: str = option(help="output folder; it appears whole or not at all")
     data_dir: str | None = option(None, help="folder with train.txt, dev.txt, test.txt (CoNLL)")
-    raw: tuple[str, ...] = option((), help="raw text file or glob, one document per line; repeatable")
-    vocab_from: str | None = option(None, help="reuse the vocabularies of an earlier preprocess output")
+    raw: tuple[str, ...] = option(
+        (), help="raw text file or glob, one document per line; repeatable"
+    )
+    vocab_from: str | None = option(
+        None, help="reuse the vocabularies of an earlier preprocess output"
+    )
     overwrite: bool = option(False, help="replace an existing output folder")
-    quiet: bool = option(False, help="no progress bar (there is none when stderr is not a terminal either)")
+    quiet: bool = option(
+        False, help="no progress bar (there is none when stderr is not a terminal either)"
+    )

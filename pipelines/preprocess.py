@@ -15,6 +15,7 @@ Output folder (appears whole or not at all):
   OUT/preprocess.json                  the options and feature config used
   OUT/stats.json                       per split: sentences, tokens, GloVe coverage, ...
 """
+
 from __future__ import annotations
 
 import collections
@@ -25,7 +26,8 @@ import json
 import logging
 import os
 import uuid
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -49,15 +51,20 @@ def _ragged_words(sentences: Sequence[conll.Sentence], column: str = "word"):
     import tensorflow as tf
 
     flat = [w for s in sentences for w in s.columns[column]]
-    return tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(s) for s in sentences])
+    return tf.RaggedTensor.from_row_lengths(
+        tf.constant(flat, tf.string), [len(s) for s in sentences]
+    )
 
 
-def _batches(sentences: Sequence[conll.Sentence], size: int = ENCODE_BATCH) -> Iterable[Sequence[conll.Sentence]]:
+def _batches(
+    sentences: Sequence[conll.Sentence], size: int = ENCODE_BATCH
+) -> Iterable[Sequence[conll.Sentence]]:
     for first in range(0, len(sentences), size):
-        yield sentences[first:first + size]
+        yield sentences[first : first + size]
 
 
 # ----------------------------------------------------------------------------- vocabularies
+
 
 class _VocabKeys(beam.DoFn):
     """RangeSentences -> ((vocab, key, split), count in the range)."""
@@ -72,22 +79,34 @@ class _VocabKeys(beam.DoFn):
         for batch in _batches(read.sentences):
             keys = features.vocab_keys(_ragged_words(batch), self.options.features)
             for name in ("word", "shape"):
-                counts.update((name, key.decode("utf-8"), split) for key in keys[name].flat_values.numpy())
-            counts.update(("char", key.decode("utf-8"), split) for key in keys["char"].flat_values.numpy())
+                counts.update(
+                    (name, key.decode("utf-8"), split) for key in keys[name].flat_values.numpy()
+                )
+            counts.update(
+                ("char", key.decode("utf-8"), split) for key in keys["char"].flat_values.numpy()
+            )
             for s in batch:
                 for name in ("pos", "chunk"):
                     counts.update((name, value, split) for value in s.columns.get(name, ()))
                 if "tag" in s.columns:
-                    tags = conll.convert_tags(s.columns["tag"], self.options.input_scheme, self.options.tag_scheme)
+                    tags = conll.convert_tags(
+                        s.columns["tag"], self.options.input_scheme, self.options.tag_scheme
+                    )
                     counts.update(("tag", value, split) for value in tags)
                     if split == "train" and "train" in self.options.gazetteer:
-                        names += [(kind, s.words[a:b]) for kind, a, b in conll.chunks(s.columns["tag"])]
-        counts.update(("gazetteer", entry, "train") for entry in features.gazetteer_entries(names, self.options.features))
+                        names += [
+                            (kind, s.words[a:b]) for kind, a, b in conll.chunks(s.columns["tag"])
+                        ]
+        counts.update(
+            ("gazetteer", entry, "train")
+            for entry in features.gazetteer_entries(names, self.options.features)
+        )
         yield from counts.items()
 
 
-def build_vocabs(counts: Iterable[tuple[tuple[str, str, str], int]], options: PreprocessOptions
-                 ) -> tuple[dict[str, list[str]], np.ndarray, set[str]]:
+def build_vocabs(
+    counts: Iterable[tuple[tuple[str, str, str], int]], options: PreprocessOptions
+) -> tuple[dict[str, list[str]], np.ndarray, set[str]]:
     """Vocabularies from the training split, plus every word of any split found in GloVe.
 
     Returns (vocabs, filtered GloVe matrix aligned with vocabs["word"], words in GloVe).
@@ -124,8 +143,12 @@ def build_vocabs(counts: Iterable[tuple[tuple[str, str, str], int]], options: Pr
     return vocabs, matrix, set(vectors)
 
 
-def write_vocabs(out_dir: str, vocabs: dict[str, list[str]], glove_words: Iterable[str],
-                 matrix: np.ndarray | None = None) -> None:
+def write_vocabs(
+    out_dir: str,
+    vocabs: dict[str, list[str]],
+    glove_words: Iterable[str],
+    matrix: np.ndarray | None = None,
+) -> None:
     """OUT/vocab/*.txt, OUT/glove_filtered.npy (when given) and the GloVe word list the
     encoding pass reads (in the work folder)."""
     for name, entries in vocabs.items():
@@ -134,7 +157,9 @@ def write_vocabs(out_dir: str, vocabs: dict[str, list[str]], glove_words: Iterab
         buffer = pyio.BytesIO()
         np.save(buffer, matrix)
         fsutil.write_bytes(fsutil.join(out_dir, "glove_filtered.npy"), buffer.getvalue())
-    fsutil.write_text(fsutil.join(out_dir, WORK_DIR, GLOVE_WORDS), "".join(w + "\n" for w in sorted(glove_words)))
+    fsutil.write_text(
+        fsutil.join(out_dir, WORK_DIR, GLOVE_WORDS), "".join(w + "\n" for w in sorted(glove_words))
+    )
 
 
 class ComputeVocabs(beam.PTransform):
@@ -147,12 +172,15 @@ class ComputeVocabs(beam.PTransform):
         self.options, self.out_dir, self.fs_options = options, out_dir, fs_options or {}
 
     def expand(self, read):
-        return (read
-                | "Keys" >> beam.ParDo(_VocabKeys(self.options))
-                | "Count" >> beam.CombinePerKey(sum)
-                | "AllCounts" >> beam.Map(lambda item: (None, item))
-                | "Gather" >> beam.GroupByKey()
-                | "BuildAndWrite" >> beam.ParDo(_BuildVocabs(self.options, self.out_dir, self.fs_options)))
+        return (
+            read
+            | "Keys" >> beam.ParDo(_VocabKeys(self.options))
+            | "Count" >> beam.CombinePerKey(sum)
+            | "AllCounts" >> beam.Map(lambda item: (None, item))
+            | "Gather" >> beam.GroupByKey()
+            | "BuildAndWrite"
+            >> beam.ParDo(_BuildVocabs(self.options, self.out_dir, self.fs_options))
+        )
 
 
 class _BuildVocabs(io.FileSystemsDoFn):
@@ -172,20 +200,27 @@ def load_vocab_dir(vocab_from: str) -> tuple[dict[str, list[str]], list[str]]:
     """(vocabs, glove_words) of an earlier preprocess output, for tagging raw text."""
     vocabs = features.load_vocabs(fsutil.join(vocab_from, "vocab"))
     if "word" not in vocabs:
-        raise FileNotFoundError(f"{vocab_from}: not a preprocess output (no vocab/words.txt) for --vocab-from")
+        raise FileNotFoundError(
+            f"{vocab_from}: not a preprocess output (no vocab/words.txt) for --vocab-from"
+        )
     # The vocabulary words that have a GloVe vector, looked up again in the GloVe source of
     # that run, for the coverage figures of stats.json.
     info_path = fsutil.join(vocab_from, "preprocess.json")
     info = json.loads(fsutil.read_text(info_path)) if fsutil.exists(info_path) else {}
     source = info.get("glove", glove.EMBEDDED)
     if source != glove.EMBEDDED and not fsutil.exists(source):
-        log.warning("GloVe file %s of %s is gone: GloVe coverage of raw text is not known", source, vocab_from)
+        log.warning(
+            "GloVe file %s of %s is gone: GloVe coverage of raw text is not known",
+            source,
+            vocab_from,
+        )
         return vocabs, []
-    words = vocabs["word"][len(features.RESERVED["word"]):]
+    words = vocabs["word"][len(features.RESERVED["word"]) :]
     return vocabs, sorted(glove.load_glove(source, words))
 
 
 # ----------------------------------------------------------------------------- encoding
+
 
 def _to_lists(tensor) -> list:
     """Nested Python lists of a (ragged) tensor. RaggedTensor.to_list() slices row by row
@@ -203,7 +238,9 @@ class Encoder:
     """Sentences -> serialized SequenceExamples and per-sentence (tokens, in GloVe, unknown);
     ids come from features.FeatureExtractor, the same TF ops the serving graph runs."""
 
-    def __init__(self, options: PreprocessOptions, vocabs: dict[str, list[str]], glove_words: Iterable[str]):
+    def __init__(
+        self, options: PreprocessOptions, vocabs: dict[str, list[str]], glove_words: Iterable[str]
+    ):
         self.options = options
         self.extractor = features.FeatureExtractor(vocabs, options.features)
         glove_words = set(glove_words)
@@ -214,21 +251,35 @@ class Encoder:
 
             self.wordpieces = WordPieces(options.bert_handle)
 
-    def __call__(self, sentences: Sequence[conll.Sentence]) -> Iterable[tuple[bytes, tuple[int, int, int]]]:
+    def __call__(
+        self, sentences: Sequence[conll.Sentence]
+    ) -> Iterable[tuple[bytes, tuple[int, int, int]]]:
         import tensorflow as tf
 
-        columns = {name: _ragged_words(sentences, name)
-                   for name in ("word", "pos", "chunk") if name in sentences[0].columns}
+        columns: dict[str, Any] = {
+            name: _ragged_words(sentences, name)
+            for name in ("word", "pos", "chunk")
+            if name in sentences[0].columns
+        }
         if "tag" in sentences[0].columns:
-            tags = [conll.convert_tags(s.columns["tag"], self.options.input_scheme, self.options.tag_scheme) for s in sentences]
+            tags = [
+                conll.convert_tags(
+                    s.columns["tag"], self.options.input_scheme, self.options.tag_scheme
+                )
+                for s in sentences
+            ]
             flat = [t for row in tags for t in row]
-            columns["tag"] = tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), [len(r) for r in tags])
+            columns["tag"] = tf.RaggedTensor.from_row_lengths(
+                tf.constant(flat, tf.string), [len(r) for r in tags]
+            )
         ids = {name: _to_lists(value) for name, value in self.extractor(columns).items()}
         if self.wordpieces is not None:
             pieces = self.wordpieces(columns["word"].flat_values)
             ids["wordpiece_ids"] = _to_lists(columns["word"].with_flat_values(pieces))
         for i, s in enumerate(sentences):
-            sequence = {name: list(values) for name, values in s.columns.items()}
+            sequence: dict[str, list[Any]] = {
+                name: list(values) for name, values in s.columns.items()
+            }
             sequence.update({name: value[i] for name, value in ids.items()})
             if "tag_id" in sequence and -1 in sequence["tag_id"]:
                 line = s.line + sequence["tag_id"].index(-1)
@@ -236,20 +287,45 @@ class Encoder:
             if s.offsets:
                 sequence["start"] = [a for a, _ in s.offsets]
                 sequence["end"] = [b for _, b in s.offsets]
-            context = {"source": fsutil.basename(s.source), "index": s.index, "leading": s.leading, "length": len(s)}
+            context = {
+                "source": fsutil.basename(s.source),
+                "index": s.index,
+                "leading": s.leading,
+                "length": len(s),
+            }
             in_glove = sum(1 for w in sequence["word_id"] if w in self.glove_ids)
             unknown = sum(1 for w in sequence["word_id"] if w == features.UNK_ID)
             yield schema.encode(context, sequence), (len(s), in_glove, unknown)
 
 
-def range_stats(lengths: Iterable[tuple[int, int, int]], sentences: Sequence[conll.Sentence]) -> dict:
+def range_stats(
+    lengths: Iterable[tuple[int, int, int]], sentences: Sequence[conll.Sentence]
+) -> dict:
     """One range's counts: sentences, tokens, GloVe and UNK tokens, length histogram bins and
     the tags as written in the input."""
-    stats = {"sentences": 0, "tokens": 0, "in_glove": 0, "unknown": 0, "lengths": {}, "tag_counts": {}}
+    stats: dict[str, Any] = {
+        "sentences": 0,
+        "tokens": 0,
+        "in_glove": 0,
+        "unknown": 0,
+        "lengths": {},
+        "tag_counts": {},
+    }
     for length, in_glove, unknown in lengths:
-        io.add_counts(stats, {"sentences": 1, "tokens": length, "in_glove": in_glove, "unknown": unknown,
-                              "lengths": {str(length // LENGTH_BIN): 1}})
-    io.add_counts(stats["tag_counts"], collections.Counter(t for s in sentences for t in s.columns.get("tag", ())))
+        io.add_counts(
+            stats,
+            {
+                "sentences": 1,
+                "tokens": length,
+                "in_glove": in_glove,
+                "unknown": unknown,
+                "lengths": {str(length // LENGTH_BIN): 1},
+            },
+        )
+    io.add_counts(
+        stats["tag_counts"],
+        collections.Counter(t for s in sentences for t in s.columns.get("tag", ())),
+    )
     return stats
 
 
@@ -280,17 +356,24 @@ class _EncodeRange(io.FileSystemsDoFn):
 
     def process(self, read: io.RangeSentences):
         lengths = []
-        with fsutil.atomic_write(fsutil.join(self.work_dir, "parts", f"{read.range.name}.tfrecord"), "wb") as f:
+        with fsutil.atomic_write(
+            fsutil.join(self.work_dir, "parts", f"{read.range.name}.tfrecord"), "wb"
+        ) as f:
             for batch in _batches(read.sentences):
                 for record, counts in self.encoder(batch):
                     _TFRecordUtil.write_record(f, record)
                     lengths.append(counts)
-        receipt = {**range_stats(lengths, read.sentences), "read": read.counts._asdict(), "worker": io.worker_name()}
+        receipt = {
+            **range_stats(lengths, read.sentences),
+            "read": read.counts._asdict(),
+            "worker": io.worker_name(),
+        }
         io.write_receipt(fsutil.join(self.work_dir, "receipts"), read.range.name, receipt)
         yield read.range.name
 
 
 # ----------------------------------------------------------------------------- finishing
+
 
 def publish_shards(planned: Sequence[ranges.FileRange], out_dir: str) -> None:
     """Renames each range's part to its shard, {split}-SSSSS-of-NNNNN.tfrecord, in input order."""
@@ -299,20 +382,34 @@ def publish_shards(planned: Sequence[ranges.FileRange], out_dir: str) -> None:
         by_split.setdefault(r.split, []).append(r)
     for split, parts in by_split.items():
         parts.sort(key=lambda r: (r.file_number, r.number))
-        fsutil.move([fsutil.join(out_dir, WORK_DIR, "parts", f"{r.name}.tfrecord") for r in parts],
-                    [fsutil.join(out_dir, f"{split}-{i:05d}-of-{len(parts):05d}.tfrecord") for i in range(len(parts))])
+        fsutil.move(
+            [fsutil.join(out_dir, WORK_DIR, "parts", f"{r.name}.tfrecord") for r in parts],
+            [
+                fsutil.join(out_dir, f"{split}-{i:05d}-of-{len(parts):05d}.tfrecord")
+                for i in range(len(parts))
+            ],
+        )
 
 
-def split_stats(receipts: dict[str, dict], planned: Sequence[ranges.FileRange], options: PreprocessOptions) -> dict:
+def split_stats(
+    receipts: dict[str, dict], planned: Sequence[ranges.FileRange], options: PreprocessOptions
+) -> dict:
     """stats.json: per split, the sums of its ranges' receipts and the figures made of them;
     an error (or, lenient, a warning) for a CoNLL file without a sentence."""
     totals: dict[str, dict] = {}
     per_file: dict[str, int] = {}
     for r in planned:
-        io.add_counts(totals.setdefault(r.split, {}), {k: v for k, v in receipts[r.name].items() if k != "worker"})
+        io.add_counts(
+            totals.setdefault(r.split, {}),
+            {k: v for k, v in receipts[r.name].items() if k != "worker"},
+        )
         per_file[r.path] = per_file.get(r.path, 0) + receipts[r.name]["sentences"]
     for r in planned:
-        if r.kind == "conll" and not per_file[r.path] and not totals[r.split]["read"]["skipped_sentences"]:
+        if (
+            r.kind == "conll"
+            and not per_file[r.path]
+            and not totals[r.split]["read"]["skipped_sentences"]
+        ):
             if not options.lenient:
                 raise conll.ConllFormatError(r.path, 1, "no sentences in file")
             log.warning("%s:1: no sentences in file", r.path)
@@ -320,12 +417,15 @@ def split_stats(receipts: dict[str, dict], planned: Sequence[ranges.FileRange], 
     for split, t in sorted(totals.items()):
         tokens = max(t["tokens"], 1)
         out[split] = {
-            "sentences": t["sentences"], "tokens": t["tokens"],
+            "sentences": t["sentences"],
+            "tokens": t["tokens"],
             "glove_token_coverage": round(t["in_glove"] / tokens, 6),
             "unknown_token_rate": round(t["unknown"] / tokens, 6),
             # [first length, last length, sentences] per bin, shortest first.
-            "length_histogram": [[int(b) * LENGTH_BIN, int(b) * LENGTH_BIN + LENGTH_BIN - 1, n]
-                                 for b, n in sorted(t["lengths"].items(), key=lambda kv: int(kv[0]))],
+            "length_histogram": [
+                [int(b) * LENGTH_BIN, int(b) * LENGTH_BIN + LENGTH_BIN - 1, n]
+                for b, n in sorted(t["lengths"].items(), key=lambda kv: int(kv[0]))
+            ],
         }
         if split == RAW_SPLIT:
             out[split]["skipped_lines"] = t["read"]["bad_lines"]
@@ -339,12 +439,18 @@ def split_stats(receipts: dict[str, dict], planned: Sequence[ranges.FileRange], 
 
 # ----------------------------------------------------------------------------- pipeline
 
-def resolve_inputs(data_dir: str | None, raw: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+
+def resolve_inputs(
+    data_dir: str | None, raw: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
     """(split -> CoNLL file, path -> split for every input file), in split then path order."""
     inputs = {}
     if data_dir:
-        inputs = {split: fsutil.join(data_dir, f"{split}.txt") for split in SPLITS
-                  if fsutil.exists(fsutil.join(data_dir, f"{split}.txt"))}
+        inputs = {
+            split: fsutil.join(data_dir, f"{split}.txt")
+            for split in SPLITS
+            if fsutil.exists(fsutil.join(data_dir, f"{split}.txt"))
+        }
     splits = {path: split for split, path in inputs.items()}
     if raw:
         splits.update((m.path, RAW_SPLIT) for m in fsutil.match(raw))
@@ -360,8 +466,14 @@ def plan(splits: dict[str, str], options: PreprocessOptions) -> list[ranges.File
 def resolve_input_scheme(inputs: dict[str, str], options: PreprocessOptions) -> PreprocessOptions:
     """Fills in ``input_scheme`` from the training file when it is "auto"."""
     if options.input_scheme != "auto" or "train" not in inputs:
-        return options if options.input_scheme != "auto" else dataclasses.replace(options, input_scheme="IOB2")
-    tags = (s.columns["tag"] for s in conll.read_conll(inputs["train"], options.columns, lenient=True))
+        return (
+            options
+            if options.input_scheme != "auto"
+            else dataclasses.replace(options, input_scheme="IOB2")
+        )
+    tags = (
+        s.columns["tag"] for s in conll.read_conll(inputs["train"], options.columns, lenient=True)
+    )
     return dataclasses.replace(options, input_scheme=conll.detect_scheme(tags))
 
 
@@ -375,8 +487,13 @@ def prepare_output(out: str, overwrite: bool) -> str:
     return staging
 
 
-def run_passes(planned: Sequence[ranges.FileRange], staging: str, options: PreprocessOptions,
-               beam_options, where: PreprocessRun) -> dict[str, dict]:
+def run_passes(
+    planned: Sequence[ranges.FileRange],
+    staging: str,
+    options: PreprocessOptions,
+    beam_options,
+    where: PreprocessRun,
+) -> dict[str, dict]:
     """The census, vocabulary and encoding passes; returns the receipts of the ranges."""
     work_dir = fsutil.join(staging, WORK_DIR)
     fs_options = io.filesystem_options(beam_options)
@@ -386,13 +503,25 @@ def run_passes(planned: Sequence[ranges.FileRange], staging: str, options: Prepr
         write_vocabs(staging, vocabs, glove_words)
     else:
         labelled = [r for r in planned if r.split in SPLITS]
-        io.run(lambda p: p | "ReadLabelled" >> io.ReadRanges(labelled, options, fs_options)
-               | "Vocabularies" >> ComputeVocabs(options, staging, fs_options), beam_options)
+        io.run(
+            lambda p: (
+                p
+                | "ReadLabelled" >> io.ReadRanges(labelled, options, fs_options)
+                | "Vocabularies" >> ComputeVocabs(options, staging, fs_options)
+            ),
+            beam_options,
+        )
         if not fsutil.exists(fsutil.join(work_dir, GLOVE_WORDS)):
             raise RuntimeError("the vocabulary pass wrote no vocabularies: the runner lost work")
     with io.Progress("preprocess", planned, fsutil.join(work_dir, "receipts"), quiet=where.quiet):
-        io.run(lambda p: p | "Read" >> io.ReadRanges(planned, options, fs_options)
-               | "Encode" >> beam.ParDo(_EncodeRange(options, staging, fs_options)), beam_options)
+        io.run(
+            lambda p: (
+                p
+                | "Read" >> io.ReadRanges(planned, options, fs_options)
+                | "Encode" >> beam.ParDo(_EncodeRange(options, staging, fs_options))
+            ),
+            beam_options,
+        )
     receipts = io.read_receipts(fsutil.join(work_dir, "receipts"), [r.name for r in planned])
     publish_shards(planned, staging)
     return receipts
@@ -407,7 +536,9 @@ def bert_encoder_dir(handle: str | None) -> str | None:
     return str(resolve_handle(handle))
 
 
-def preprocess(where: PreprocessRun, options: PreprocessOptions, beam_args: Sequence[str] = ()) -> dict:
+def preprocess(
+    where: PreprocessRun, options: PreprocessOptions, beam_args: Sequence[str] = ()
+) -> dict:
     """Runs the passes and publishes the output folder; returns the stats."""
     beam_options = io.pipeline_options(beam_args)
     inputs, splits = resolve_inputs(where.data_dir, list(where.raw))
@@ -418,22 +549,35 @@ def preprocess(where: PreprocessRun, options: PreprocessOptions, beam_args: Sequ
     if not inputs.get("train") and not where.vocab_from:
         raise UsageError("raw text alone needs --vocab-from DIR (an earlier preprocess output)")
     options = dataclasses.replace(
-        options, bert_handle=bert_encoder_dir(options.bert_handle),
-        gazetteer=tuple(g if g == "train" or not fsutil.is_local(g) else os.path.abspath(g) for g in options.gazetteer))
+        options,
+        bert_handle=bert_encoder_dir(options.bert_handle),
+        gazetteer=tuple(
+            g if g == "train" or not fsutil.is_local(g) else os.path.abspath(g)
+            for g in options.gazetteer
+        ),
+    )
     options = resolve_input_scheme(inputs, options)
     staging = prepare_output(where.out, where.overwrite)
     try:
         planned = plan(splits, options)
         receipts = run_passes(planned, staging, options, beam_options, where)
         stats = split_stats(receipts, planned, options)
-        fsutil.write_text(fsutil.join(staging, "stats.json"), json.dumps(stats, indent=2, sort_keys=True))
-        config = {**dataclasses.asdict(options), "inputs": inputs, "raw": list(where.raw),
-                  "vocab_from": where.vocab_from}
+        fsutil.write_text(
+            fsutil.join(staging, "stats.json"), json.dumps(stats, indent=2, sort_keys=True)
+        )
+        config = {
+            **dataclasses.asdict(options),
+            "inputs": inputs,
+            "raw": list(where.raw),
+            "vocab_from": where.vocab_from,
+        }
         if options.bert_handle is not None:
             from etagger.layers.contextual import vocab_sha256
 
             config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
-        fsutil.write_text(fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True))
+        fsutil.write_text(
+            fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True)
+        )
         fsutil.delete_tree(fsutil.join(staging, WORK_DIR))
         fsutil.publish_folder(staging, where.out)
     except BaseException:
@@ -445,5 +589,7 @@ def preprocess(where: PreprocessRun, options: PreprocessOptions, beam_args: Sequ
 
 def run(argv: Sequence[str]) -> dict:
     """``preprocess`` with the options of a command line (``etagger preprocess --help``)."""
-    [where, options], beam_args = clioptions.parse(argv, PreprocessRun, PreprocessOptions, prog="preprocess")
+    [where, options], beam_args = clioptions.parse(
+        argv, PreprocessRun, PreprocessOptions, prog="preprocess"
+    )
     return preprocess(where, options, beam_args)

@@ -18,6 +18,7 @@ Outputs, each written under a temporary name and renamed, so it appears whole or
                                               latency, throughput, counts and skipped records,
                                               per worker too; complete on every runner
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,16 +27,17 @@ import json
 import logging
 import os
 import time
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, cast
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from etagger import clioptions, conll, fsutil, outputs, ranges
-from etagger.predictor import Predictor, document_context, read_meta
+from etagger.predictor import Predictor, Tagged, document_context, read_meta
 from pipelines import io
-from pipelines.options import FORMATS, TagOptions
+from pipelines.options import TagOptions
 
 log = logging.getLogger(__name__)
 NAMESPACE = "tag_corpus"
@@ -44,12 +46,13 @@ WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the
 
 # ----------------------------------------------------------------------------- inference
 
-class RangeTags(NamedTuple):
-    """The model's output for one range: per sentence a dict with its IOB2 ``tags`` (and CRF
-    ``token_confidence`` / ``entity_confidence`` when asked for), and per model call its
-    (seconds, sentences, tokens)."""
 
-    per_sentence: tuple[dict, ...]
+class RangeTags(NamedTuple):
+    """The model's output for one range: per sentence its predictions, per model call its
+    (seconds, sentences, tokens), and how long the worker took to load the model (in the
+    range's receipt, since the Dask runner has no metrics to carry RunInference's own)."""
+
+    per_sentence: tuple[Tagged, ...]
     calls: tuple[tuple[float, int, int], ...]
     model_load_seconds: float
 
@@ -62,14 +65,21 @@ def _predictor(path: str, with_confidence: bool, fingerprint: bytes) -> Predicto
     return Predictor(path, with_confidence)
 
 
-class TaggerModelHandler(ModelHandler[io.RangeSentences, RangeTags, Predictor]):
+class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predictor]):
     """RunInference handler for an etagger SavedModel. An example is one input range's
     sentences; the handler packs them (document context), sorts them by length and calls
     the model on runs of at most ``max_batch_sentences`` packs and ``max_batch_tokens``
     tokens, so that padding wastes little."""
 
-    def __init__(self, model_path: str, with_confidence: bool, max_batch_sentences: int = 64,
-                 max_batch_tokens: int = 4096, document_context: int = 0, fs_options: dict | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        with_confidence: bool,
+        max_batch_sentences: int = 64,
+        max_batch_tokens: int = 4096,
+        document_context: int = 0,
+        fs_options: dict | None = None,
+    ):
         super().__init__()
         self.model_path = model_path
         self.fs_options = fs_options or {}
@@ -81,34 +91,48 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, RangeTags, Predictor]):
     def load_model(self) -> Predictor:
         io.use_filesystem_options(self.fs_options)  # the model may be remote (s3://, gs://)
         fingerprint_path = fsutil.join(self.model_path, "fingerprint.pb")  # written by TF >= 2.13
-        fingerprint = fsutil.read_bytes(fingerprint_path) if fsutil.exists(fingerprint_path) else b""
+        fingerprint = (
+            fsutil.read_bytes(fingerprint_path) if fsutil.exists(fingerprint_path) else b""
+        )
         return _predictor(self.model_path, self.with_confidence, fingerprint)
 
-    def run_inference(self, batch: Sequence[io.RangeSentences], model: Predictor,
-                      inference_args=None) -> Iterable[PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[io.RangeSentences], model: Predictor, inference_args=None
+    ) -> Iterable[PredictionResult]:
         return [PredictionResult(example, self._tag(example.sentences, model)) for example in batch]
 
     def _tag(self, sentences: Sequence[conll.Sentence], model: Predictor) -> RangeTags:
         packs = pack_sentences(sentences, self.document_context)
         order = sorted(range(len(packs)), key=lambda i: _tokens(packs[i]))
-        results: list[list[dict]] = [[] for _ in packs]
+        results: list[list[Tagged]] = [[] for _ in packs]
         calls = []
         for chunk in self._calls(order, packs):
             start = time.perf_counter()
             tagged = model.tag_packs([[s.columns for s in packs[i]] for i in chunk])
-            calls.append((time.perf_counter() - start, sum(len(packs[i]) for i in chunk),
-                          sum(_tokens(packs[i]) for i in chunk)))
+            calls.append(
+                (
+                    time.perf_counter() - start,
+                    sum(len(packs[i]) for i in chunk),
+                    sum(_tokens(packs[i]) for i in chunk),
+                )
+            )
             for i, parts in zip(chunk, tagged):
                 results[i] = parts
-        return RangeTags(tuple(part for parts in results for part in parts), tuple(calls), model.load_seconds)
+        return RangeTags(
+            tuple(part for parts in results for part in parts), tuple(calls), model.load_seconds
+        )
 
-    def _calls(self, order: list[int], packs: list[tuple[conll.Sentence, ...]]) -> Iterable[list[int]]:
+    def _calls(
+        self, order: list[int], packs: list[tuple[conll.Sentence, ...]]
+    ) -> Iterable[list[int]]:
         """Runs of the length-sorted packs within the per-call limits."""
         chunk: list[int] = []
         tokens = 0
         for i in order:
             n = _tokens(packs[i])
-            if chunk and (len(chunk) == self.max_batch_sentences or tokens + n > self.max_batch_tokens):
+            if chunk and (
+                len(chunk) == self.max_batch_sentences or tokens + n > self.max_batch_tokens
+            ):
                 yield chunk
                 chunk, tokens = [], 0
             chunk.append(i)
@@ -124,7 +148,9 @@ def _tokens(pack: Sequence[conll.Sentence]) -> int:
     return sum(len(s) for s in pack)
 
 
-def pack_sentences(sentences: Sequence[conll.Sentence], max_tokens: int) -> list[tuple[conll.Sentence, ...]]:
+def pack_sentences(
+    sentences: Sequence[conll.Sentence], max_tokens: int
+) -> list[tuple[conll.Sentence, ...]]:
     """Packs of consecutive sentences of one document, at most ``max_tokens`` tokens each
     (``conll.pack_documents``), for a model trained with document context, cut where
     ``conll.starts_pack`` says, as in training and evaluation; with ``max_tokens`` 0 every
@@ -132,8 +158,12 @@ def pack_sentences(sentences: Sequence[conll.Sentence], max_tokens: int) -> list
     range when the model reads document context, so a range never cuts a pack."""
     if not max_tokens:
         return [(s,) for s in sentences]
-    return [tuple(pack) for pack in conll.pack_documents(
-        sentences, max_tokens, len, lambda s: conll.starts_pack(s.index, s.leading))]
+    return [
+        tuple(pack)
+        for pack in conll.pack_documents(
+            sentences, max_tokens, len, lambda s: conll.starts_pack(s.index, s.leading)
+        )
+    ]
 
 
 class TagRanges(beam.PTransform):
@@ -148,28 +178,46 @@ class TagRanges(beam.PTransform):
         self.options, self.fs_options = options, fs_options
 
     def expand(self, read):
-        handler = TaggerModelHandler(self.options.model, with_confidence=self.options.format != "conll",
-                                     max_batch_sentences=self.options.batch_sentences,
-                                     max_batch_tokens=self.options.batch_tokens,
-                                     document_context=self.options.document_context, fs_options=self.fs_options)
-        return (read
-                | "OneRangePerCall" >> beam.Map(lambda r: [r])
-                | "Tag" >> RunInference(handler.with_no_batching(), metrics_namespace=NAMESPACE))
+        handler = TaggerModelHandler(
+            self.options.model,
+            with_confidence=self.options.format != "conll",
+            max_batch_sentences=self.options.batch_sentences,
+            max_batch_tokens=self.options.batch_tokens,
+            document_context=self.options.document_context,
+            fs_options=self.fs_options,
+        )
+        return (
+            read
+            | "OneRangePerCall" >> beam.Map(lambda r: [r])
+            | "Tag" >> RunInference(handler.with_no_batching(), metrics_namespace=NAMESPACE)
+        )
 
 
 # ----------------------------------------------------------------------------- writing
 
-def render(sentences: Sequence[conll.Sentence], tagged: Sequence[dict], fmt: str, scheme: str = "IOB2") -> bytes:
+
+def render(
+    sentences: Sequence[conll.Sentence], tagged: Sequence[Tagged], fmt: str, scheme: str = "IOB2"
+) -> bytes:
     """The output of tagged sentences (in input order). CoNLL output of gold-tagged input
     spells the predictions in ``scheme``, as the gold tags are."""
     if fmt == "conll":
         return "".join(
-            outputs.conll_text(list(s.columns.values()),
-                               conll.convert_tags(t["tags"], "IOB2", scheme) if "tag" in s.columns else t["tags"])
-            for s, t in zip(sentences, tagged)).encode("utf-8")
-    records = [outputs.record(s, t["tags"], t.get("token_confidence"), t.get("entity_confidence"))
-               for s, t in zip(sentences, tagged)]
-    return outputs.jsonl_text(records).encode("utf-8") if fmt == "jsonl" else outputs.parquet_bytes(records)
+            outputs.conll_text(
+                list(s.columns.values()),
+                conll.convert_tags(t.tags, "IOB2", scheme) if "tag" in s.columns else t.tags,
+            )
+            for s, t in zip(sentences, tagged)
+        ).encode("utf-8")
+    records = [
+        outputs.record(s, t.tags, t.token_confidence, t.entity_confidence)
+        for s, t in zip(sentences, tagged)
+    ]
+    return (
+        outputs.jsonl_text(records).encode("utf-8")
+        if fmt == "jsonl"
+        else outputs.parquet_bytes(records)
+    )
 
 
 class _WritePart(io.FileSystemsDoFn):
@@ -182,30 +230,43 @@ class _WritePart(io.FileSystemsDoFn):
         self.work_dir, self.fmt, self.scheme = work_dir, fmt, scheme
 
     def process(self, result: PredictionResult):
-        read: io.RangeSentences = result.example
-        tags: RangeTags = result.inference
+        read = cast(io.RangeSentences, result.example)
+        tags = cast(RangeTags, result.inference)
         name = read.range.name
-        fsutil.write_bytes(fsutil.join(self.work_dir, "parts", f"{name}.{self.fmt}"),
-                           render(read.sentences, tags.per_sentence, self.fmt, self.scheme))
+        fsutil.write_bytes(
+            fsutil.join(self.work_dir, "parts", f"{name}.{self.fmt}"),
+            render(read.sentences, tags.per_sentence, self.fmt, self.scheme),
+        )
         tokens = sum(len(s) for s in read.sentences)
         receipt = {
-            "sentences": len(read.sentences), "tokens": tokens,
-            "entities": sum(t.startswith("B-") for out in tags.per_sentence for t in out["tags"]),
-            "read": read.counts._asdict(), "calls": tags.calls,
-            "model_load_seconds": tags.model_load_seconds, "worker": io.worker_name(),
+            "sentences": len(read.sentences),
+            "tokens": tokens,
+            "entities": sum(t.startswith("B-") for out in tags.per_sentence for t in out.tags),
+            "read": read.counts._asdict(),
+            "calls": tags.calls,
+            "model_load_seconds": tags.model_load_seconds,
+            "worker": io.worker_name(),
         }
         io.write_receipt(fsutil.join(self.work_dir, "receipts"), name, receipt)
         yield name
 
 
-def build_pipeline(p: beam.Pipeline, planned: Sequence[ranges.FileRange], options: TagOptions, work_dir: str,
-                   fs_options: dict | None = None):
+def build_pipeline(
+    p: beam.Pipeline,
+    planned: Sequence[ranges.FileRange],
+    options: TagOptions,
+    work_dir: str,
+    fs_options: dict | None = None,
+):
     """One straight chain: ranges -> read -> tag -> part files and receipts."""
     fs_options = fs_options or {}
-    _ = (p
-         | "Read" >> io.ReadRanges(planned, options, fs_options)
-         | "Tag" >> TagRanges(options, fs_options)
-         | "WriteParts" >> beam.ParDo(_WritePart(work_dir, options.format, options.gold_scheme, fs_options)))
+    _ = (
+        p
+        | "Read" >> io.ReadRanges(planned, options, fs_options)
+        | "Tag" >> TagRanges(options, fs_options)
+        | "WriteParts"
+        >> beam.ParDo(_WritePart(work_dir, options.format, options.gold_scheme, fs_options))
+    )
 
 
 def output_names(path: str, fmt: str, count: int) -> list[str]:
@@ -224,38 +285,56 @@ def publish(planned: Sequence[ranges.FileRange], output: str, work_dir: str, fmt
     for r in planned:
         by_file.setdefault(r.path, []).append(r)
     for path, parts in by_file.items():
-        sources = [fsutil.join(work_dir, "parts", f"{r.name}.{fmt}") for r in sorted(parts, key=lambda r: r.number)]
+        sources = [
+            fsutil.join(work_dir, "parts", f"{r.name}.{fmt}")
+            for r in sorted(parts, key=lambda r: r.number)
+        ]
         names = output_names(path, fmt, len(parts))
         if fmt == "conll":
             fsutil.concatenate(sources, fsutil.join(output, names[0]))
             continue
         targets = [fsutil.join(output, n) for n in names]
         fsutil.move(sources, targets)
-        stale = fsutil.match(fsutil.join(output, f"{fsutil.basename(path)}-?????-of-?????.{fmt}"), allow_empty=True)
+        stale = fsutil.match(
+            fsutil.join(output, f"{fsutil.basename(path)}-?????-of-?????.{fmt}"), allow_empty=True
+        )
         fsutil.delete(m.path for m in stale if m.path not in targets)
 
 
 # ----------------------------------------------------------------------------- timing
 
+
 def _percentiles(values: np.ndarray, scale: float = 1000.0) -> dict:
     if not len(values):
         return {}
-    return {"mean_ms": round(float(values.mean() * scale), 3),
-            **{f"p{q}_ms": round(float(np.percentile(values, q) * scale), 3) for q in (50, 95, 99)}}
+    return {
+        "mean_ms": round(float(values.mean() * scale), 3),
+        **{f"p{q}_ms": round(float(np.percentile(values, q) * scale), 3) for q in (50, 95, 99)},
+    }
 
 
 def latency_summary(calls: Sequence[Sequence[float]]) -> dict:
     """Per-call latency; per-sentence latency = its call's time / the call's sentences."""
     seconds = np.array([c[0] for c in calls], dtype=float)
     sizes = np.array([c[1] for c in calls], dtype=int)
-    return {"batches": len(calls), "mean_batch_sentences": round(float(sizes.mean()), 2) if len(sizes) else 0,
-            "inference_seconds": round(float(seconds.sum()), 3),
-            "batch_latency": _percentiles(seconds),
-            "sentence_latency": _percentiles(np.repeat(seconds / np.maximum(sizes, 1), sizes))}
+    return {
+        "batches": len(calls),
+        "mean_batch_sentences": round(float(sizes.mean()), 2) if len(sizes) else 0,
+        "inference_seconds": round(float(seconds.sum()), 3),
+        "batch_latency": _percentiles(seconds),
+        "sentence_latency": _percentiles(np.repeat(seconds / np.maximum(sizes, 1), sizes)),
+    }
 
 
-BAD_COUNTERS = ("bad_lines", "skipped_sentences", "skipped_lines", "empty_lines", "control_char_lines",
-                "max_length_sentences", "empty_files")
+BAD_COUNTERS = (
+    "bad_lines",
+    "skipped_sentences",
+    "skipped_lines",
+    "empty_lines",
+    "control_char_lines",
+    "max_length_sentences",
+    "empty_files",
+)
 
 
 def summarise(receipts: dict[str, dict], planned: Sequence[ranges.FileRange]) -> dict:
@@ -267,22 +346,33 @@ def summarise(receipts: dict[str, dict], planned: Sequence[ranges.FileRange]) ->
     for r in planned:
         receipt = receipts[r.name]
         io.add_counts(totals, {k: receipt[k] for k in ("sentences", "tokens", "entities", "read")})
-        io.add_counts(workers.setdefault(receipt["worker"], {}),
-                      {"ranges": 1, "sentences": receipt["sentences"], "tokens": receipt["tokens"]})
+        io.add_counts(
+            workers.setdefault(receipt["worker"], {}),
+            {"ranges": 1, "sentences": receipt["sentences"], "tokens": receipt["tokens"]},
+        )
         calls += receipt["calls"]
         sentences_per_file[r.path] = sentences_per_file.get(r.path, 0) + receipt["sentences"]
-    bad = dict(totals.get("read", {}), empty_files=sum(1 for n in sentences_per_file.values() if not n))
+    bad = dict(
+        totals.get("read", {}), empty_files=sum(1 for n in sentences_per_file.values() if not n)
+    )
     loads = [receipt["model_load_seconds"] for receipt in receipts.values()]
-    return {"sentences": totals.get("sentences", 0), "tokens": totals.get("tokens", 0),
-            "entities": totals.get("entities", 0),
-            "model_load_ms": round(max(loads) * 1000, 1) if loads else None,
-            "ranges": len(planned), "workers": workers, **latency_summary(calls),
-            "bad_records": {k: bad[k] for k in BAD_COUNTERS if bad.get(k)}}
+    return {
+        "sentences": totals.get("sentences", 0),
+        "tokens": totals.get("tokens", 0),
+        "entities": totals.get("entities", 0),
+        "model_load_ms": round(max(loads) * 1000, 1) if loads else None,
+        "ranges": len(planned),
+        "workers": workers,
+        **latency_summary(calls),
+        "bad_records": {k: bad[k] for k in BAD_COUNTERS if bad.get(k)},
+    }
 
 
 def _rates(sentences_per_second: float, tokens_per_second: float) -> str:
     # Three significant figures below 100/s, so a tiny input's 0.4 sentences/s does not print as 0.
-    return ", ".join(f"{r:,.0f}" if r >= 100 else f"{r:.3g}" for r in (sentences_per_second, tokens_per_second))
+    return ", ".join(
+        f"{r:,.0f}" if r >= 100 else f"{r:.3g}" for r in (sentences_per_second, tokens_per_second)
+    )
 
 
 def format_table(timing: dict) -> str:
@@ -293,18 +383,35 @@ def format_table(timing: dict) -> str:
         ("sentences", f"{timing['sentences']:,}"),
         ("tokens", f"{timing['tokens']:,}"),
         ("entities", f"{timing['entities']:,}"),
-        ("model load", f"{timing['model_load_ms']} ms" if timing["model_load_ms"] is not None else "n/a"),
+        (
+            "model load",
+            f"{timing['model_load_ms']} ms" if timing["model_load_ms"] is not None else "n/a",
+        ),
         ("workers", f"{len(timing['workers'])}"),
         ("batches (mean sentences)", f"{timing['batches']} ({timing['mean_batch_sentences']})"),
-        ("batch latency mean/p50/p95/p99",
-         "/".join(f"{b.get(k, 0):.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
-        ("sentence latency mean/p50/p95/p99",
-         "/".join(f"{s.get(k, 0):.3f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")) + " ms"),
-        ("inference sentences/s, tokens/s",
-         _rates(timing["inference_sentences_per_second"], timing["inference_tokens_per_second"])),
+        (
+            "batch latency mean/p50/p95/p99",
+            "/".join(f"{b.get(k, 0):.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms"))
+            + " ms",
+        ),
+        (
+            "sentence latency mean/p50/p95/p99",
+            "/".join(f"{s.get(k, 0):.3f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms"))
+            + " ms",
+        ),
+        (
+            "inference sentences/s, tokens/s",
+            _rates(timing["inference_sentences_per_second"], timing["inference_tokens_per_second"]),
+        ),
         ("wall time", f"{timing['wall_seconds']:.2f} s"),
-        ("end-to-end sentences/s, tokens/s", _rates(timing["sentences_per_second"], timing["tokens_per_second"])),
-        ("skipped or bad records", ", ".join(f"{k} {v}" for k, v in timing["bad_records"].items()) or "none"),
+        (
+            "end-to-end sentences/s, tokens/s",
+            _rates(timing["sentences_per_second"], timing["tokens_per_second"]),
+        ),
+        (
+            "skipped or bad records",
+            ", ".join(f"{k} {v}" for k, v in timing["bad_records"].items()) or "none",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -312,8 +419,9 @@ def format_table(timing: dict) -> str:
 
 # ----------------------------------------------------------------------------- driver
 
+
 def sniff_format(path: str, columns: Sequence[str]) -> str:
-    """"conll" when the file's first non-blank lines have one field per column and end in
+    """ "conll" when the file's first non-blank lines have one field per column and end in
     a tag (or are a single token: a one-column CoNLL file needs --input-format conll);
     "raw" otherwise."""
     seen = 0
@@ -322,7 +430,9 @@ def sniff_format(path: str, columns: Sequence[str]) -> str:
             fields = raw.decode("utf-8", errors="replace").split()
             if not fields:
                 continue
-            if len(fields) != len(columns) or ("tag" in columns and not conll.is_tag(fields[columns.index("tag")])):
+            if len(fields) != len(columns) or (
+                "tag" in columns and not conll.is_tag(fields[columns.index("tag")])
+            ):
                 return "raw"
             seen += 1
             if seen == 20:
@@ -330,7 +440,9 @@ def sniff_format(path: str, columns: Sequence[str]) -> str:
     return "conll" if seen else "raw"
 
 
-def resolve_inputs(patterns: Sequence[str], input_format: str, columns: Sequence[str]) -> dict[str, str]:
+def resolve_inputs(
+    patterns: Sequence[str], input_format: str, columns: Sequence[str]
+) -> dict[str, str]:
     """input path -> "conll" | "raw", in path order; errors for a pattern without a match
     and for two files of one name (they would write the same outputs)."""
     paths = [m.path for m in fsutil.match(patterns)]
@@ -346,7 +458,9 @@ def resolve_inputs(patterns: Sequence[str], input_format: str, columns: Sequence
 def plan(paths: dict[str, str], options: TagOptions) -> list[ranges.FileRange]:
     """The input ranges. With document context a CoNLL file is one range, since a pack may
     run on across any byte boundary (raw lines are documents: they can be cut anywhere)."""
-    whole = {p for p, kind in paths.items() if kind == "conll"} if options.document_context else set()
+    whole = (
+        {p for p, kind in paths.items() if kind == "conll"} if options.document_context else set()
+    )
     return io.plan_ranges(paths, options.range_bytes, whole=whole)
 
 
@@ -354,7 +468,9 @@ def tag_corpus(options: TagOptions, beam_args: Sequence[str] = ()) -> dict:
     """Runs the pipeline and publishes the outputs; returns (and writes) the timing figures."""
     beam_options = io.pipeline_options(beam_args)
     meta = read_meta(options.model)
-    options = dataclasses.replace(options, gold_scheme=meta["input_scheme"], document_context=document_context(meta))
+    options = dataclasses.replace(
+        options, gold_scheme=meta["input_scheme"], document_context=document_context(meta)
+    )
     paths = resolve_inputs(options.input, options.input_format, options.columns)
     output = options.output
     if fsutil.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
@@ -379,14 +495,22 @@ def tag_corpus(options: TagOptions, beam_args: Sequence[str] = ()) -> dict:
     sentences, tokens = figures["sentences"], figures["tokens"]
     busy = figures["inference_seconds"] or float("nan")
     timing = {
-        "model": options.model, "inputs": paths, "files": len(paths), "format": options.format,
-        "beam_args": list(beam_args), **figures,
+        "model": options.model,
+        "inputs": paths,
+        "files": len(paths),
+        "format": options.format,
+        "beam_args": list(beam_args),
+        **figures,
         "inference_sentences_per_second": round(sentences / busy, 1) if sentences else 0.0,
         "inference_tokens_per_second": round(tokens / busy, 1) if tokens else 0.0,
-        "wall_seconds": round(wall, 3), "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
-        "sentences_per_second": round(sentences / wall, 1), "tokens_per_second": round(tokens / wall, 1),
+        "wall_seconds": round(wall, 3),
+        "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
+        "sentences_per_second": round(sentences / wall, 1),
+        "tokens_per_second": round(tokens / wall, 1),
     }
-    fsutil.write_text(fsutil.join(output, "timing.json"), json.dumps(timing, indent=2, sort_keys=True))
+    fsutil.write_text(
+        fsutil.join(output, "timing.json"), json.dumps(timing, indent=2, sort_keys=True)
+    )
     return timing
 
 

@@ -1,4 +1,5 @@
 """Shared pytest fixtures and markers."""
+
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -15,9 +16,12 @@ CONLL_DIR = SHARED_DATA / "conll2003"
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "conll: needs the real CoNLL-2003 files in ../shared (skipped when absent)")
     config.addinivalue_line(
-        "markers", "services: starts local service processes (Dask, moto S3, Beam job service)")
+        "markers", "conll: needs the real CoNLL-2003 files in ../shared (skipped when absent)"
+    )
+    config.addinivalue_line(
+        "markers", "services: starts local service processes (Dask, moto S3, Beam job service)"
+    )
 
 
 @pytest.fixture

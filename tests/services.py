@@ -12,6 +12,7 @@ reference, so remote workers must be able to import them).
 Run as ``python -m tests.services --loopback MODULE ARGS...`` it executes ``python -m MODULE
 ARGS...`` with gRPC servers that would bind every interface ("[::]") bound to 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,7 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """os.environ with the venv's bin first on PATH and the repo root first on PYTHONPATH."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -70,20 +70,29 @@ class ProcessGroup:
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"etagger-{name}-"))
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, label: str, argv: Sequence[str],
-              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, label: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Starts argv in a new session, stdout and stderr going to <log_dir>/<label>.log."""
         with open(self.log_dir / f"{label}.log", "wb") as log:
             proc = subprocess.Popen(
-                list(argv), cwd=REPO_ROOT, env=dict(env or child_env()), stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                list(argv),
+                cwd=REPO_ROOT,
+                env=dict(env or child_env()),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
     def logs(self, tail: int = 3000) -> str:
         """The end of every child's log, for error messages."""
-        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-tail:]}"
-                         for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name} ---\n{p.read_text(errors='replace')[-tail:]}"
+            for p in sorted(self.log_dir.glob("*.log"))
+        )
 
     def check_alive(self) -> None:
         """Raises if any child has exited."""
@@ -97,8 +106,7 @@ class ProcessGroup:
         while not all(port_open(p) for p in ports):
             self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"ports {list(ports)} not open after {timeout}s\n"
-                                   f"{self.logs()}")
+                raise TimeoutError(f"ports {list(ports)} not open after {timeout}s\n{self.logs()}")
             time.sleep(0.1)
 
     def stop(self, grace: float = 10.0) -> None:
@@ -135,8 +143,10 @@ class DaskCluster:
     processes: ProcessGroup
 
     def _pids_by_name(self) -> dict[str, int]:
-        names = {addr: str(info["name"])
-                 for addr, info in self.client.scheduler_info(n_workers=-1)["workers"].items()}
+        names = {
+            addr: str(info["name"])
+            for addr, info in self.client.scheduler_info(n_workers=-1)["workers"].items()
+        }
         # A worker that just died may still be listed; skip it rather than fail.
         pids = self.client.run(os.getpid, on_error="ignore")
         return {names[addr]: pid for addr, pid in pids.items() if addr in names}
@@ -159,8 +169,9 @@ class DaskCluster:
             self.wait_for_workers(exclude_pids={pid})
         return pid
 
-    def wait_for_workers(self, timeout: float = 60.0,
-                         exclude_pids: frozenset[int] | set[int] = frozenset()) -> None:
+    def wait_for_workers(
+        self, timeout: float = 60.0, exclude_pids: frozenset[int] | set[int] = frozenset()
+    ) -> None:
         """Waits until worker-0 … worker-(N-1) all answer, none with a pid in exclude_pids."""
         deadline = time.monotonic() + timeout
         while True:
@@ -174,8 +185,9 @@ class DaskCluster:
 
 
 @contextlib.contextmanager
-def dask_cluster(workers: int = 2, memory_limit: str = "auto",
-                 timeout: float = 90.0) -> Iterator[DaskCluster]:
+def dask_cluster(
+    workers: int = 2, memory_limit: str = "auto", timeout: float = 90.0
+) -> Iterator[DaskCluster]:
     """Starts `dask scheduler` and `workers` × `dask worker --nthreads 1 --nworkers 1`.
 
     Workers run under a nanny so that a SIGKILLed worker is restarted (with a new pid) and the
@@ -190,15 +202,35 @@ def dask_cluster(workers: int = 2, memory_limit: str = "auto",
     client = None
     try:
         dask = str(VENV_BIN / "dask")
-        group.start("scheduler", [dask, "scheduler", "--host", HOST, "--port", str(port),
-                                  "--no-dashboard"])
+        group.start(
+            "scheduler", [dask, "scheduler", "--host", HOST, "--port", str(port), "--no-dashboard"]
+        )
         group.wait_for_ports([port], timeout)
         for i in range(workers):
-            group.start(f"worker-{i}", [
-                dask, "worker", address, "--host", HOST, "--name", f"worker-{i}",
-                "--nthreads", "1", "--nworkers", "1", "--nanny", "--no-dashboard",
-                "--memory-limit", memory_limit, "--death-timeout", "60",
-                "--local-directory", str(group.log_dir / f"worker-{i}")])
+            group.start(
+                f"worker-{i}",
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--host",
+                    HOST,
+                    "--name",
+                    f"worker-{i}",
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--nanny",
+                    "--no-dashboard",
+                    "--memory-limit",
+                    memory_limit,
+                    "--death-timeout",
+                    "60",
+                    "--local-directory",
+                    str(group.log_dir / f"worker-{i}"),
+                ],
+            )
         try:
             client = Client(address, timeout=timeout, set_as_default=False)
             client.wait_for_workers(workers, timeout=timeout)
@@ -225,8 +257,13 @@ class S3Server:
         """A boto3 S3 client for the server."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=S3_REGION,
-                            aws_access_key_id=S3_KEY, aws_secret_access_key=S3_KEY)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_KEY,
+        )
 
     def make_bucket(self, name: str) -> str:
         """Creates bucket `name` (if missing); returns "s3://name"."""
@@ -238,8 +275,8 @@ class S3Server:
     def reset(self) -> None:
         """Forgets every bucket and object."""
         urllib.request.urlopen(
-            urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"),
-            timeout=10).close()
+            urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"), timeout=10
+        ).close()
 
 
 @contextlib.contextmanager
@@ -253,16 +290,25 @@ def s3_server(timeout: float = 60.0) -> Iterator[S3Server]:
     port = free_port()
     endpoint = f"http://{HOST}:{port}"
     group = ProcessGroup("moto")
-    exported = {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_KEY,
-                "AWS_DEFAULT_REGION": S3_REGION}
+    exported = {
+        "AWS_ACCESS_KEY_ID": S3_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_KEY,
+        "AWS_DEFAULT_REGION": S3_REGION,
+    }
     saved = {k: os.environ.get(k) for k in exported}
     try:
         group.start("moto", [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)])
         _wait_for_http(endpoint, group, timeout)
         os.environ.update(exported)
-        yield S3Server(endpoint, [
-            f"--s3_endpoint_url={endpoint}", f"--s3_access_key_id={S3_KEY}",
-            f"--s3_secret_access_key={S3_KEY}", f"--s3_region_name={S3_REGION}"])
+        yield S3Server(
+            endpoint,
+            [
+                f"--s3_endpoint_url={endpoint}",
+                f"--s3_access_key_id={S3_KEY}",
+                f"--s3_secret_access_key={S3_KEY}",
+                f"--s3_region_name={S3_REGION}",
+            ],
+        )
     finally:
         for key, value in saved.items():
             if value is None:
@@ -283,7 +329,9 @@ def _wait_for_http(url: str, group: ProcessGroup, timeout: float) -> None:
         except OSError:
             group.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} not answering after {timeout}s\n{group.logs()}")
+                raise TimeoutError(
+                    f"{url} not answering after {timeout}s\n{group.logs()}"
+                ) from None
             time.sleep(0.1)
 
 
@@ -311,16 +359,38 @@ def portable_runner(timeout: float = 60.0) -> Iterator[PortableRunner]:
     group = ProcessGroup("beam")
     loopback = [sys.executable, "-m", "tests.services", "--loopback"]
     try:
-        group.start("job_service", [
-            *loopback, "apache_beam.runners.portability.local_job_service_main",
-            "--port", str(job_port), "--staging_dir", str(group.log_dir / "staging")])
-        group.start("worker_pool", [
-            *loopback, "apache_beam.runners.worker.worker_pool_main",
-            "--service_port", str(pool_port)])
+        group.start(
+            "job_service",
+            [
+                *loopback,
+                "apache_beam.runners.portability.local_job_service_main",
+                "--port",
+                str(job_port),
+                "--staging_dir",
+                str(group.log_dir / "staging"),
+            ],
+        )
+        group.start(
+            "worker_pool",
+            [
+                *loopback,
+                "apache_beam.runners.worker.worker_pool_main",
+                "--service_port",
+                str(pool_port),
+            ],
+        )
         group.wait_for_ports([job_port, pool_port], timeout)
-        yield PortableRunner(job_port, pool_port, group, [
-            "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
-            "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
+        yield PortableRunner(
+            job_port,
+            pool_port,
+            group,
+            [
+                "--runner=PortableRunner",
+                f"--job_endpoint=localhost:{job_port}",
+                "--environment_type=EXTERNAL",
+                f"--environment_config=localhost:{pool_port}",
+            ],
+        )
     finally:
         group.stop()
 

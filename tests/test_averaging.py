@@ -1,4 +1,5 @@
 """Weight averaging: the moving average, its warm-up decay, swapping and checkpointing."""
+
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,6 +1,7 @@
 """etagger.bert: the converted all-MiniLM-L6-v2 encoder matches a NumPy BERT layer by layer,
 loads through hub.KerasLayer from a local path with the network cut off, the preprocessor
 packs [CLS] ... [SEP], and wordpieces align to pre-tokenized (CoNLL) words."""
+
 from __future__ import annotations
 
 import socket
@@ -38,7 +39,10 @@ def tokenizer(checkpoint):
 def packed_batch(tokenizer):
     """Two sentences of different lengths, the first a pair (type ids 0 then 1), the second
     padded: int32 [2, T] word ids, mask and type ids."""
-    first = [bert.word_alignment(s.split(), tokenizer)[0] for s in ("The Müller case", "went to Geneva .")]
+    first = [
+        bert.word_alignment(s.split(), tokenizer)[0]
+        for s in ("The Müller case", "went to Geneva .")
+    ]
     second = bert.word_alignment(["NATO"], tokenizer)[0]
     rows = [[CLS, *first[0], SEP, *first[1], SEP], [CLS, *second, SEP]]
     types = [[0] * (len(first[0]) + 2) + [1] * (len(first[1]) + 1), [0] * len(rows[1])]
@@ -63,8 +67,10 @@ def test_encoder_matches_numpy_reference(checkpoint, converted, tokenizer):
     for layer, (got, want) in enumerate(zip(out["encoder_outputs"], reference[1:]), start=1):
         assert np.abs(got.numpy() - want).max() < TOL, f"layer {layer}"
     assert np.abs(out["sequence_output"].numpy() - reference[-1]).max() < TOL
-    pooled = np.tanh(reference[-1][:, 0] @ weights["pooler.dense.weight"].T.astype(np.float64)
-                     + weights["pooler.dense.bias"])
+    pooled = np.tanh(
+        reference[-1][:, 0] @ weights["pooler.dense.weight"].T.astype(np.float64)
+        + weights["pooler.dense.bias"]
+    )
     assert np.abs(out["pooled_output"].numpy() - pooled).max() < TOL
 
 
@@ -79,7 +85,10 @@ def test_loads_from_local_path_without_network(converted, monkeypatch):
 
     preprocessor = hub.KerasLayer(str(converted / "preprocessor"))
     encoder = hub.KerasLayer(str(converted / "encoder"), trainable=True)
-    inputs = {k: v[:, :8] for k, v in preprocessor(tf.constant(["Peter Blackburn", "BRUSSELS 1996-08-22"])).items()}
+    inputs = {
+        k: v[:, :8]
+        for k, v in preprocessor(tf.constant(["Peter Blackburn", "BRUSSELS 1996-08-22"])).items()
+    }
     with tf.GradientTape() as tape:
         out = encoder(inputs)
         loss = tf.reduce_sum(out["pooled_output"]) + tf.reduce_sum(out["sequence_output"])
@@ -93,7 +102,11 @@ def test_preprocessor_packs_cls_sep_and_mask(converted):
     packed = hub.KerasLayer(str(converted / "preprocessor"))(tf.constant(["Hello world", "NATO"]))
     ids, mask, types = (packed[k].numpy() for k in bert.INPUT_NAMES)
     assert ids.shape == mask.shape == types.shape == (2, bert.DEFAULT_SEQ_LENGTH)
-    assert ids[0, :4].tolist() == [CLS, 7592, 2088, SEP] and ids[1, :3].tolist() == [CLS, 10079, SEP]
+    assert ids[0, :4].tolist() == [CLS, 7592, 2088, SEP] and ids[1, :3].tolist() == [
+        CLS,
+        10079,
+        SEP,
+    ]
     assert mask.sum(axis=1).tolist() == [4, 3]
     assert (ids[mask == 0] == PAD).all() and not types.any()
 
@@ -101,16 +114,40 @@ def test_preprocessor_packs_cls_sep_and_mask(converted):
     pieces = loaded.tokenize(tf.constant(["state-of-the-art results", "Geneva"]))
     pair = loaded.bert_pack_inputs([pieces, pieces], seq_length=tf.constant(8))
     # Round-robin trimming to 8 - 3 specials: 3 pieces from the long first segment, 2 from its copy.
-    assert pair["input_word_ids"].numpy()[0].tolist() == [CLS, 2110, 1011, 1997, SEP, 2110, 1011, SEP]
-    assert pair["input_type_ids"].numpy().tolist() == [[0, 0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0, 0, 0]]
+    assert pair["input_word_ids"].numpy()[0].tolist() == [
+        CLS,
+        2110,
+        1011,
+        1997,
+        SEP,
+        2110,
+        1011,
+        SEP,
+    ]
+    assert pair["input_type_ids"].numpy().tolist() == [
+        [0, 0, 0, 0, 0, 1, 1, 1],
+        [0, 0, 0, 1, 1, 0, 0, 0],
+    ]
     assert pair["input_mask"].numpy().sum(axis=1).tolist() == [8, 5]
 
 
 def test_word_alignment_on_tricky_tokens(checkpoint, converted, tokenizer):
-    words = ["Müller", "naïve", "1,234,567.89", "state-of-the-art", "U.S.", "NATO", "2-1",
-             "\u200b", "\x07", "\u0301", "Ångström", "."]
+    words = [
+        "Müller",
+        "naïve",
+        "1,234,567.89",
+        "state-of-the-art",
+        "U.S.",
+        "NATO",
+        "2-1",
+        "\u200b",
+        "\x07",
+        "\u0301",
+        "Ångström",
+        ".",
+    ]
     ids, starts, counts = bert.word_alignment(words, tokenizer)
-    pieces = [ids[s:s + c] for s, c in zip(starts, counts)]
+    pieces = [ids[s : s + c] for s, c in zip(starts, counts)]
     vocab = {i: t for t, i in bert.read_vocab(checkpoint / "vocab.txt").items()}
     spelled = [[vocab[i] for i in p] for p in pieces]
 
@@ -131,21 +168,31 @@ def test_word_alignment_on_tricky_tokens(checkpoint, converted, tokenizer):
     whole = tokenizer.tokenize(tf.constant([" ".join(plain)])).merge_dims(1, 2).to_list()[0]
     assert whole == [i for p in pieces if p != [UNK] for i in p]
     # The exported preprocessor aligns the same way.
-    assert bert.word_alignment(words, hub.load(str(converted / "preprocessor"))) == (ids, starts, counts)
+    assert bert.word_alignment(words, hub.load(str(converted / "preprocessor"))) == (
+        ids,
+        starts,
+        counts,
+    )
     assert bert.word_alignment([], tokenizer) == ([], [], [])
 
 
 def test_small_checkpoint_without_pooler_and_with_prefix(tmp_path):
     """A random 2-layer checkpoint in BertForTokenClassification form ("bert." prefix, a head,
     no pooler): the head is dropped and pooled_output is the [CLS] vector."""
-    shapes = write_small_bert_checkpoint(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b"], vocab_size=12)
+    shapes = write_small_bert_checkpoint(
+        tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b"], vocab_size=12
+    )
 
     config, weights, _ = bert.load_checkpoint(tmp_path / "model.safetensors")
     assert set(weights) == set(shapes) and config["do_lower_case"] is True
     ids = np.array([[2, 4, 5, 3], [2, 4, 3, 0]], np.int32)
     mask, types = (ids != 0).astype(np.int32), np.zeros_like(ids)
-    out = bert.BertEncoder(config, weights)({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types})
+    out = bert.BertEncoder(config, weights)(
+        {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+    )
     reference = bert.numpy_forward(weights, config, ids, mask, types)
     for got, want in zip([out["embedding_output"], *out["encoder_outputs"]], reference):
         assert np.abs(got.numpy() - want).max() < TOL
-    np.testing.assert_array_equal(out["pooled_output"].numpy(), out["sequence_output"].numpy()[:, 0])
+    np.testing.assert_array_equal(
+        out["pooled_output"].numpy(), out["sequence_output"].numpy()[:, 0]
+    )

@@ -1,6 +1,7 @@
 """etagger.bilm and ElmoWordEmbedding: character ids, the biLM's directions (no peeking at
 the word a direction predicts), padding invariance, pretraining on preprocessed text, the
 exported ELMo-signature hub module, and a tagger with ELMo features through export."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,21 @@ from etagger import config as config_lib
 from etagger.layers.contextual import ElmoWordEmbedding
 from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll
 
-TINY_BILM = bilm.BiLMConfig(max_chars=10, char_dim=4, char_filters=((2, 8), (3, 8)), highway_layers=1,
-                            lstm_units=8, lstm_layers=2, dropout=0.0, vocab_size=100, num_sampled=8,
-                            batch_size=16, epochs=3, learning_rate=0.01, heldout_every=5)
+TINY_BILM = bilm.BiLMConfig(
+    max_chars=10,
+    char_dim=4,
+    char_filters=((2, 8), (3, 8)),
+    highway_layers=1,
+    lstm_units=8,
+    lstm_layers=2,
+    dropout=0.0,
+    vocab_size=100,
+    num_sampled=8,
+    batch_size=16,
+    epochs=3,
+    learning_rate=0.01,
+    heldout_every=5,
+)
 
 
 def test_char_ids_frame_bytes_and_cut_long_words():
@@ -45,7 +58,7 @@ def test_each_direction_sees_only_its_side(model):
     c = tf.constant([["Mary", "left", "Paris", "yesterday", "."]])  # differs up to position 1
     n = tf.constant([5])
     (_, la), (_, lb), (_, lc) = (model.directions(x, n) for x in (a, b, c))
-    for (fa, ba), (fb, bb), (fc, bc) in zip(la, lb, lc):
+    for (fa, ba), (fb, _bb), (_fc, bc) in zip(la, lb, lc):
         np.testing.assert_allclose(fa[0, :3], fb[0, :3], atol=1e-6)
         assert not np.allclose(fa[0, 3], fb[0, 3])
         np.testing.assert_allclose(ba[0, 2:], bc[0, 2:], atol=1e-6)
@@ -55,7 +68,9 @@ def test_each_direction_sees_only_its_side(model):
 def test_padding_never_changes_real_positions(model):
     sentence = ["John", "visited", "Paris", "."]
     alone = model(tf.constant([sentence]), tf.constant([4]))
-    batch = tf.constant([["New", "York", "is", "big", "today", ".", ""], sentence + ["x", "y", "z"]])
+    batch = tf.constant(
+        [["New", "York", "is", "big", "today", ".", ""], sentence + ["x", "y", "z"]]
+    )
     padded = model(batch, tf.constant([6, 4]))
     for one, many in zip(alone, padded):
         np.testing.assert_allclose(many[1, :4], one[0], atol=1e-5)
@@ -75,27 +90,48 @@ def test_pretraining_lowers_perplexity_and_exports_a_hub_module(pretrained):
 
     root, result = pretrained
     history = result["history"]
-    assert len(history) == 3 and history[-1]["heldout_perplexity"] < history[0]["heldout_perplexity"]
+    assert (
+        len(history) == 3 and history[-1]["heldout_perplexity"] < history[0]["heldout_perplexity"]
+    )
     vocab = (root / "bilm" / "lm_vocab.txt").read_text().split("\n")[:-1]
-    assert vocab[:3] == ["<S>", "</S>", "<UNK>"] and "Paris" in vocab and result["vocab_size"] == len(vocab)
+    assert (
+        vocab[:3] == ["<S>", "</S>", "<UNK>"]
+        and "Paris" in vocab
+        and result["vocab_size"] == len(vocab)
+    )
     assert json.loads((root / "bilm" / "bilm_config.json").read_text())["lstm_units"] == 8
     assert not (root / "bilm" / "module.tmp").exists()
     assert json.loads((root / "bilm" / "history.json").read_text()) == history
 
     # Loaded the way original ELMo modules are; outputs equal the best epoch's biLM.
-    layer = hub.KerasLayer(str(root / "bilm" / "module"), signature="tokens", signature_outputs_as_dict=True)
+    layer = hub.KerasLayer(
+        str(root / "bilm" / "module"), signature="tokens", signature_outputs_as_dict=True
+    )
     tokens = tf.constant([["John", "visited", "Paris", "."], ["Reuters", "", "", ""]])
     lengths = tf.constant([4, 1])
     out = layer({"tokens": tokens, "sequence_len": lengths})
-    assert set(out) == {"word_emb", "lstm_outputs1", "lstm_outputs2", "elmo", "default", "sequence_len"}
-    assert out["word_emb"].shape == (2, 4, 8) and out["elmo"].shape == (2, 4, 16) and out["default"].shape == (2, 16)
+    assert set(out) == {
+        "word_emb",
+        "lstm_outputs1",
+        "lstm_outputs2",
+        "elmo",
+        "default",
+        "sequence_len",
+    }
+    assert (
+        out["word_emb"].shape == (2, 4, 8)
+        and out["elmo"].shape == (2, 4, 16)
+        and out["default"].shape == (2, 16)
+    )
     reference = bilm.BiLM(TINY_BILM, result["vocab_size"])
     reference(tokens, lengths)
     reference.load_weights(str(root / "bilm" / "best" / "weights"))
     token, one, two = reference(tokens, lengths)
     np.testing.assert_allclose(out["word_emb"], token, atol=1e-5)
     np.testing.assert_allclose(out["lstm_outputs2"], two, atol=1e-5)
-    np.testing.assert_allclose(out["elmo"], (tf.concat([token, token], -1) + one + two) / 3, atol=1e-5)
+    np.testing.assert_allclose(
+        out["elmo"], (tf.concat([token, token], -1) + one + two) / 3, atol=1e-5
+    )
 
 
 def test_elmo_word_embedding_mixes_the_layers(pretrained):
@@ -104,9 +140,14 @@ def test_elmo_word_embedding_mixes_the_layers(pretrained):
     assert layer.handle == root / "bilm" / "module"
     words = tf.constant([["John", "visited", "Paris", "."], ["Reuters", "", "", ""]])
     out = layer(words).numpy()
-    assert out.shape == (2, 4, 16) and (out[1, 1:] == 0).all() and (np.abs(out[0]).sum(-1) > 0).all()
+    assert (
+        out.shape == (2, 4, 16) and (out[1, 1:] == 0).all() and (np.abs(out[0]).sum(-1) > 0).all()
+    )
     # Only the scalar mix trains; with equal weights it is the module's "elmo" output.
-    assert sorted(v.name.split("/")[-1] for v in layer.trainable_weights) == ["gamma:0", "mix_weights:0"]
+    assert sorted(v.name.split("/")[-1] for v in layer.trainable_weights) == [
+        "gamma:0",
+        "mix_weights:0",
+    ]
     elmo = layer.module({"tokens": words, "sequence_len": tf.constant([4, 1])})["elmo"].numpy()
     np.testing.assert_allclose(out[0], elmo[0], atol=1e-5)
     with pytest.raises(FileNotFoundError):
@@ -119,9 +160,18 @@ def test_tagger_with_elmo_trains_and_exports_without_the_module_folder(pretraine
     from etagger.train import input_names, train
 
     root, _ = pretrained
-    model = {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
-             "embedding_dropout": 0.1, "encoder_dropout": 0.1, "elmo_handle": str(root / "bilm")}
-    config = config_lib.Config.from_dict({"model": model, "train": {"batch_size": 8, "epochs": 1, "warmup_steps": 5}})
+    model = {
+        "lstm_units": 16,
+        "lstm_layers": 1,
+        "char_filters": [[3, 8]],
+        "char_dim": 8,
+        "embedding_dropout": 0.1,
+        "encoder_dropout": 0.1,
+        "elmo_handle": str(root / "bilm"),
+    }
+    config = config_lib.Config.from_dict(
+        {"model": model, "train": {"batch_size": 8, "epochs": 1, "warmup_steps": 5}}
+    )
     assert input_names(config)[-1] == "word"
     result = train(root / "data", config, tmp_path / "model", progress=False)
     assert result["epochs_run"] == 1

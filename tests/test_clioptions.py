@@ -1,4 +1,5 @@
 """Options declared once as dataclass fields: click's parse, the dataclass, and Beam's rest."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,37 +34,97 @@ class Example:
 
 
 def test_parse_builds_the_dataclass_and_leaves_the_rest_for_beam():
-    [found], rest = clioptions.parse(["--name", "x", "-n", "5", "--paths", "p", "--runner", "DirectRunner",
-                                      "--paths", "q", "--columns", "a,b", "--no-flag", "--direct_num_workers=2"],
-                                     Example)
-    assert found == Example(name="x", count=5, paths=("p", "q"), columns=("a", "b"), inner=Inner(flag=False))
+    [found], rest = clioptions.parse(
+        [
+            "--name",
+            "x",
+            "-n",
+            "5",
+            "--paths",
+            "p",
+            "--runner",
+            "DirectRunner",
+            "--paths",
+            "q",
+            "--columns",
+            "a,b",
+            "--no-flag",
+            "--direct_num_workers=2",
+        ],
+        Example,
+    )
+    assert found == Example(
+        name="x", count=5, paths=("p", "q"), columns=("a", "b"), inner=Inner(flag=False)
+    )
     assert rest == ["--runner", "DirectRunner", "--direct_num_workers=2"]
     [defaults], _ = clioptions.parse(["--name", "x"], Example)
     assert defaults == Example(name="x")
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "name"),
-    (["--name", "x", "--count", "0"], "0 is not in the range x>=1"),
-    (["--name", "x", "--kind", "c"], "'c' is not one of 'a', 'b'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "name"),
+        (["--name", "x", "--count", "0"], "0 is not in the range x>=1"),
+        (["--name", "x", "--kind", "c"], "'c' is not one of 'a', 'b'"),
+    ],
+)
 def test_bad_values_are_click_usage_errors(argv, message):
     with pytest.raises(click.UsageError, match=message):
         clioptions.parse(argv, Example)
 
 
 def test_the_pipelines_options_round_trip_through_the_command_line():
-    tag = TagOptions(model="m", input=("a", "b"), output="o", format="jsonl", columns=("word", "tag"), lenient=True,
-                     batch_sentences=8, range_bytes=100)
-    argv = ["--model", "m", "--input", "a", "--input", "b", "--output", "o", "--format", "jsonl",
-            "--columns", "word,tag", "--lenient", "--batch-size", "8", "--range-bytes", "100"]
+    tag = TagOptions(
+        model="m",
+        input=("a", "b"),
+        output="o",
+        format="jsonl",
+        columns=("word", "tag"),
+        lenient=True,
+        batch_sentences=8,
+        range_bytes=100,
+    )
+    argv = [
+        "--model",
+        "m",
+        "--input",
+        "a",
+        "--input",
+        "b",
+        "--output",
+        "o",
+        "--format",
+        "jsonl",
+        "--columns",
+        "word,tag",
+        "--lenient",
+        "--batch-size",
+        "8",
+        "--range-bytes",
+        "100",
+    ]
     assert clioptions.parse(argv, TagOptions)[0] == [tag]
-    [where, options], _ = clioptions.parse(["--out", "o", "--raw", "r*.txt", "--no-lowercase", "--zero-digits",
-                                            "--gazetteer", "train", "--min-count", "2"],
-                                           PreprocessRun, PreprocessOptions)
+    [where, options], _ = clioptions.parse(
+        [
+            "--out",
+            "o",
+            "--raw",
+            "r*.txt",
+            "--no-lowercase",
+            "--zero-digits",
+            "--gazetteer",
+            "train",
+            "--min-count",
+            "2",
+        ],
+        PreprocessRun,
+        PreprocessOptions,
+    )
     assert where == PreprocessRun(out="o", raw=("r*.txt",))
-    assert options == PreprocessOptions(features=FeatureConfig(lowercase=False, zero_digits=True),
-                                        gazetteer=("train",), min_count=2)
+    assert options == PreprocessOptions(
+        features=FeatureConfig(lowercase=False, zero_digits=True), gazetteer=("train",), min_count=2
+    )
 
 
 def test_progress_bar_reads_the_receipts(tmp_path):
@@ -81,7 +142,9 @@ def test_progress_bar_reads_the_receipts(tmp_path):
         worker.start()
         worker.join()
     text = stream.getvalue()
-    assert "tag-corpus" in text and "300/300" in text and "3,000 tokens" in text and "tokens/s" in text
+    assert (
+        "tag-corpus" in text and "300/300" in text and "3,000 tokens" in text and "tokens/s" in text
+    )
     quiet = pyio.StringIO()
     with io.Progress("tag-corpus", planned, receipts, quiet=True, stream=quiet, every=0.05):
         time.sleep(0.1)

@@ -3,6 +3,7 @@ of transformer_crf: relative positions; of both: document context) adds only its
 fields (and the document-context variants their batch size and decay steps, as a pack
 holds about three sentences): the same encoder and training budget, so the comparisons in
 bench/RESULTS.md change one thing at a time."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,21 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # variant -> (the config it varies, the model fields it adds[, the training fields it changes])
 DOCUMENT_TRAINING = {"batch_size": 16, "decay_steps": 600}
 VARIANTS = {
-    "minilm_bilstm_crf": ("bilstm_crf", {"bert_handle": "work/minilm-hub/encoder", "bert_trainable": False,
-                                         "bert_pooling": "first", "bert_layers": 4, "bert_max_pieces": 256}),
+    "minilm_bilstm_crf": (
+        "bilstm_crf",
+        {
+            "bert_handle": "work/minilm-hub/encoder",
+            "bert_trainable": False,
+            "bert_pooling": "first",
+            "bert_layers": 4,
+            "bert_max_pieces": 256,
+        },
+    ),
     "elmo_bilstm_crf": ("bilstm_crf", {"elmo_handle": "work/bilm/wikitext2/module"}),
-    "bilstm_gazetteer_crf": ("bilstm_crf", {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5}),
+    "bilstm_gazetteer_crf": (
+        "bilstm_crf",
+        {"use_gazetteer": True, "gazetteer_dim": 8, "gazetteer_dropout": 0.5},
+    ),
     "transformer_rel_crf": ("transformer_crf", {"relative_positions": 16}),
     "bilstm_doc_crf": ("bilstm_crf", {"document_context": 64}, DOCUMENT_TRAINING),
     "transformer_doc_crf": ("transformer_crf", {"document_context": 64}, DOCUMENT_TRAINING),

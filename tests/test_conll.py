@@ -1,5 +1,6 @@
 """etagger.conll: byte-exact read/format round trips, tag-scheme conversions, chunk
 reading (checked against etagger.metrics), and errors that name file and line."""
+
 from __future__ import annotations
 
 import tempfile
@@ -18,7 +19,8 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 # A token is any non-empty run of characters that str.split() keeps whole: no spaces,
 # separators or control/format characters (and no surrogates, which UTF-8 cannot hold).
 tokens = st.text(st.characters(blacklist_categories=("Z", "C")), min_size=1, max_size=8).filter(
-    lambda t: len(t.split()) == 1 and t.split()[0] == t and t != conll.DOCSTART)
+    lambda t: len(t.split()) == 1 and t.split()[0] == t and t != conll.DOCSTART
+)
 
 
 @st.composite
@@ -38,21 +40,43 @@ def spans(draw, max_len: int = 20):
 
 
 # Any sequence over the BIES/O tag alphabet, valid in some scheme or not.
-any_tags = st.lists(st.one_of(st.just("O"), st.builds(lambda p, t: f"{p}-{t}", st.sampled_from("BIES"),
-                                                      st.sampled_from(TYPES))), max_size=15)
+any_tags = st.lists(
+    st.one_of(
+        st.just("O"),
+        st.builds(lambda p, t: f"{p}-{t}", st.sampled_from("BIES"), st.sampled_from(TYPES)),
+    ),
+    max_size=15,
+)
 
-LEADINGS = ("", "", "\n", " \n", "-DOCSTART- -X- -X- O\n\n", "\n-DOCSTART- -X- -X- O\n\n", "-DOCSTART- -X- -X- O\n")
+LEADINGS = (
+    "",
+    "",
+    "\n",
+    " \n",
+    "-DOCSTART- -X- -X- O\n\n",
+    "\n-DOCSTART- -X- -X- O\n\n",
+    "-DOCSTART- -X- -X- O\n",
+)
 
 
 @st.composite
 def sentences(draw, index: int = 0):
     length, chunk_spans = draw(spans(max_len=12))
     words = draw(st.lists(tokens, min_size=length, max_size=length))
-    pos = draw(st.lists(st.sampled_from(["NNP", "VBD", ".", "CD", ":", "``"]), min_size=length, max_size=length))
-    chunk = draw(st.lists(st.sampled_from(["B-NP", "I-NP", "O", "B-VP"]), min_size=length, max_size=length))
+    pos = draw(
+        st.lists(
+            st.sampled_from(["NNP", "VBD", ".", "CD", ":", "``"]), min_size=length, max_size=length
+        )
+    )
+    chunk = draw(
+        st.lists(st.sampled_from(["B-NP", "I-NP", "O", "B-VP"]), min_size=length, max_size=length)
+    )
     tag = conll.from_chunks(length, chunk_spans, "IOB2")
-    return Sentence(columns={"word": tuple(words), "pos": tuple(pos), "chunk": tuple(chunk), "tag": tuple(tag)},
-                    index=index, leading=draw(st.sampled_from(LEADINGS)))
+    return Sentence(
+        columns={"word": tuple(words), "pos": tuple(pos), "chunk": tuple(chunk), "tag": tuple(tag)},
+        index=index,
+        leading=draw(st.sampled_from(LEADINGS)),
+    )
 
 
 def _write(folder: Path, name: str, data: bytes | str) -> str:
@@ -62,6 +86,7 @@ def _write(folder: Path, name: str, data: bytes | str) -> str:
 
 
 # ----------------------------------------------------------------------- round trips
+
 
 @PROPERTY
 @given(st.lists(sentences(), max_size=6))
@@ -86,9 +111,11 @@ def test_format_then_read_gives_the_same_sentences(drawn):
 
 
 def test_real_layout_round_trip(tmp_path):
-    text = ("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
-            "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n"
-            "-DOCSTART- -X- -X- O\n\nBRUSSELS NNP B-NP B-LOC\n\n")
+    text = (
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n"
+        "-DOCSTART- -X- -X- O\n\nBRUSSELS NNP B-NP B-LOC\n\n"
+    )
     path = _write(tmp_path, "train.txt", text)
     read = list(conll.read_conll(path))
     assert [s.words for s in read] == [("EU", "rejects"), ("Peter", "Blackburn"), ("BRUSSELS",)]
@@ -106,6 +133,7 @@ def test_word_tag_columns(tmp_path):
 
 
 # ----------------------------------------------------------------------- tag schemes
+
 
 @PROPERTY
 @given(spans())
@@ -131,8 +159,22 @@ def test_scheme_conversions_round_trip(drawn):
 
 def test_scheme_examples():
     iob1 = ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG"]
-    assert conll.convert_tags(iob1, "IOB1", "IOB2") == ["B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG"]
-    assert conll.convert_tags(iob1, "IOB1", "IOBES") == ["B-PER", "E-PER", "S-PER", "O", "S-LOC", "S-ORG"]
+    assert conll.convert_tags(iob1, "IOB1", "IOB2") == [
+        "B-PER",
+        "I-PER",
+        "B-PER",
+        "O",
+        "B-LOC",
+        "B-ORG",
+    ]
+    assert conll.convert_tags(iob1, "IOB1", "IOBES") == [
+        "B-PER",
+        "E-PER",
+        "S-PER",
+        "O",
+        "S-LOC",
+        "S-ORG",
+    ]
     with pytest.raises(ValueError, match="unknown tag scheme"):
         conll.convert_tags(iob1, "IOB1", "BILOU")
     with pytest.raises(ValueError, match="malformed tag"):
@@ -167,6 +209,7 @@ def test_detect_scheme_examples():
 
 # ----------------------------------------------------------------------- chunks vs metrics
 
+
 def _metrics_chunk_reader():
     """etagger.metrics' own chunk reading: an extraction function when it exposes one, else
     built from its conlleval start/end rules; None when the module is not there."""
@@ -182,7 +225,9 @@ def _metrics_chunk_reader():
         prev_prefix, prev_type = "O", ""
         for i, tag in enumerate(list(tags) + ["O"]):
             prefix, chunk_type = metrics.split_tag(tag)
-            if start is not None and metrics.end_of_chunk(prev_prefix, prefix, prev_type, chunk_type):
+            if start is not None and metrics.end_of_chunk(
+                prev_prefix, prefix, prev_type, chunk_type
+            ):
                 out.append((kind, start, i))
                 start = None
             if metrics.start_of_chunk(prev_prefix, prefix, prev_type, chunk_type):
@@ -220,8 +265,12 @@ AFTER = "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n"
 LONG = "".join(f"w{i} NN I-NP O\n" for i in range(5000)) + "\n"
 # name -> (bad sentence placed at line 6, 1-based line of the error, message fragment)
 BAD = {
-    "wrong_column_count": ("German JJ B-NP B-MISC extra\ncall NN I-NP O\n\n".encode(), 6, "expected 4 columns"),
-    "missing_tag_column": ("German JJ B-NP B-MISC\ncall NN I-NP\n\n".encode(), 7, "found 3"),
+    "wrong_column_count": (
+        b"German JJ B-NP B-MISC extra\ncall NN I-NP O\n\n",
+        6,
+        "expected 4 columns",
+    ),
+    "missing_tag_column": (b"German JJ B-NP B-MISC\ncall NN I-NP\n\n", 7, "found 3"),
     "non_utf8": (b"German JJ B-NP B-MISC\nca\xffll NN I-NP O\n\n", 7, "not valid UTF-8"),
     "long_sentence": (LONG.encode(), 6 + 1000, "longer than 1000 tokens"),
 }
@@ -322,7 +371,9 @@ def test_pack_documents_keeps_order_size_and_document_boundaries():
     assert [[n for n, _ in pack] for pack in packs] == [[3, 4], [2], [9], [1], [2, 2]]
     assert [s for pack in packs for s in pack] == sentences  # nothing lost, nothing reordered
     # Without context every sentence is a pack of its own.
-    assert conll.pack_documents(sentences, 0, lambda s: s[0], lambda s: False) == [[s] for s in sentences]
+    assert conll.pack_documents(sentences, 0, lambda s: s[0], lambda s: False) == [
+        [s] for s in sentences
+    ]
     assert conll.pack_documents([], 8, len, bool) == []
 
 

@@ -2,6 +2,7 @@
 tiny random BERT converted to TF-Hub format: shapes, first/mean pooling against the NumPy
 reference BERT, [UNK] for words with no piece, padding invariance, truncation, a tagger
 trained with them (checkpoint restore included) and an export that serves the same tags."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,28 @@ from etagger.layers.contextual import BertWordEmbedding, resolve_handle
 from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll, write_small_bert_checkpoint
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", ".", "john", "smith", "paris", "new", "york", "visited",
-          "left", "met", "in", "berlin", "reuters"] + list(LETTERS) + ["##" + c for c in LETTERS])
+VOCAB = (
+    [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        ".",
+        "john",
+        "smith",
+        "paris",
+        "new",
+        "york",
+        "visited",
+        "left",
+        "met",
+        "in",
+        "berlin",
+        "reuters",
+    ]
+    + list(LETTERS)
+    + ["##" + c for c in LETTERS]
+)
 ID = {token: i for i, token in enumerate(VOCAB)}
 CLS, SEP, PAD, UNK = ID["[CLS]"], ID["[SEP]"], ID["[PAD]"], ID["[UNK]"]
 POSITIONS = 256
@@ -69,7 +90,10 @@ def test_first_and_mean_pooling_by_hand(tiny_bert):
     inputs = first.pack(words, tf.not_equal(words, ""))[0]
     ids = [CLS, ID["john"], ID["##s"], ID["paris"], SEP]
     assert inputs["input_word_ids"].numpy().tolist() == [ids]
-    assert inputs["input_mask"].numpy().tolist() == [[1] * 5] and not inputs["input_type_ids"].numpy().any()
+    assert (
+        inputs["input_mask"].numpy().tolist() == [[1] * 5]
+        and not inputs["input_type_ids"].numpy().any()
+    )
     layers = reference(tiny_bert, ids)
 
     got = first(words).numpy()[0]
@@ -92,7 +116,14 @@ def test_word_without_pieces_becomes_unk(tiny_bert):
     assert layer.pack(words, tf.not_equal(words, ""))[0]["input_word_ids"].numpy().tolist() == [ids]
     # Each word is tokenized alone: a word outside the vocabulary is one [UNK], not a gap.
     packed = layer.pack(tf.constant([["Zürich", "1996"]]), tf.constant([[True, True]]))[0]
-    z = [ID["z"], ID["##u"], ID["##r"], ID["##i"], ID["##c"], ID["##h"]]  # ü -> u (accents stripped)
+    z = [
+        ID["z"],
+        ID["##u"],
+        ID["##r"],
+        ID["##i"],
+        ID["##c"],
+        ID["##h"],
+    ]  # ü -> u (accents stripped)
     assert packed["input_word_ids"].numpy().tolist() == [[CLS, *z, UNK, SEP]]
     got = layer(words).numpy()[0]
     want = reference(tiny_bert, ids)[-1][0]
@@ -106,14 +137,28 @@ def test_padding_never_changes_real_positions(tiny_bert):
         sentence = ["Johns", "met", "Angela", "in", "Paris", "."]
         alone = layer(tf.constant([sentence])).numpy()[0]
         # In a batch beside a longer sentence, with extra padding columns, and in second place.
-        longer = ["New", "York", "officials", "praised", "Reuters", "in", "Berlin", "yesterday", "."]
+        longer = [
+            "New",
+            "York",
+            "officials",
+            "praised",
+            "Reuters",
+            "in",
+            "Berlin",
+            "yesterday",
+            ".",
+        ]
         width = len(longer) + 3
-        batch = tf.constant([longer + [""] * (width - len(longer)), sentence + [""] * (width - len(sentence))])
+        batch = tf.constant(
+            [longer + [""] * (width - len(longer)), sentence + [""] * (width - len(sentence))]
+        )
         out = layer(batch).numpy()
         np.testing.assert_allclose(out[1, : len(sentence)], alone, atol=1e-5)
-        assert (out[1, len(sentence):] == 0).all() and (out[0, len(longer):] == 0).all()
+        assert (out[1, len(sentence) :] == 0).all() and (out[0, len(longer) :] == 0).all()
         # An explicit mask gives the same, and masked-out words are ignored whatever they say.
-        garbage = tf.constant([longer + ["x"] * (width - len(longer)), sentence + ["y"] * (width - len(sentence))])
+        garbage = tf.constant(
+            [longer + ["x"] * (width - len(longer)), sentence + ["y"] * (width - len(sentence))]
+        )
         masked = layer(garbage, mask=tf.not_equal(batch, "")).numpy()
         np.testing.assert_allclose(masked, out, atol=1e-6)
 
@@ -123,32 +168,59 @@ def test_words_beyond_max_pieces_get_zeros(tiny_bert):
     words = tf.constant([["Johns", "Paris", "Berlin"]])  # john ##s paris berlin
     layer = BertWordEmbedding(hub_dir, pooling="mean", max_pieces=4)  # [CLS] john ##s [SEP]
     assert layer.pack(words, tf.ones([1, 3], tf.bool))[0]["input_word_ids"].numpy().tolist() == [
-        [CLS, ID["john"], ID["##s"], SEP]]
+        [CLS, ID["john"], ID["##s"], SEP]
+    ]
     got = layer(words).numpy()[0]
     want = reference(tiny_bert, [CLS, ID["john"], ID["##s"], SEP])[-1][0]
     np.testing.assert_allclose(got[0], (want[1] + want[2]) / 2, atol=TOL)
     assert (got[1:] == 0).all()
     # A word cut in the middle keeps its surviving pieces.
     got = BertWordEmbedding(hub_dir, pooling="mean", max_pieces=3)(words).numpy()[0]
-    np.testing.assert_allclose(got[0], reference(tiny_bert, [CLS, ID["john"], SEP])[-1][0, 1], atol=TOL)
+    np.testing.assert_allclose(
+        got[0], reference(tiny_bert, [CLS, ID["john"], SEP])[-1][0, 1], atol=TOL
+    )
 
 
 def test_config_fields_default_and_validate():
     model = config_lib.ModelConfig()
-    assert (model.bert_handle, model.bert_pooling, model.bert_layers, model.bert_trainable,
-            model.bert_max_pieces) == (None, "first", 1, False, 256)
+    assert (
+        model.bert_handle,
+        model.bert_pooling,
+        model.bert_layers,
+        model.bert_trainable,
+        model.bert_max_pieces,
+    ) == (None, "first", 1, False, 256)
     # An old config.json without the fields loads with them at their defaults.
     assert config_lib.Config.from_dict({"model": {"lstm_units": 8}}).model.bert_handle is None
-    for bad in ({"bert_pooling": "max"}, {"bert_layers": 0}, {"bert_max_pieces": 2}, {"bert_handle": ""},
-                {"bert_trainable": "yes"}):
+    for bad in (
+        {"bert_pooling": "max"},
+        {"bert_layers": 0},
+        {"bert_max_pieces": 2},
+        {"bert_handle": ""},
+        {"bert_trainable": "yes"},
+    ):
         with pytest.raises(ValueError):
             config_lib.ModelConfig(**bad)
 
 
 # ----------------------------------------------------------------------------- a tagger with BERT
-TINY = {"model": {"lstm_units": 16, "lstm_layers": 1, "char_filters": [[3, 8]], "char_dim": 8,
-                  "embedding_dropout": 0.1, "encoder_dropout": 0.1},
-        "train": {"batch_size": 8, "epochs": 1, "learning_rate": 0.01, "warmup_steps": 5, "patience": 12}}
+TINY = {
+    "model": {
+        "lstm_units": 16,
+        "lstm_layers": 1,
+        "char_filters": [[3, 8]],
+        "char_dim": 8,
+        "embedding_dropout": 0.1,
+        "encoder_dropout": 0.1,
+    },
+    "train": {
+        "batch_size": 8,
+        "epochs": 1,
+        "learning_rate": 0.01,
+        "warmup_steps": 5,
+        "patience": 12,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +246,9 @@ def test_fine_tuned_bert_is_restored_from_the_checkpoint(tiny_data, tiny_bert):
     from etagger.evaluate import evaluate_split
     from etagger.train import input_names, load_model
 
-    model_dir, config, result = train_tiny(tiny_data, tiny_bert, "tuned", bert_trainable=True,
-                                           bert_pooling="mean", bert_layers=2)
+    model_dir, config, result = train_tiny(
+        tiny_data, tiny_bert, "tuned", bert_trainable=True, bert_pooling="mean", bert_layers=2
+    )
     assert result["epochs_run"] == 1 and input_names(config)[-1] == "word"
     model, loaded_config, _, _ = load_model(model_dir)
     assert loaded_config == config
@@ -187,7 +260,11 @@ def test_fine_tuned_bert_is_restored_from_the_checkpoint(tiny_data, tiny_bert):
     word_embeddings = restored["embeddings.word_embeddings.weight"]
     assert not np.allclose(word_embeddings, original["embeddings.word_embeddings.weight"])
     reader = tf.train.load_checkpoint(str(model_dir / "best" / "ckpt"))
-    stored = [k for k in reader.get_variable_to_shape_map() if "word_embeddings" in k and "OPTIMIZER" not in k]
+    stored = [
+        k
+        for k in reader.get_variable_to_shape_map()
+        if "word_embeddings" in k and "OPTIMIZER" not in k
+    ]
     assert len(stored) == 1
     np.testing.assert_array_equal(reader.get_tensor(stored[0]), word_embeddings)
     # Evaluation after training reproduces the dev figures training computed in-process.
@@ -197,7 +274,9 @@ def test_fine_tuned_bert_is_restored_from_the_checkpoint(tiny_data, tiny_bert):
     assert summary["token_f1"] == round(history[-1]["dev_token_f1"], 6)
 
 
-def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert, frozen_model, tmp_path):
+def test_export_serves_the_same_tags_without_the_hub_folder(
+    tiny_data, tiny_bert, frozen_model, tmp_path
+):
     from etagger.conll import read_conll
     from etagger.evaluate import evaluate_split
     from etagger.export import export
@@ -218,7 +297,10 @@ def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert
     try:
         loaded = tf.saved_model.load(str(saved))
         sentences = list(read_conll(tiny_data / "conll" / "test.txt"))
-        assert serve_conll(loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", extra=2)[0] == expected
+        assert (
+            serve_conll(loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", extra=2)[0]
+            == expected
+        )
         alone = loaded.signatures["serving_default"](tokens=tf.constant([list(sentences[0].words)]))
         assert [t.decode() for t in alone["tags"].numpy()[0]] == expected[0]
     finally:
@@ -227,7 +309,9 @@ def test_export_serves_the_same_tags_without_the_hub_folder(tiny_data, tiny_bert
     assert sum("encoder.layer." in v.name for v in loaded.model_variables) == 2 * 16
 
 
-def test_preprocess_stores_the_wordpieces_training_reads(tiny_data, tiny_bert, frozen_model, tmp_path):
+def test_preprocess_stores_the_wordpieces_training_reads(
+    tiny_data, tiny_bert, frozen_model, tmp_path
+):
     """`preprocess --bert-handle` stores each token's pieces (the word-to-subword alignment);
     a BERT tagger reads them instead of tokenizing, with the same result as in-graph."""
     from etagger import data, records
@@ -237,15 +321,29 @@ def test_preprocess_stores_the_wordpieces_training_reads(tiny_data, tiny_bert, f
 
     hub_dir = tiny_bert[0]
     out = tmp_path / "data"
-    preprocess.run(["--data-dir", str(tiny_data / "conll"), "--out", str(out), "--glove",
-                    str(tiny_data / "glove.txt"), "--num-shards", "2", "--bert-handle", str(hub_dir)])
+    preprocess.run(
+        [
+            "--data-dir",
+            str(tiny_data / "conll"),
+            "--out",
+            str(out),
+            "--glove",
+            str(tiny_data / "glove.txt"),
+            "--num-shards",
+            "2",
+            "--bert-handle",
+            str(hub_dir),
+        ]
+    )
     info = data.load_preprocess_info(out)
     assert info["bert_handle"] == str(hub_dir / "encoder") and len(info["bert_vocab_sha256"]) == 64
     tokenizer = WordPieces(hub_dir)
     for record in records.read_records(out, "dev"):
         want = tokenizer(tf.constant(record["word"])).to_list()
         assert [list(p) for p in record["wordpiece_ids"]] == want
-    assert "wordpiece_ids" not in next(records.read_records(tiny_data / "data", "dev"))  # only when asked
+    assert "wordpiece_ids" not in next(
+        records.read_records(tiny_data / "data", "dev")
+    )  # only when asked
 
     model_dir, config, _ = frozen_model
     assert input_names(config, info)[-1] == "wordpiece_ids"

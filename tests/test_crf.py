@@ -1,4 +1,5 @@
 """Checks etagger.crf against a float64 numpy brute force over all K^T paths."""
+
 import itertools
 
 import numpy as np
@@ -26,7 +27,11 @@ def is_allowed(path, allowed):
     if allowed is None or not path:
         return True
     trans_ok, start_ok, end_ok = allowed
-    return start_ok[path[0]] and end_ok[path[-1]] and all(trans_ok[a, b] for a, b in zip(path, path[1:]))
+    return (
+        start_ok[path[0]]
+        and end_ok[path[-1]]
+        and all(trans_ok[a, b] for a, b in zip(path, path[1:]))
+    )
 
 
 def brute_force(pot, length, trans, start, end):
@@ -42,7 +47,10 @@ def brute_force(pot, length, trans, start, end):
 
 def brute_decode(pot, length, trans, start, end, allowed=None):
     paths = itertools.product(range(pot.shape[1]), repeat=length)
-    return max((p for p in paths if is_allowed(p, allowed)), key=lambda p: path_score(pot, p, trans, start, end))
+    return max(
+        (p for p in paths if is_allowed(p, allowed)),
+        key=lambda p: path_score(pot, p, trans, start, end),
+    )
 
 
 def best_paths(pot, lengths, params, allowed):
@@ -69,14 +77,20 @@ def random_problem(seed, num_tags, max_len, batch=4):
 
 
 def tf_args(pot, tags, lengths, params):
-    return (tf.constant(pot, tf.float32), tf.constant(tags, tf.int32), tf.constant(lengths, tf.int32),
-            *(tf.constant(p, tf.float32) for p in params))
+    return (
+        tf.constant(pot, tf.float32),
+        tf.constant(tags, tf.int32),
+        tf.constant(lengths, tf.int32),
+        *(tf.constant(p, tf.float32) for p in params),
+    )
 
 
 def make_layer(params, tags=None, scheme=None):
     allowed = None if tags is None else allowed_transitions(tags, scheme)
     layer = CRF(len(params[1]), allowed=allowed)
-    for var, value in zip([layer.transitions, layer.start_transitions, layer.end_transitions], params):
+    for var, value in zip(
+        [layer.transitions, layer.start_transitions, layer.end_transitions], params
+    ):
         var.assign(value)
     return layer, allowed
 
@@ -98,7 +112,9 @@ def test_score_log_norm_likelihood_marginals_match_brute_force(num_tags, max_len
         np.testing.assert_allclose(log_norm[b], ref_log_norm, atol=TOL, rtol=TOL)
         np.testing.assert_allclose(log_lik[b], ref_score - ref_log_norm, atol=TOL, rtol=TOL)
         np.testing.assert_allclose(marginals[b], ref_marginals, atol=TOL)
-        np.testing.assert_allclose(marginals[b].sum(-1), (np.arange(max_len) < length).astype(float), atol=TOL)
+        np.testing.assert_allclose(
+            marginals[b].sum(-1), (np.arange(max_len) < length).astype(float), atol=TOL
+        )
 
 
 def test_padding_contents_never_matter():
@@ -111,8 +127,12 @@ def test_padding_contents_never_matter():
 
     def results(p, y):
         p, y, n, *tf_params = tf_args(p, y, lengths, params)
-        return [crf.crf_sequence_score(p, y, n, *tf_params), crf.crf_log_norm(p, n, *tf_params),
-                crf.crf_marginals(p, n, *tf_params), layer.decode(p, n)]
+        return [
+            crf.crf_sequence_score(p, y, n, *tf_params),
+            crf.crf_log_norm(p, n, *tf_params),
+            crf.crf_marginals(p, n, *tf_params),
+            layer.decode(p, n),
+        ]
 
     for clean, garbled in zip(results(pot, tags), results(garbled_pot, garbled_tags)):
         np.testing.assert_array_equal(clean.numpy(), garbled.numpy())
@@ -149,11 +169,23 @@ def test_allowed_transitions_iobes():
     allowed, start, end = allowed_transitions(tags, "IOBES")
     assert start.tolist() == [True, True, False, False, True, True]
     assert end.tolist() == [True, False, False, True, True, False]
-    inside, outside = [False, False, True, True, False, False], [True, True, False, False, True, True]
-    assert [row.tolist() for row in allowed] == [outside, inside, inside, outside, outside, [False] * 6]
+    inside, outside = (
+        [False, False, True, True, False, False],
+        [True, True, False, False, True, True],
+    )
+    assert [row.tolist() for row in allowed] == [
+        outside,
+        inside,
+        inside,
+        outside,
+        outside,
+        [False] * 6,
+    ]
 
 
-@pytest.mark.parametrize("tags,scheme", [(["O"], "BILOU"), (["O", "E-PER"], "IOB2"), (["PER"], "IOB1")])
+@pytest.mark.parametrize(
+    "tags,scheme", [(["O"], "BILOU"), (["O", "E-PER"], "IOB2"), (["PER"], "IOB1")]
+)
 def test_allowed_transitions_rejects_bad_input(tags, scheme):
     with pytest.raises(ValueError):
         allowed_transitions(tags, scheme)
@@ -199,8 +231,10 @@ def test_gradients_are_finite():
     pot, tags, lengths, params = random_problem(11, len(IOB2_TAGS), 4, batch=6)
     layer, _ = make_layer(params, IOB2_TAGS, "IOB2")
     gold = best_paths(pot, lengths, params, layer._allowed)
-    potentials = tf.Variable(np.where(np.arange(4)[None, :, None] < lengths[:, None, None], pot, np.nan),
-                             dtype=tf.float32)
+    potentials = tf.Variable(
+        np.where(np.arange(4)[None, :, None] < lengths[:, None, None], pot, np.nan),
+        dtype=tf.float32,
+    )
     with tf.GradientTape() as tape:
         loss = -tf.reduce_sum(layer.log_likelihood(potentials, gold, lengths))
         loss += tf.reduce_sum(layer.marginals(potentials, lengths) ** 2)
@@ -220,17 +254,27 @@ def test_config_round_trip():
 def test_tf_function_and_saved_model_round_trip(tmp_path):
     pot, tags, lengths, params = random_problem(5, len(IOBES_TAGS), 4, batch=4)
     layer, _ = make_layer(params, IOBES_TAGS, "IOBES")
-    specs = [tf.TensorSpec([None, None, len(IOBES_TAGS)], tf.float32), tf.TensorSpec([None], tf.int32)]
+    specs = [
+        tf.TensorSpec([None, None, len(IOBES_TAGS)], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    ]
     module = tf.Module()
     module.crf = layer
     module.decode = tf.function(layer.decode, input_signature=specs)
     module.marginals = tf.function(layer.marginals, input_signature=specs)
     tf.saved_model.save(module, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    batches = [(pot, lengths), (pot[:1, :1], lengths[1:2]), (pot[2:3, :2], lengths[2:3]), (pot[:, :0], [0] * 4)]
+    batches = [
+        (pot, lengths),
+        (pot[:1, :1], lengths[1:2]),
+        (pot[2:3, :2], lengths[2:3]),
+        (pot[:, :0], [0] * 4),
+    ]
     for p, n in batches:  # dynamic batch and time sizes, incl. one sentence, T = 1 and T = 0
         p, n = tf.constant(p, tf.float32), tf.constant(n, tf.int32)
         expected = layer.decode(p, n).numpy()
         np.testing.assert_array_equal(module.decode(p, n).numpy(), expected)
         np.testing.assert_array_equal(loaded.decode(p, n).numpy(), expected)
-        np.testing.assert_allclose(loaded.marginals(p, n).numpy(), layer.marginals(p, n).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            loaded.marginals(p, n).numpy(), layer.marginals(p, n).numpy(), atol=1e-6
+        )

@@ -1,5 +1,6 @@
 """Ensembles (etagger.ensemble): the decoding rule against brute force, and evaluation,
 export and refusal of mismatched members on tiny trained models."""
+
 import itertools
 import json
 import shutil
@@ -42,13 +43,25 @@ def test_ensemble_decodes_the_allowed_path_of_highest_mean_log_likelihood():
     paths = ensemble.decode({"length": tf.constant(lengths)}).numpy()
     allowed = crf.allowed_transitions(IOBES_TAGS, "IOBES")
     for b, n in enumerate(lengths):
-        def mean_log_likelihood(path):
-            tags = tf.constant([list(path)], tf.int32)
-            return np.mean([m.crf.log_likelihood(m.potentials[b:b + 1, :n], tags, tf.constant([n])).numpy()[0]
-                            for m in members])
 
-        candidates = [p for p in itertools.product(range(5), repeat=int(n))
-                      if allowed[1][p[0]] and allowed[2][p[-1]] and all(allowed[0][a, c] for a, c in zip(p, p[1:]))]
+        def mean_log_likelihood(path, b=b, n=n):
+            tags = tf.constant([list(path)], tf.int32)
+            return np.mean(
+                [
+                    m.crf.log_likelihood(
+                        m.potentials[b : b + 1, :n], tags, tf.constant([n])
+                    ).numpy()[0]
+                    for m in members
+                ]
+            )
+
+        candidates = [
+            p
+            for p in itertools.product(range(5), repeat=int(n))
+            if allowed[1][p[0]]
+            and allowed[2][p[-1]]
+            and all(allowed[0][a, c] for a, c in zip(p, p[1:]))
+        ]
         assert tuple(paths[b, :n]) == max(candidates, key=mean_log_likelihood)
         assert (paths[b, n:] == 0).all()
     # The ensemble's marginals are those of the averaged CRF: distributions over the tags.
@@ -97,8 +110,12 @@ def test_ensemble_evaluates_exports_and_serves_the_same_tags(tiny_members, tmp_p
     # The exported ensemble tags as the evaluated one does, and records its members.
     evaluate_split(dirs, root / "data", "test", tmp_path / "pred.txt")
     saved = export(dirs, tmp_path / "saved")
-    tags, out = serve_conll(tf.saved_model.load(str(saved)), root / "conll" / "test.txt",
-                            "tag_with_confidence", columns=("pos",))
+    tags, out = serve_conll(
+        tf.saved_model.load(str(saved)),
+        root / "conll" / "test.txt",
+        "tag_with_confidence",
+        columns=("pos",),
+    )
     assert tags == predicted_tags(tmp_path / "pred.txt")
     confidence = out["token_confidence"].numpy()
     assert ((confidence >= 0) & (confidence <= 1.0 + 1e-6)).all()

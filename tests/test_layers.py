@@ -1,6 +1,7 @@
 """Tests for etagger.layers: shapes, explicit masking (padding never leaks), gradients, tf.function."""
+
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -63,12 +64,32 @@ class Case:
 
 
 CASES = [
-    Case("char_cnn", lambda: CharCNN(NUM_CHARS, char_dim=5, filters=[(2, 3), (3, 4)], dropout=0.1), 7, char_ids=True),
+    Case(
+        "char_cnn",
+        lambda: CharCNN(NUM_CHARS, char_dim=5, filters=[(2, 3), (3, 4)], dropout=0.1),
+        7,
+        char_ids=True,
+    ),
     Case("highway", lambda: Highway(2), DIM),
     Case("bilstm", lambda: BiLSTMEncoder(4, num_layers=2, dropout=0.1), 8),
-    Case("transformer", lambda: TransformerEncoder(2, num_heads=2, model_dim=8, ff_dim=12, dropout=0.1), 8),
-    Case("transformer_relative", lambda: TransformerEncoder(2, num_heads=2, model_dim=8, ff_dim=12, dropout=0.1,
-                                                            relative_positions=2, scale_attention=False), 8),
+    Case(
+        "transformer",
+        lambda: TransformerEncoder(2, num_heads=2, model_dim=8, ff_dim=12, dropout=0.1),
+        8,
+    ),
+    Case(
+        "transformer_relative",
+        lambda: TransformerEncoder(
+            2,
+            num_heads=2,
+            model_dim=8,
+            ff_dim=12,
+            dropout=0.1,
+            relative_positions=2,
+            scale_attention=False,
+        ),
+        8,
+    ),
     Case("mha_block", lambda: MultiHeadAttentionBlock(num_heads=2, model_dim=8, dropout=0.1), DIM),
     Case("qrnn", lambda: BiQRNN(4, num_layers=2, window=3, dropout=0.1, zoneout=0.1), 8),
 ]
@@ -168,11 +189,15 @@ def test_gradients_reach_every_weight_and_no_padded_input(case, rng):
 @by_case
 def test_works_in_tf_function_with_dynamic_shapes(case, rng):
     layer = case.make_layer()
-    fn = tf.function(lambda x, m: layer(x, mask=m, training=False), input_signature=case.signature())
+    fn = tf.function(
+        lambda x, m: layer(x, mask=m, training=False), input_signature=case.signature()
+    )
     traces = []
     for lengths, time in [([3, 1], 3), ([6, 2, 4], 6)]:
         x, mask = case.inputs(rng, lengths, time)
-        np.testing.assert_allclose(fn(x, mask).numpy(), layer(x, mask=mask, training=False).numpy(), atol=ATOL)
+        np.testing.assert_allclose(
+            fn(x, mask).numpy(), layer(x, mask=mask, training=False).numpy(), atol=ATOL
+        )
         traces.append(fn.experimental_get_tracing_count())
     # The first call may trace twice (variables are created during the first trace); a new
     # batch size and length must not trace again.
@@ -220,7 +245,9 @@ def test_bilstm_backward_direction_starts_at_last_real_token(rng):
     reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
     backward(reversed_x)
     backward.set_weights(encoder.rnns[0].backward_layer.get_weights())
-    expected = tf.reverse_sequence(backward(reversed_x, mask=mask), lengths, seq_axis=1, batch_axis=0)
+    expected = tf.reverse_sequence(
+        backward(reversed_x, mask=mask), lengths, seq_axis=1, batch_axis=0
+    )
     np.testing.assert_allclose(real(out, mask)[:, 4:], real(expected, mask), atol=ATOL)
 
 
@@ -228,9 +255,13 @@ def test_bilstm_drops_out_between_layers_only(rng):
     # The tagger drops the encoder's output itself: a second dropout here would drop it twice.
     x, mask = CASES[2].inputs(rng, [5, 2, 3], 5)
     single = BiLSTMEncoder(4, num_layers=1, dropout=0.9)
-    np.testing.assert_array_equal(single(x, mask=mask, training=True), single(x, mask=mask, training=False))
+    np.testing.assert_array_equal(
+        single(x, mask=mask, training=True), single(x, mask=mask, training=False)
+    )
     stacked = BiLSTMEncoder(4, num_layers=2, dropout=0.9)
-    assert not np.allclose(stacked(x, mask=mask, training=True), stacked(x, mask=mask, training=False))
+    assert not np.allclose(
+        stacked(x, mask=mask, training=True), stacked(x, mask=mask, training=False)
+    )
 
 
 def test_variational_dropout_drops_the_same_features_at_every_step():
@@ -259,8 +290,12 @@ def test_qrnn_directions_are_causal_and_anti_causal(rng):
     changed = x.numpy().copy()
     changed[0, 3] += 1.0
     out_changed = qrnn(tf.constant(changed), mask=mask).numpy()
-    np.testing.assert_allclose(out_changed[0, :3, :4], out[0, :3, :4], atol=ATOL)  # forward: past only
-    np.testing.assert_allclose(out_changed[0, 4:, 4:], out[0, 4:, 4:], atol=ATOL)  # backward: future only
+    np.testing.assert_allclose(
+        out_changed[0, :3, :4], out[0, :3, :4], atol=ATOL
+    )  # forward: past only
+    np.testing.assert_allclose(
+        out_changed[0, 4:, 4:], out[0, 4:, 4:], atol=ATOL
+    )  # backward: future only
     assert not np.allclose(out_changed[0, 3:, :4], out[0, 3:, :4])
     assert not np.allclose(out_changed[0, :4, 4:], out[0, :4, 4:])
 
@@ -275,8 +310,14 @@ def test_sinusoidal_positions():
 @pytest.mark.parametrize("relative_positions, scale", [(-1, True), (0, False)])
 def test_transformer_rejects_bad_position_settings(relative_positions, scale):
     with pytest.raises(ValueError, match="relative_positions"):
-        TransformerEncoder(1, num_heads=2, model_dim=8, ff_dim=8, relative_positions=relative_positions,
-                           scale_attention=scale)
+        TransformerEncoder(
+            1,
+            num_heads=2,
+            model_dim=8,
+            ff_dim=8,
+            relative_positions=relative_positions,
+            scale_attention=scale,
+        )
 
 
 @pytest.mark.parametrize("scale", [True, False])
@@ -291,17 +332,24 @@ def test_relative_attention_matches_a_numpy_reference(rng, scale):
         var.assign(rng.normal(scale=0.5, size=var.shape))
     out = layer(tf.constant(x), attention_mask=attention_mask).numpy()
 
-    q, k, v = (np.einsum("btd,dhk->bthk", x, p.kernel.numpy()) + p.bias.numpy()
-               for p in (layer.query, layer.key, layer.value))
+    q, k, v = (
+        np.einsum("btd,dhk->bthk", x, p.kernel.numpy()) + p.bias.numpy()
+        for p in (layer.query, layer.key, layer.value)
+    )
     bias = layer.relative_bias.numpy()
-    out_kernel, out_bias = layer.output_projection.kernel.numpy(), layer.output_projection.bias.numpy()
+    out_kernel, out_bias = (
+        layer.output_projection.kernel.numpy(),
+        layer.output_projection.bias.numpy(),
+    )
     for b in range(2):
         keys = np.flatnonzero(mask[b])
         for i in keys:
             heads_out = []
             for h in range(heads):
                 logits = q[b, i, h] @ k[b, keys, h].T / (np.sqrt(dim // heads) if scale else 1.0)
-                logits += bias[np.clip(keys - i, -k_max, k_max) + k_max, h]  # offset j - i: direction-aware
+                logits += bias[
+                    np.clip(keys - i, -k_max, k_max) + k_max, h
+                ]  # offset j - i: direction-aware
                 p = np.exp(logits - logits.max())
                 p /= p.sum()
                 heads_out.append(p @ v[b, keys, h])

@@ -1,9 +1,11 @@
 """Tests for etagger.metrics: conlleval semantics, checked against seqeval's default
 (conlleval-like) mode and against output captured from conlleval.pl itself."""
+
 import warnings
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
@@ -14,14 +16,22 @@ def seqeval_scores(gold, pred):
     """Overall and per-type numbers from seqeval, shaped like ours."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seqeval/numpy warn about empty averages
-        overall = tuple(fn(gold, pred, zero_division=0) for fn in (precision_score, recall_score, f1_score))
+        overall = tuple(
+            fn(gold, pred, zero_division=0) for fn in (precision_score, recall_score, f1_score)
+        )
         table = classification_report(gold, pred, output_dict=True, zero_division=0)
     gold_chunks, pred_chunks = set(get_entities(gold)), set(get_entities(pred))
     per_type = {}
     for chunk_type in sorted({t for t, _, _ in gold_chunks | pred_chunks}):
         row = table[chunk_type]
         n_pred = sum(t == chunk_type for t, _, _ in pred_chunks)
-        per_type[chunk_type] = (row["precision"], row["recall"], row["f1-score"], n_pred, row["support"])
+        per_type[chunk_type] = (
+            row["precision"],
+            row["recall"],
+            row["f1-score"],
+            n_pred,
+            row["support"],
+        )
     return overall, per_type, (len(gold_chunks), len(pred_chunks), len(gold_chunks & pred_chunks))
 
 
@@ -38,14 +48,37 @@ def assert_matches_seqeval(gold, pred) -> Report:
 
 # (gold, pred, expected (gold phrases, pred phrases, correct)) for sentence lists.
 FIXTURES = {
-    "iob1_i_starts_chunk": ([["I-PER", "I-PER", "O", "I-LOC"]], [["I-PER", "I-PER", "O", "I-ORG"]], (2, 2, 1)),
-    "iob1_b_between_same_type": ([["I-PER", "I-PER", "B-PER", "I-PER"]], [["I-PER", "I-PER", "I-PER", "I-PER"]], (2, 1, 0)),
-    "iob1_vs_iob2_same_chunks": ([["I-LOC", "O", "I-PER", "B-PER"]], [["B-LOC", "O", "B-PER", "B-PER"]], (3, 3, 3)),
-    "iob2": ([["B-PER", "I-PER", "O", "B-LOC", "B-LOC"]], [["B-PER", "O", "O", "B-LOC", "I-LOC"]], (3, 2, 0)),
-    "iobes": ([["S-PER", "S-PER", "B-LOC", "E-LOC", "B-LOC", "I-LOC", "E-LOC"]],
-              [["S-PER", "B-PER", "E-PER", "E-LOC", "B-LOC", "I-LOC", "E-LOC"]], (4, 4, 2)),
+    "iob1_i_starts_chunk": (
+        [["I-PER", "I-PER", "O", "I-LOC"]],
+        [["I-PER", "I-PER", "O", "I-ORG"]],
+        (2, 2, 1),
+    ),
+    "iob1_b_between_same_type": (
+        [["I-PER", "I-PER", "B-PER", "I-PER"]],
+        [["I-PER", "I-PER", "I-PER", "I-PER"]],
+        (2, 1, 0),
+    ),
+    "iob1_vs_iob2_same_chunks": (
+        [["I-LOC", "O", "I-PER", "B-PER"]],
+        [["B-LOC", "O", "B-PER", "B-PER"]],
+        (3, 3, 3),
+    ),
+    "iob2": (
+        [["B-PER", "I-PER", "O", "B-LOC", "B-LOC"]],
+        [["B-PER", "O", "O", "B-LOC", "I-LOC"]],
+        (3, 2, 0),
+    ),
+    "iobes": (
+        [["S-PER", "S-PER", "B-LOC", "E-LOC", "B-LOC", "I-LOC", "E-LOC"]],
+        [["S-PER", "B-PER", "E-PER", "E-LOC", "B-LOC", "I-LOC", "E-LOC"]],
+        (4, 4, 2),
+    ),
     "type_change_splits": ([["I-PER", "I-LOC", "B-LOC"]], [["B-PER", "B-LOC", "I-LOC"]], (3, 2, 1)),
-    "chunk_at_sentence_end": ([["O", "I-PER"], ["I-PER", "O"]], [["O", "I-PER"], ["I-PER", "O"]], (2, 2, 2)),
+    "chunk_at_sentence_end": (
+        [["O", "I-PER"], ["I-PER", "O"]],
+        [["O", "I-PER"], ["I-PER", "O"]],
+        (2, 2, 2),
+    ),
     "boundary_splits_pred": ([["O", "B-PER"], ["I-PER"]], [["O", "B-PER"], ["B-PER"]], (2, 2, 2)),
     "empty_sentences": ([[], ["B-MISC"], []], [[], ["B-MISC"], []], (1, 1, 1)),
     "all_o": ([["O", "O"], ["O"]], [["O", "O"], ["O"]], (0, 0, 0)),
@@ -83,7 +116,10 @@ def test_format_report_matches_conlleval_output():
 
 
 def test_format_report_without_tokens():
-    assert format_report(evaluate([], [])) == "processed 0 tokens with 0 phrases; found: 0 phrases; correct: 0.\n"
+    assert (
+        format_report(evaluate([], []))
+        == "processed 0 tokens with 0 phrases; found: 0 phrases; correct: 0.\n"
+    )
 
 
 def test_report_fields():
@@ -104,8 +140,10 @@ def test_length_mismatch_names_sentence():
 
 def test_read_conlleval_file(tmp_path):
     path = tmp_path / "out.txt"
-    path.write_text("-DOCSTART- -X- O O\n\nEU NNP B-ORG B-ORG\nrejects VBZ O O\n\n\n"
-                    "German JJ B-MISC B-LOC\n-X- -X- O O\ncall NN O O\n")
+    path.write_text(
+        "-DOCSTART- -X- O O\n\nEU NNP B-ORG B-ORG\nrejects VBZ O O\n\n\n"
+        "German JJ B-MISC B-LOC\n-X- -X- O O\ncall NN O O\n"
+    )
     gold, pred = read_conlleval_file(path)
     # -DOCSTART- is a token (as in conlleval); blank runs and -X- lines are boundaries.
     assert gold == [["O"], ["B-ORG", "O"], ["B-MISC"], ["O"]]
@@ -113,7 +151,9 @@ def test_read_conlleval_file(tmp_path):
     assert evaluate(gold, pred).tokens == 5
 
 
-@pytest.mark.parametrize("text, line", [("a O O\nb O\n", 2), ("a O\n", 1), ("a b O O\n\nc O O\n", 3)])
+@pytest.mark.parametrize(
+    "text, line", [("a O O\nb O\n", 2), ("a O\n", 1), ("a b O O\n\nc O O\n", 3)]
+)
 def test_read_conlleval_file_rejects_malformed(tmp_path, text, line):
     path = tmp_path / "bad.txt"
     path.write_text(text)
@@ -142,7 +182,12 @@ def encode(labels, scheme):
         elif scheme == "iob1":  # B only where a chunk directly follows one of the same type
             prefix = "B" if begins and prev is not None and prev[0] == chunk_type else "I"
         else:
-            prefix = {(True, True): "S", (True, False): "B", (False, True): "E", (False, False): "I"}[begins, ends]
+            prefix = {
+                (True, True): "S",
+                (True, False): "B",
+                (False, True): "E",
+                (False, False): "I",
+            }[begins, ends]
         tags.append(f"{prefix}-{chunk_type}")
     return tags
 
@@ -159,8 +204,13 @@ def well_formed_pair(draw):
     scheme = draw(st.sampled_from(["iob1", "iob2", "iobes"]))
     gold_labels = draw(st.lists(labels, min_size=1, max_size=5))  # seqeval rejects []
     # Predictions: the gold labels with some tokens replaced, so that many chunks match.
-    pred_labels = [[draw(st.sampled_from([lab, lab, None, (TYPES[0], True), (TYPES[1], False)]))
-                    for lab in sentence] for sentence in gold_labels]
+    pred_labels = [
+        [
+            draw(st.sampled_from([lab, lab, None, (TYPES[0], True), (TYPES[1], False)]))
+            for lab in sentence
+        ]
+        for sentence in gold_labels
+    ]
     return ([encode(s, scheme) for s in gold_labels], [encode(s, scheme) for s in pred_labels])
 
 
@@ -210,8 +260,13 @@ def test_conll2003_test_set(conll_dir, tmp_path):
     flat_pred = corrupt([tag for tag in ner if tag is not None])
     pred = iter(flat_pred)
     path = tmp_path / "conlleval.txt"
-    path.write_text("".join(f"{line.split()[0]} {tag} {next(pred)}\n" if tag else "\n"
-                            for line, tag in zip(lines, ner)), encoding="utf-8")
+    path.write_text(
+        "".join(
+            f"{line.split()[0]} {tag} {next(pred)}\n" if tag else "\n"
+            for line, tag in zip(lines, ner)
+        ),
+        encoding="utf-8",
+    )
     gold_sentences, pred_sentences = read_conlleval_file(path)
 
     perfect = evaluate(gold_sentences, gold_sentences)

@@ -1,6 +1,7 @@
 """pipelines/preprocess.py: the composite transforms under TestPipeline, whole runs on tiny
 fixtures (counts, byte-exact round trips, determinism, atomic output, lenient mode, raw
 text), and, marked ``conll``, one run on the real CoNLL-2003 files."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,14 +12,15 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected by pytest
+from apache_beam.testing.test_pipeline import (
+    TestPipeline as BeamTestPipeline,
+)  # not collected by pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from etagger import conll, features, ranges, records, schema
 from etagger.conll import ConllFormatError, Sentence
 from etagger.tokenize import detokenize_wikitext
-from pipelines import preprocess
-from pipelines import io
+from pipelines import io, preprocess
 from pipelines.preprocess import ComputeVocabs, PreprocessOptions
 from tests import fixtures
 from tests.conftest import CONLL_DIR
@@ -32,14 +34,21 @@ def _glove(tmp_path: Path) -> str:
 
 
 def _options(tmp_path: Path, **changes) -> PreprocessOptions:
-    return dataclasses.replace(PreprocessOptions(glove=_glove(tmp_path), input_scheme="IOB2", num_shards=2), **changes)
+    return dataclasses.replace(
+        PreprocessOptions(glove=_glove(tmp_path), input_scheme="IOB2", num_shards=2), **changes
+    )
 
 
 def _sentence(rows: str, index: int = 0, source: str = "train.txt", leading: str = "") -> Sentence:
     fields = [line.split() for line in rows.strip().split("\n")]
     names = conll.CONLL2003_COLUMNS if len(fields[0]) == 4 else conll.WORD_TAG_COLUMNS
-    return Sentence(columns={n: tuple(f[i] for f in fields) for i, n in enumerate(names)},
-                    index=index, source=source, line=1, leading=leading)
+    return Sentence(
+        columns={n: tuple(f[i] for f in fields) for i, n in enumerate(names)},
+        index=index,
+        source=source,
+        line=1,
+        leading=leading,
+    )
 
 
 def _run(*args: str) -> dict:
@@ -47,7 +56,9 @@ def _run(*args: str) -> dict:
 
 
 def _round_trip(out: Path, split: str, target: Path) -> None:
-    conll.write_conll(target, records.to_sentences(records.read_records(out, split), conll.CONLL2003_COLUMNS))
+    conll.write_conll(
+        target, records.to_sentences(records.read_records(out, split), conll.CONLL2003_COLUMNS)
+    )
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -56,6 +67,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------ transforms
+
 
 def _range(split: str, source: str = "train.txt") -> ranges.FileRange:
     return ranges.FileRange(source, "conll", 0, 0, SPLITS.index(split), 0, 1, split)
@@ -70,25 +82,69 @@ def test_read_ranges_transform_reads_a_file_cut_into_ranges(tmp_path):
     numbered = ranges.numbered(planned, [ranges.census(r, options) for r in planned])
     assert len(numbered) > 3
     with BeamTestPipeline() as p:
-        read = (p | io.ReadRanges(numbered, options)
-                | beam.FlatMap(lambda rs: [(rs.range.number, s) for s in rs.sentences]))
+        read = (
+            p
+            | io.ReadRanges(numbered, options)
+            | beam.FlatMap(lambda rs: [(rs.range.number, s) for s in rs.sentences])
+        )
         assert_that(read | beam.Map(lambda kv: kv[1]), equal_to(expected))
 
 
 TRAIN = [
-    _sentence("John NNP B-NP B-PER\nSmith NNP I-NP I-PER\nvisited VBD B-VP O\nParis NNP B-NP B-LOC\n. . O O", 0),
+    _sentence(
+        "John NNP B-NP B-PER\nSmith NNP I-NP I-PER\nvisited VBD B-VP O\nParis NNP B-NP B-LOC\n. . O O",
+        0,
+    ),
     _sentence("Mary NNP B-NP B-PER\nvisited VBD B-VP O\nBerlin NNP B-NP B-LOC\n. . O O", 1),
 ]
-DEV = [_sentence("Reuters NNP B-NP B-ORG\nleft VBD B-VP O\nTokyo NNP B-NP B-LOC\n. . O O", 0, "dev.txt")]
+DEV = [
+    _sentence(
+        "Reuters NNP B-NP B-ORG\nleft VBD B-VP O\nTokyo NNP B-NP B-LOC\n. . O O", 0, "dev.txt"
+    )
+]
 
 
 def test_compute_vocabs(tmp_path):
     """Training words by falling count then alphabetically, plus dev/test words found in
     GloVe; other vocabularies from train only; "O" is tag 0; files match the output."""
     expected_vocabs = {
-        "word": ["<pad>", "<unk>", ".", "visited", "berlin", "john", "mary", "paris", "smith", "left", "reuters"],
-        "char": ["<pad>", "<unk>", "i", "e", "r", "s", "t", ".", "a", "d", "h", "n", "v", "B", "J", "M", "P",
-                 "S", "l", "m", "o", "y"],
+        "word": [
+            "<pad>",
+            "<unk>",
+            ".",
+            "visited",
+            "berlin",
+            "john",
+            "mary",
+            "paris",
+            "smith",
+            "left",
+            "reuters",
+        ],
+        "char": [
+            "<pad>",
+            "<unk>",
+            "i",
+            "e",
+            "r",
+            "s",
+            "t",
+            ".",
+            "a",
+            "d",
+            "h",
+            "n",
+            "v",
+            "B",
+            "J",
+            "M",
+            "P",
+            "S",
+            "l",
+            "m",
+            "o",
+            "y",
+        ],
         "shape": ["<pad>", "<unk>", "Xx", ".", "x"],
         "pos": ["<pad>", "<unk>", "NNP", ".", "VBD"],
         "chunk": ["<pad>", "<unk>", "B-NP", "B-VP", "O", "I-NP"],
@@ -96,13 +152,20 @@ def test_compute_vocabs(tmp_path):
     }
     expected_glove = [".", "berlin", "john", "left", "paris", "reuters", "smith", "visited"]
     out = tmp_path / "out"
-    read = [io.RangeSentences(_range("train"), (TRAIN[0],), io.ReadCounts()),
-            io.RangeSentences(_range("train")._replace(number=1), (TRAIN[1],), io.ReadCounts()),
-            io.RangeSentences(_range("dev", "dev.txt"), tuple(DEV), io.ReadCounts())]
+    read = [
+        io.RangeSentences(_range("train"), (TRAIN[0],), io.ReadCounts()),
+        io.RangeSentences(_range("train")._replace(number=1), (TRAIN[1],), io.ReadCounts()),
+        io.RangeSentences(_range("dev", "dev.txt"), tuple(DEV), io.ReadCounts()),
+    ]
     with BeamTestPipeline() as p:
-        assert_that(p | beam.Create(read) | ComputeVocabs(_options(tmp_path), str(out)), equal_to([expected_vocabs]))
+        assert_that(
+            p | beam.Create(read) | ComputeVocabs(_options(tmp_path), str(out)),
+            equal_to([expected_vocabs]),
+        )
     assert features.load_vocabs(out / "vocab") == expected_vocabs
-    assert (out / preprocess.WORK_DIR / preprocess.GLOVE_WORDS).read_text().split() == expected_glove
+    assert (
+        out / preprocess.WORK_DIR / preprocess.GLOVE_WORDS
+    ).read_text().split() == expected_glove
     matrix = np.load(out / "glove_filtered.npy")
     assert matrix.shape == (len(expected_vocabs["word"]), 8)
     assert not matrix[:2].any()  # PAD, UNK
@@ -124,22 +187,59 @@ def _char_ids(word: str) -> list[int]:
 
 
 def _decoded(record: bytes, counts):
-    r = {k: (v.to_list() if hasattr(v, "to_list") else np.asarray(v.numpy()).tolist())
-         for k, v in schema.decode(record).items()}
-    return (r["word"], r["word_id"], r["char_ids"], r["shape_id"], r["tag"], r["tag_id"],
-            r["leading"], r["index"], r["source"], counts)
+    r = {
+        k: (v.to_list() if hasattr(v, "to_list") else np.asarray(v.numpy()).tolist())
+        for k, v in schema.decode(record).items()
+    }
+    return (
+        r["word"],
+        r["word_id"],
+        r["char_ids"],
+        r["shape_id"],
+        r["tag"],
+        r["tag_id"],
+        r["leading"],
+        r["index"],
+        r["source"],
+        counts,
+    )
 
 
 def test_encoder(tmp_path):
-    sentences = [_sentence("John B-PER\nvisited O\nParis B-LOC\n. O", 3, "/data/train.txt", "-DOCSTART- -X- -X- O\n\n"),
-                 _sentence("John B-PER\njohn O", 0, "/data/dev.txt")]
+    sentences = [
+        _sentence(
+            "John B-PER\nvisited O\nParis B-LOC\n. O",
+            3,
+            "/data/train.txt",
+            "-DOCSTART- -X- -X- O\n\n",
+        ),
+        _sentence("John B-PER\njohn O", 0, "/data/dev.txt"),
+    ]
     expected = [
-        ([b"John", b"visited", b"Paris", b"."], [2, 3, 1, 4],
-         [_char_ids(w) for w in ("John", "visited", "Paris", ".")], [2, 3, 2, 1],
-         [b"B-PER", b"O", b"B-LOC", b"O"], [1, 0, 2, 0],  # tags as written; ids in IOBES
-         b"-DOCSTART- -X- -X- O\n\n", 3, b"train.txt", (4, 2, 1)),
-        ([b"John", b"john"], [2, 2], [_char_ids("John"), _char_ids("john")], [2, 3],
-         [b"B-PER", b"O"], [1, 0], b"", 0, b"dev.txt", (2, 2, 0)),
+        (
+            [b"John", b"visited", b"Paris", b"."],
+            [2, 3, 1, 4],
+            [_char_ids(w) for w in ("John", "visited", "Paris", ".")],
+            [2, 3, 2, 1],
+            [b"B-PER", b"O", b"B-LOC", b"O"],
+            [1, 0, 2, 0],  # tags as written; ids in IOBES
+            b"-DOCSTART- -X- -X- O\n\n",
+            3,
+            b"train.txt",
+            (4, 2, 1),
+        ),
+        (
+            [b"John", b"john"],
+            [2, 2],
+            [_char_ids("John"), _char_ids("john")],
+            [2, 3],
+            [b"B-PER", b"O"],
+            [1, 0],
+            b"",
+            0,
+            b"dev.txt",
+            (2, 2, 0),
+        ),
     ]
     options = _options(tmp_path, tag_scheme="IOBES", columns=conll.WORD_TAG_COLUMNS)
     encoder = preprocess.Encoder(options, VOCABS, ["john", "visited"])
@@ -164,30 +264,54 @@ def test_a_malformed_gold_tag_stops_preprocess_with_its_file_and_line(tmp_path):
 
 def test_split_stats(tmp_path):
     planned = [_range("train"), _range("train")._replace(number=1), _range("dev", "dev.txt")]
-    three, twelve, five = (_sentence(" O\n".join("abc") + " O"), _sentence(" O\n".join("abcdefghijkl") + " O"),
-                           _sentence(" O\n".join("abcde") + " O"))
-    receipts = {planned[0].name: preprocess.range_stats([(3, 3, 0)], [three]),
-                planned[1].name: preprocess.range_stats([(12, 6, 3)], [twelve]),
-                planned[2].name: preprocess.range_stats([(5, 0, 5)], [five])}
+    three, twelve, five = (
+        _sentence(" O\n".join("abc") + " O"),
+        _sentence(" O\n".join("abcdefghijkl") + " O"),
+        _sentence(" O\n".join("abcde") + " O"),
+    )
+    receipts = {
+        planned[0].name: preprocess.range_stats([(3, 3, 0)], [three]),
+        planned[1].name: preprocess.range_stats([(12, 6, 3)], [twelve]),
+        planned[2].name: preprocess.range_stats([(5, 0, 5)], [five]),
+    }
     for receipt in receipts.values():
         receipt["read"] = io.ReadCounts()._asdict()
     expected = {
-        "dev": {"sentences": 1, "tokens": 5, "glove_token_coverage": 0.0, "unknown_token_rate": 1.0,
-                "length_histogram": [[0, 9, 1]], "skipped_sentences": 0, "skipped_lines": 0, "tag_counts": {"O": 5}},
-        "train": {"sentences": 2, "tokens": 15, "glove_token_coverage": 0.6, "unknown_token_rate": 0.2,
-                  "length_histogram": [[0, 9, 1], [10, 19, 1]], "skipped_sentences": 0, "skipped_lines": 0,
-                  "tag_counts": {"O": 15}},
+        "dev": {
+            "sentences": 1,
+            "tokens": 5,
+            "glove_token_coverage": 0.0,
+            "unknown_token_rate": 1.0,
+            "length_histogram": [[0, 9, 1]],
+            "skipped_sentences": 0,
+            "skipped_lines": 0,
+            "tag_counts": {"O": 5},
+        },
+        "train": {
+            "sentences": 2,
+            "tokens": 15,
+            "glove_token_coverage": 0.6,
+            "unknown_token_rate": 0.2,
+            "length_histogram": [[0, 9, 1], [10, 19, 1]],
+            "skipped_sentences": 0,
+            "skipped_lines": 0,
+            "tag_counts": {"O": 15},
+        },
     }
     assert preprocess.split_stats(receipts, planned, _options(tmp_path)) == expected
 
 
 # ------------------------------------------------------------------ whole runs, tiny fixtures
 
+
 def _write_inputs(folder: Path) -> Path:
     fixtures.write_conll_dir(folder, (14, 5, 5))
     # Layout the byte-exact round trip has to keep: an extra blank line, a later document.
     train = folder / "train.txt"
-    train.write_text(train.read_text() + "\n-DOCSTART- -X- -X- O\n\nAna NNP I-NP B-PER\nleft VBD B-VP O\n. . O O\n\n")
+    train.write_text(
+        train.read_text()
+        + "\n-DOCSTART- -X- -X- O\n\nAna NNP I-NP B-PER\nleft VBD B-VP O\n. . O O\n\n"
+    )
     return folder
 
 
@@ -208,7 +332,11 @@ def test_run_counts_and_stats(tiny):
     for split in SPLITS:
         sentences = list(conll.read_conll(inputs / f"{split}.txt"))
         tokens = [w for s in sentences for w in s.words]
-        assert stats[split]["sentences"] == len(sentences) == len(list(records.read_records(out, split)))
+        assert (
+            stats[split]["sentences"]
+            == len(sentences)
+            == len(list(records.read_records(out, split)))
+        )
         assert stats[split]["tokens"] == len(tokens)
         assert stats[split]["skipped_sentences"] == 0
         coverage = sum(w.lower() in GLOVE_WORDS for w in tokens) / len(tokens)
@@ -225,10 +353,13 @@ def test_run_output_layout(tiny):
     _, out, _, _ = tiny
     names = sorted(p.name for p in out.iterdir())
     shards = [f"{s}-{i:05d}-of-00003.tfrecord" for s in SPLITS for i in range(3)]
-    assert names == sorted(shards + ["glove_filtered.npy", "preprocess.json", "stats.json", "vocab"])
+    assert names == sorted(
+        shards + ["glove_filtered.npy", "preprocess.json", "stats.json", "vocab"]
+    )
     # Every vocabulary but the gazetteer, which only --gazetteer writes (tests/test_gazetteer.py).
     assert sorted(p.name for p in (out / "vocab").iterdir()) == sorted(
-        f for name, f in features.VOCAB_FILES.items() if name != "gazetteer")
+        f for name, f in features.VOCAB_FILES.items() if name != "gazetteer"
+    )
     assert _leftovers(out.parent) == [] and _leftovers(out) == []  # no staging, .old or temp files
 
 
@@ -236,7 +367,9 @@ def test_round_trip_is_byte_identical(tiny, tmp_path):
     inputs, out, _, _ = tiny
     for split in SPLITS:
         _round_trip(out, split, tmp_path / f"{split}.txt")
-        assert (tmp_path / f"{split}.txt").read_bytes() == (inputs / f"{split}.txt").read_bytes(), split
+        assert (tmp_path / f"{split}.txt").read_bytes() == (inputs / f"{split}.txt").read_bytes(), (
+            split
+        )
 
 
 def test_records_decode_to_vocabulary_ids(tiny):
@@ -244,11 +377,16 @@ def test_records_decode_to_vocabulary_ids(tiny):
     vocabs = features.load_vocabs(out / "vocab")
     for record in records.read_records(out, "dev"):
         words = [vocabs["word"][i] for i in record["word_id"]]
-        assert words == [w.lower() if w.lower() in vocabs["word"] else "<unk>" for w in record["word"]]
-        assert [vocabs["tag"][i] for i in record["tag_id"]] == conll.convert_tags(record["tag"], "IOB2", "IOBES")
+        assert words == [
+            w.lower() if w.lower() in vocabs["word"] else "<unk>" for w in record["word"]
+        ]
+        assert [vocabs["tag"][i] for i in record["tag_id"]] == conll.convert_tags(
+            record["tag"], "IOB2", "IOBES"
+        )
         known = set(vocabs["char"][2:])
-        assert ([[vocabs["char"][c] for c in chars] for chars in record["char_ids"]]
-                == [[ch if ch in known else "<unk>" for ch in w] for w in record["word"]])
+        assert [[vocabs["char"][c] for c in chars] for chars in record["char_ids"]] == [
+            [ch if ch in known else "<unk>" for ch in w] for w in record["word"]
+        ]
 
 
 def test_second_run_is_byte_identical_and_overwrite_replaces(tiny, tmp_path):
@@ -256,7 +394,17 @@ def test_second_run_is_byte_identical_and_overwrite_replaces(tiny, tmp_path):
     again = tmp_path / "again"
     again.mkdir()
     (again / "stale.tfrecord").write_text("from an older run")
-    _run("--data-dir", inputs, "--out", again, "--glove", glove_path, "--num-shards", 3, "--overwrite")
+    _run(
+        "--data-dir",
+        inputs,
+        "--out",
+        again,
+        "--glove",
+        glove_path,
+        "--num-shards",
+        3,
+        "--overwrite",
+    )
     assert not (again / "stale.tfrecord").exists()
     first = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
@@ -280,7 +428,9 @@ def test_cli_passes_arguments_through(tiny):
     import cli
 
     inputs, out, _, _ = tiny
-    result = CliRunner().invoke(cli.main, ["preprocess", "--data-dir", str(inputs), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli.main, ["preprocess", "--data-dir", str(inputs), "--out", str(out)]
+    )
     assert result.exit_code == 2  # an input error, in one line
     assert result.stderr == f"error: {out} exists; pass --overwrite to replace it\n"
 
@@ -316,7 +466,9 @@ def test_failing_overwrite_keeps_the_old_output(tmp_path):
     _write_inputs(tmp_path / "in")
     (tmp_path / "in" / "dev.txt").write_text("")
     with pytest.raises(ConllFormatError, match=r"dev\.txt:1: no sentences in file"):
-        _run("--data-dir", tmp_path / "in", "--out", out, "--glove", _glove(tmp_path), "--overwrite")
+        _run(
+            "--data-dir", tmp_path / "in", "--out", out, "--glove", _glove(tmp_path), "--overwrite"
+        )
     assert sorted(p.name for p in out.iterdir()) == ["stats.json"]
     assert _leftovers(tmp_path) == []
 
@@ -337,7 +489,9 @@ RAW = {
     "a.txt": "John Smith visited Paris. Mary left Berlin!\n\nDr. Jones met the U.S. team in Tokyo.\n",
     "b.txt": "Reuters reported that John Smith\u2019s visit ended. It was 3,000 km.\n",
 }
-WIKITEXT = " = Paris = \n \n Paris is a well @-@ known city of 2 @,@ 100 @,@ 000 people . John left .\n"
+WIKITEXT = (
+    " = Paris = \n \n Paris is a well @-@ known city of 2 @,@ 100 @,@ 000 people . John left .\n"
+)
 
 
 @pytest.mark.parametrize("wikitext", [False, True], ids=["plain", "wikitext"])
@@ -349,10 +503,23 @@ def test_raw_text_with_vocab_from(tiny, tmp_path, wikitext):
     for name, text in texts.items():
         (raw / name).write_text(text, encoding="utf-8")
     out = tmp_path / "out"
-    stats = _run("--raw", raw / "*.txt", "--vocab-from", vocab_out, "--out", out, "--num-shards", 2,
-                 *(["--wikitext"] if wikitext else []))
+    stats = _run(
+        "--raw",
+        raw / "*.txt",
+        "--vocab-from",
+        vocab_out,
+        "--out",
+        out,
+        "--num-shards",
+        2,
+        *(["--wikitext"] if wikitext else []),
+    )
     got = list(records.read_records(out, "raw"))
-    assert got and stats["raw"]["sentences"] == len(got) and stats["raw"]["tokens"] == sum(r["length"] for r in got)
+    assert (
+        got
+        and stats["raw"]["sentences"] == len(got)
+        and stats["raw"]["tokens"] == sum(r["length"] for r in got)
+    )
     assert stats["raw"]["glove_token_coverage"] > 0 and stats["raw"]["skipped_lines"] == 0
     vocabs = features.load_vocabs(out / "vocab")
     assert vocabs == features.load_vocabs(vocab_out / "vocab")
@@ -364,12 +531,18 @@ def test_raw_text_with_vocab_from(tiny, tmp_path, wikitext):
         assert [line[a:b] for a, b in zip(r["start"], r["end"])] == r["word"]
         assert len(r["word_id"]) == len(r["char_ids"]) == r["length"]
     if wikitext:
-        assert ["well-known", "2,100,000"] == [w for r in got for w in r["word"] if w in ("well-known", "2,100,000")]
+        assert ["well-known", "2,100,000"] == [
+            w for r in got for w in r["word"] if w in ("well-known", "2,100,000")
+        ]
     # Sentences come back in file order, as the tokenizer cut them.
-    assert [r["word"] for r in got][:2] == ([["=", "Paris", "="], ["Paris", "is", "a", "well-known", "city", "of",
-                                                                     "2,100,000", "people", "."]]
-                                            if wikitext else [["John", "Smith", "visited", "Paris", "."],
-                                                              ["Mary", "left", "Berlin", "!"]])
+    assert [r["word"] for r in got][:2] == (
+        [
+            ["=", "Paris", "="],
+            ["Paris", "is", "a", "well-known", "city", "of", "2,100,000", "people", "."],
+        ]
+        if wikitext
+        else [["John", "Smith", "visited", "Paris", "."], ["Mary", "left", "Berlin", "!"]]
+    )
 
 
 # ------------------------------------------------------------------ the real CoNLL-2003 files
@@ -408,7 +581,9 @@ def test_real_counts(conll_dir, real_output, real_records):
 def test_real_round_trip_is_byte_identical(conll_dir, real_records, tmp_path):
     for split in SPLITS:
         target = tmp_path / f"{split}.txt"
-        conll.write_conll(target, records.to_sentences(real_records[split], conll.CONLL2003_COLUMNS))
+        conll.write_conll(
+            target, records.to_sentences(real_records[split], conll.CONLL2003_COLUMNS)
+        )
         assert filecmp.cmp(target, conll_dir / f"{split}.txt", shallow=False), split
 
 
@@ -423,4 +598,7 @@ def test_real_glove_coverage_and_scheme(conll_dir, real_output):
     assert info["input_scheme"] == "IOB2"  # the files are IOB2, whatever some docs say
     tags = features.load_vocabs(out / "vocab")["tag"]
     assert tags[0] == "O" and len(tags) == 17  # O + {B,I,E,S} x {PER,LOC,ORG,MISC}
-    assert np.load(out / "glove_filtered.npy").shape == (len(features.load_vocabs(out / "vocab")["word"]), 50)
+    assert np.load(out / "glove_filtered.npy").shape == (
+        len(features.load_vocabs(out / "vocab")["word"]),
+        50,
+    )

@@ -2,6 +2,7 @@
 runner (DirectRunner in memory and with 2 processes, the Dask runner on a 2-worker cluster
 started by the test, Beam's portable job service with an external worker pool), on S3
 (moto), and after a Dask worker is killed mid-run."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ from tests.fixtures import write_conll_split
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "conll03-bilstm1")
-RAW = ("Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
-       "\n"
-       "The United Nations said so in New York. Reuters reported it from London.\n")
+RAW = (
+    "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
+    "\n"
+    "The United Nations said so in New York. Reuters reported it from London.\n"
+)
 RANGE_BYTES = "400"  # several ranges per file, so that the ranges are what is tested
 DASK = ["--runner", "DaskRunner"]
 
@@ -35,13 +38,30 @@ def inputs(tmp_path_factory) -> Path:
 
 
 def tag(inputs: Path | str, out: Path | str, fmt: str, *beam_args: str) -> dict:
-    return tag_corpus.run(["--model", MODEL, "--input", f"{inputs}/*.txt", "--output", str(out), "--format", fmt,
-                           "--range-bytes", RANGE_BYTES, *beam_args])
+    return tag_corpus.run(
+        [
+            "--model",
+            MODEL,
+            "--input",
+            f"{inputs}/*.txt",
+            "--output",
+            str(out),
+            "--format",
+            fmt,
+            "--range-bytes",
+            RANGE_BYTES,
+            *beam_args,
+        ]
+    )
 
 
 def files(folder: Path) -> dict[str, bytes]:
     """The outputs under ``folder`` but timing.json (its wall times differ)."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != "timing.json"}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != "timing.json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +73,30 @@ def reference(inputs, tmp_path_factory) -> dict[str, dict[str, bytes]]:
         timing = tag(inputs, folder, fmt)
         assert timing["ranges"] > 6
         out[fmt] = files(folder)
-    shards = {name: -(-(inputs / name).stat().st_size // int(RANGE_BYTES)) for name in ("gold.txt", "raw.txt")}
-    assert sorted(out["jsonl"]) == [f"{name}-{i:05d}-of-{n:05d}.jsonl" for name, n in shards.items() for i in range(n)]
+    shards = {
+        name: -(-(inputs / name).stat().st_size // int(RANGE_BYTES))
+        for name in ("gold.txt", "raw.txt")
+    }
+    assert sorted(out["jsonl"]) == [
+        f"{name}-{i:05d}-of-{n:05d}.jsonl" for name, n in shards.items() for i in range(n)
+    ]
     return out
 
 
 def test_ranges_change_no_byte_of_the_output(inputs, reference, tmp_path):
     """One range per file gives the same CoNLL as many; conlleval reads the whole test set."""
-    tag_corpus.run(["--model", MODEL, "--input", f"{inputs}/*.txt", "--output", str(tmp_path), "--format", "conll"])
+    tag_corpus.run(
+        [
+            "--model",
+            MODEL,
+            "--input",
+            f"{inputs}/*.txt",
+            "--output",
+            str(tmp_path),
+            "--format",
+            "conll",
+        ]
+    )
     assert files(tmp_path) == reference["conll"]
     sentences = list(conll.read_conll(inputs / "gold.txt"))
     report = metrics.evaluate(*metrics.read_conlleval_file(tmp_path / "gold.txt.conll"))
@@ -69,7 +105,9 @@ def test_ranges_change_no_byte_of_the_output(inputs, reference, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["conll", "jsonl"])
 def test_direct_runner_with_two_processes(inputs, reference, tmp_path, fmt):
-    timing = tag(inputs, tmp_path, fmt, "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+    timing = tag(
+        inputs, tmp_path, fmt, "--direct_num_workers=2", "--direct_running_mode=multi_processing"
+    )
     assert files(tmp_path) == reference[fmt]
     assert len(timing["workers"]) == 2
 
@@ -81,11 +119,15 @@ def test_dask_runner_on_a_two_worker_cluster(inputs, reference, tmp_path, dask_c
     # Both workers read ranges of the same files: the per-worker counts add up to the whole.
     assert len(timing["workers"]) == 2
     assert sum(w["tokens"] for w in timing["workers"].values()) == timing["tokens"]
-    assert json.loads((tmp_path / "timing.json").read_text())["sentences"] == timing["sentences"] > 0
+    assert (
+        json.loads((tmp_path / "timing.json").read_text())["sentences"] == timing["sentences"] > 0
+    )
 
 
 @pytest.mark.parametrize("fmt", ["conll", "jsonl"])
-def test_portable_runner_with_an_external_worker_pool(inputs, reference, tmp_path, portable_runner, fmt):
+def test_portable_runner_with_an_external_worker_pool(
+    inputs, reference, tmp_path, portable_runner, fmt
+):
     tag(inputs, tmp_path, fmt, *portable_runner.beam_args)
     assert files(tmp_path) == reference[fmt]
 
@@ -108,7 +150,14 @@ def test_killed_dask_worker_still_gives_the_whole_output(inputs, tmp_path, dask_
 
     killer = threading.Thread(target=kill_when_half_done)
     killer.start()
-    timing = tag(big, out, "conll", "--range-bytes=2000", *DASK, f"--dask_client_address={dask_cluster.address}")
+    timing = tag(
+        big,
+        out,
+        "conll",
+        "--range-bytes=2000",
+        *DASK,
+        f"--dask_client_address={dask_cluster.address}",
+    )
     killer.join()
     dask_cluster.wait_for_workers()
     assert killed and timing["ranges"] == -(-(big / "raw.txt").stat().st_size // 2000)
@@ -116,18 +165,20 @@ def test_killed_dask_worker_still_gives_the_whole_output(inputs, tmp_path, dask_
 
 
 def _upload(server, local: Path, target: str) -> None:
-    bucket, _, prefix = target[len("s3://"):].partition("/")
+    bucket, _, prefix = target[len("s3://") :].partition("/")
     client = server.client()
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local)}")
 
 
 def _download(server, source: str) -> dict[str, bytes]:
-    bucket, _, prefix = source[len("s3://"):].partition("/")
+    bucket, _, prefix = source[len("s3://") :].partition("/")
     client = server.client()
     found = client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
-    return {o["Key"][len(prefix) + 1:]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            for o in found}
+    return {
+        o["Key"][len(prefix) + 1 :]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in found
+    }
 
 
 @pytest.mark.parametrize("fmt", ["conll", "jsonl"])
@@ -135,9 +186,21 @@ def test_inputs_model_and_outputs_on_s3(inputs, reference, s3_server, fmt):
     bucket = s3_server.make_bucket(f"etagger-{fmt}")
     _upload(s3_server, inputs, f"{bucket}/inputs")
     _upload(s3_server, Path(MODEL), f"{bucket}/model")
-    timing = tag_corpus.run(["--model", f"{bucket}/model", "--input", f"{bucket}/inputs/*.txt",
-                             "--output", f"{bucket}/out", "--format", fmt, "--range-bytes", RANGE_BYTES,
-                             *s3_server.beam_args])
+    timing = tag_corpus.run(
+        [
+            "--model",
+            f"{bucket}/model",
+            "--input",
+            f"{bucket}/inputs/*.txt",
+            "--output",
+            f"{bucket}/out",
+            "--format",
+            fmt,
+            "--range-bytes",
+            RANGE_BYTES,
+            *s3_server.beam_args,
+        ]
+    )
     found = _download(s3_server, f"{bucket}/out")
     assert json.loads(found.pop("timing.json"))["sentences"] == timing["sentences"]
     assert found == reference[fmt]
@@ -145,9 +208,23 @@ def test_inputs_model_and_outputs_on_s3(inputs, reference, s3_server, fmt):
 
 # ----------------------------------------------------------------------------- preprocess
 
+
 def _preprocess(data: Path | str, out: Path | str, *beam_args: str) -> dict:
-    return preprocess.run(["--data-dir", str(data), "--raw", f"{data}/raw/*.txt", "--out", str(out),
-                           "--glove", f"{data}/glove.txt", "--range-bytes", RANGE_BYTES, *beam_args])
+    return preprocess.run(
+        [
+            "--data-dir",
+            str(data),
+            "--raw",
+            f"{data}/raw/*.txt",
+            "--out",
+            str(out),
+            "--glove",
+            f"{data}/glove.txt",
+            "--range-bytes",
+            RANGE_BYTES,
+            *beam_args,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -165,17 +242,24 @@ def preprocessed(conll_folder, tmp_path_factory) -> tuple[dict, dict[str, bytes]
     out = tmp_path_factory.mktemp("pre") / "out"
     stats = _preprocess(conll_folder, out)
     assert len(list(out.glob("train-*-of-*.tfrecord"))) > 3
-    return stats, {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return stats, {
+        str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+    }
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
-def test_preprocess_gives_the_same_bytes_on_dask(conll_folder, preprocessed, tmp_path, dask_cluster):
+def test_preprocess_gives_the_same_bytes_on_dask(
+    conll_folder, preprocessed, tmp_path, dask_cluster
+):
     stats, expected = preprocessed
-    again = _preprocess(conll_folder, tmp_path / "out", *DASK,
-                        f"--dask_client_address={dask_cluster.address}")
+    again = _preprocess(
+        conll_folder, tmp_path / "out", *DASK, f"--dask_client_address={dask_cluster.address}"
+    )
     assert again == stats
     found = _tree(tmp_path / "out")
     info = [json.loads(found.pop("preprocess.json")), json.loads(expected["preprocess.json"])]
@@ -190,8 +274,9 @@ def test_preprocess_on_s3(conll_folder, preprocessed, s3_server):
     again = _preprocess(f"{bucket}/data", f"{bucket}/out", *s3_server.beam_args)
     assert again == stats
     found = _download(s3_server, f"{bucket}/out")
-    assert {k: v for k, v in found.items() if k != "preprocess.json"} == \
-        {k: v for k, v in expected.items() if k != "preprocess.json"}
+    assert {k: v for k, v in found.items() if k != "preprocess.json"} == {
+        k: v for k, v in expected.items() if k != "preprocess.json"
+    }
     assert not fsutil.match(f"{bucket}/.out.staging/*", allow_empty=True)
 
 
@@ -201,8 +286,18 @@ def test_run_job_on_s3_tags_only_what_is_missing(inputs, s3_server, tmp_path):
     bucket = s3_server.make_bucket("etagger-job")
     _upload(s3_server, inputs, f"{bucket}/corpus")
     job = tmp_path / "job.yaml"
-    job.write_text(json.dumps({"name": "s3job", "model": MODEL, "inputs": [f"{bucket}/corpus/*.txt"],
-                               "output": f"{bucket}/out", "format": "jsonl", "pipeline_options": s3_server.beam_args}))
+    job.write_text(
+        json.dumps(
+            {
+                "name": "s3job",
+                "model": MODEL,
+                "inputs": [f"{bucket}/corpus/*.txt"],
+                "output": f"{bucket}/out",
+                "format": "jsonl",
+                "pipeline_options": s3_server.beam_args,
+            }
+        )
+    )
     sources = [f"{bucket}/corpus/gold.txt", f"{bucket}/corpus/raw.txt"]
     assert run_job(job) == {"tagged": sources, "skipped": []}
     first = _download(s3_server, f"{bucket}/out")
@@ -211,11 +306,19 @@ def test_run_job_on_s3_tags_only_what_is_missing(inputs, s3_server, tmp_path):
     manifest = json.loads(first["manifest.json"])
     del manifest["files"][sources[1]]
     client = s3_server.client()
-    client.put_object(Bucket="etagger-job", Key="out/manifest.json", Body=json.dumps(manifest).encode())
-    client.put_object(Bucket="etagger-job", Key="out/.staging/raw.txt-00000-of-00002.jsonl", Body=b"half")
+    client.put_object(
+        Bucket="etagger-job", Key="out/manifest.json", Body=json.dumps(manifest).encode()
+    )
+    client.put_object(
+        Bucket="etagger-job", Key="out/.staging/raw.txt-00000-of-00002.jsonl", Body=b"half"
+    )
     assert run_job(job) == {"tagged": sources[1:], "skipped": sources[:1]}
     again = _download(s3_server, f"{bucket}/out")
-    timing = lambda tree: {k for k in tree if k.startswith("timing/")}  # noqa: E731 (wall times differ)
-    assert {k: v for k, v in again.items() if k not in timing(again)} == \
-        {k: v for k, v in first.items() if k not in timing(first)}
+
+    def timing(tree):  # the per-file timing figures: wall times differ
+        return {k for k in tree if k.startswith("timing/")}
+
+    assert {k: v for k, v in again.items() if k not in timing(again)} == {
+        k: v for k, v in first.items() if k not in timing(first)
+    }
     assert timing(again) == timing(first)

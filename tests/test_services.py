@@ -3,6 +3,7 @@
 Each test names the fact it checks. DoFns live at module level so that remote workers (Dask
 workers, SDK harnesses) import them from ``tests.test_services`` by reference.
 """
+
 from __future__ import annotations
 
 import os
@@ -120,8 +121,10 @@ def keep_filesystems_options() -> Iterator[None]:
 def dask_pipeline(cluster: DaskCluster, *flags: str) -> beam.Pipeline:
     from apache_beam.runners.dask.dask_runner import DaskRunner
 
-    return beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(
-        ["--dask_client_address", cluster.address, *flags]))
+    return beam.Pipeline(
+        runner=DaskRunner(),
+        options=PipelineOptions(["--dask_client_address", cluster.address, *flags]),
+    )
 
 
 def finish(result: PipelineResult) -> str:
@@ -134,10 +137,15 @@ def finish(result: PipelineResult) -> str:
 
 
 def test_dask_partition_size_1_spreads_elements_over_both_worker_processes(
-        dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
     p = dask_pipeline(dask_cluster, "--dask_partition_size=1")
-    _ = (p | beam.Create(list(range(8))) | beam.Reshuffle()
-         | beam.ParDo(WriteOnePerElement(str(tmp_path))))
+    _ = (
+        p
+        | beam.Create(list(range(8)))
+        | beam.Reshuffle()
+        | beam.ParDo(WriteOnePerElement(str(tmp_path)))
+    )
     assert finish(p.run()) == "DONE"
 
     records = written(str(tmp_path))
@@ -146,11 +154,16 @@ def test_dask_partition_size_1_spreads_elements_over_both_worker_processes(
 
 
 def test_dask_default_partitioning_and_reshuffle_keep_a_small_input_on_one_worker(
-        dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
     # Create makes partitions of >= 128 elements by default; Reshuffle is replaced by a no-op.
     p = dask_pipeline(dask_cluster)
-    _ = (p | beam.Create(list(range(8))) | beam.Reshuffle()
-         | beam.ParDo(WriteOnePerElement(str(tmp_path))))
+    _ = (
+        p
+        | beam.Create(list(range(8)))
+        | beam.Reshuffle()
+        | beam.ParDo(WriteOnePerElement(str(tmp_path)))
+    )
     assert finish(p.run()) == "DONE"
 
     records = written(str(tmp_path))
@@ -159,13 +172,18 @@ def test_dask_default_partitioning_and_reshuffle_keep_a_small_input_on_one_worke
 
 
 def test_dask_drops_finish_bundle_outputs_and_runs_the_lifecycle_once_per_partition(
-        dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
     marks, out = tmp_path / "marks", tmp_path / "out"
     marks.mkdir()
     out.mkdir()
     p = dask_pipeline(dask_cluster, "--dask_partition_size=2")
-    _ = (p | beam.Create(list(range(6))) | beam.ParDo(RecordLifecycle(str(marks)))
-         | beam.ParDo(WriteOnePerElement(str(out))))
+    _ = (
+        p
+        | beam.Create(list(range(6)))
+        | beam.ParDo(RecordLifecycle(str(marks)))
+        | beam.ParDo(WriteOnePerElement(str(out)))
+    )
     assert finish(p.run()) == "DONE"
 
     # 3 partitions: setup/start_bundle/finish_bundle/teardown once each per partition, and
@@ -175,7 +193,8 @@ def test_dask_drops_finish_bundle_outputs_and_runs_the_lifecycle_once_per_partit
 
 
 def test_dask_runs_only_the_last_leaf_and_silently_drops_other_branches(
-        dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
     first, last = tmp_path / "first", tmp_path / "last"
     first.mkdir()
     last.mkdir()
@@ -190,7 +209,8 @@ def test_dask_runs_only_the_last_leaf_and_silently_drops_other_branches(
 
 
 def test_dask_workers_do_not_receive_the_pipeline_options_for_filesystems(
-        dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
     job = f"job-{uuid.uuid4().hex[:8]}"
     p = dask_pipeline(dask_cluster, "--dask_partition_size=1", f"--job_name={job}")
     _ = p | beam.Create(list(range(4))) | beam.ParDo(WriteOnePerElement(str(tmp_path)))
@@ -201,11 +221,15 @@ def test_dask_workers_do_not_receive_the_pipeline_options_for_filesystems(
 
 
 def test_dask_workers_write_s3_once_setup_sets_filesystems_options(
-        dask_cluster: DaskCluster, s3_server: S3Server) -> None:
+    dask_cluster: DaskCluster, s3_server: S3Server
+) -> None:
     bucket = s3_server.make_bucket(f"dask-{uuid.uuid4().hex[:12]}")
     p = dask_pipeline(dask_cluster, "--dask_partition_size=1", *s3_server.beam_args)
-    _ = p | beam.Create(list(range(4))) | beam.ParDo(
-        WriteOnePerElement(f"{bucket}/out", options=s3_server.beam_args))
+    _ = (
+        p
+        | beam.Create(list(range(4)))
+        | beam.ParDo(WriteOnePerElement(f"{bucket}/out", options=s3_server.beam_args))
+    )
     assert finish(p.run()) == "DONE"
 
     FileSystems.set_options(PipelineOptions(s3_server.beam_args))
@@ -213,11 +237,11 @@ def test_dask_workers_write_s3_once_setup_sets_filesystems_options(
 
 
 def test_dask_survives_sigkill_of_a_worker_by_rerunning_its_tasks(
-        dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
     victim = dask_cluster.worker_pids[0]
     p = dask_pipeline(dask_cluster, "--dask_partition_size=1")
-    _ = p | beam.Create(list(range(8))) | beam.ParDo(
-        WriteOnePerElement(str(tmp_path), seconds=1.0))
+    _ = p | beam.Create(list(range(8))) | beam.ParDo(WriteOnePerElement(str(tmp_path), seconds=1.0))
     result = p.run()
     try:
         wait_until(lambda: any(pid == victim for _, pid in written(str(tmp_path))))
@@ -279,7 +303,7 @@ def test_s3_match_star_stays_in_one_level_and_double_star_recurses(bucket: str) 
 
     def match(pattern: str) -> list[tuple[str, int]]:
         found = FileSystems.match([f"{bucket}/{pattern}"])[0].metadata_list
-        return sorted((m.path[len(bucket) + 1:], m.size_in_bytes) for m in found)
+        return sorted((m.path[len(bucket) + 1 :], m.size_in_bytes) for m in found)
 
     assert match("dir/*") == [("dir/a.txt", 10), ("dir/b.txt", 3)]
     assert match("dir/**") == [("dir/a.txt", 10), ("dir/b.txt", 3), ("dir/sub/c.txt", 6)]
@@ -317,17 +341,21 @@ def test_s3_rename_moves_files_but_not_folders_and_delete_needs_a_slash(bucket: 
 
 
 def test_constructing_any_pipeline_replaces_the_process_wide_filesystems_options(
-        s3_server: S3Server) -> None:
+    s3_server: S3Server,
+) -> None:
     FileSystems.set_options(PipelineOptions(s3_server.beam_args))
     beam.Pipeline(options=PipelineOptions([]))
     assert FileSystems._pipeline_options.view_as(S3Options).s3_endpoint_url is None
 
 
-@pytest.mark.parametrize("mode", [
-    [], ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]],
-    ids=["in_memory", "multi_processing"])
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]],
+    ids=["in_memory", "multi_processing"],
+)
 def test_direct_runner_workers_use_s3_through_the_beam_args(
-        s3_server: S3Server, bucket: str, mode: list[str]) -> None:
+    s3_server: S3Server, bucket: str, mode: list[str]
+) -> None:
     FileSystems._pipeline_options = None  # Workers must get the options from the pipeline.
     job = f"job-{uuid.uuid4().hex[:8]}"
     args = [*s3_server.beam_args, "--runner=DirectRunner", f"--job_name={job}", *mode]
@@ -347,18 +375,21 @@ def test_direct_runner_workers_use_s3_through_the_beam_args(
             lines += f.read().decode().split()
     assert sorted(lines) == ["0", "1", "2", "3"]
     # WriteToText's temporary folder is gone.
-    assert [m.path for m in FileSystems.match([f"{bucket}/**"])[0].metadata_list
-            if "temp" in m.path] == []
+    assert [
+        m.path for m in FileSystems.match([f"{bucket}/**"])[0].metadata_list if "temp" in m.path
+    ] == []
 
 
 # --------------------------------------------------------------------------- Portable
 
 
 def test_portable_runner_runs_on_the_external_worker_pool_without_filesystems_options(
-        portable_runner: PortableRunner, tmp_path: Path) -> None:
+    portable_runner: PortableRunner, tmp_path: Path
+) -> None:
     job = f"job-{uuid.uuid4().hex[:8]}"
-    with beam.Pipeline(options=PipelineOptions(
-            [*portable_runner.beam_args, f"--job_name={job}"])) as p:
+    with beam.Pipeline(
+        options=PipelineOptions([*portable_runner.beam_args, f"--job_name={job}"])
+    ) as p:
         _ = p | beam.Create(list(range(4))) | beam.ParDo(WriteOnePerElement(str(tmp_path)))
 
     records = written(str(tmp_path))

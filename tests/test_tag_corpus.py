@@ -1,5 +1,6 @@
 """tag-corpus: the Beam RunInference pipeline with the bundled model, its output formats,
 bad input, the `tag` and `run-job` commands, and a job killed mid-way then resumed."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,17 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from etagger import conll, metrics, outputs, ranges
-from etagger.predictor import Predictor
+from etagger.predictor import Predictor, Tagged
 from pipelines import io, tag_corpus
 from tests.fixtures import write_conll_split
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "conll03-bilstm1")
-RAW = ("Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
-       "\n"
-       "The United Nations said so in New York.\n")
+RAW = (
+    "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
+    "\n"
+    "The United Nations said so in New York.\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +45,26 @@ def run(tmp_path: Path, inputs: list[Path], fmt: str = "conll", *extra: str) -> 
 
 # ----------------------------------------------------------------------------- transforms
 
+
 def test_tag_ranges_transform_matches_the_predictor(predictor):
-    sentences = [conll.Sentence(columns={"word": tuple(words.split())}, index=i, source="s.txt")
-                 for i, words in enumerate(["John Smith visited Paris .", "Reuters", "He left Berlin on Monday ."])]
-    expected = [tuple(t["tags"]) for t in predictor([s.columns for s in sentences])]
-    read = io.RangeSentences(ranges.FileRange("s.txt", "conll", 0, 9, 0, 0, 1), tuple(sentences), io.ReadCounts())
+    sentences = [
+        conll.Sentence(columns={"word": tuple(words.split())}, index=i, source="s.txt")
+        for i, words in enumerate(
+            ["John Smith visited Paris .", "Reuters", "He left Berlin on Monday ."]
+        )
+    ]
+    expected = [tuple(t.tags) for t in predictor([s.columns for s in sentences])]
+    read = io.RangeSentences(
+        ranges.FileRange("s.txt", "conll", 0, 9, 0, 0, 1), tuple(sentences), io.ReadCounts()
+    )
     options = tag_corpus.TagOptions(model=MODEL, format="jsonl", batch_sentences=2)
     with TestPipeline() as p:
-        tagged = (p | beam.Create([read]) | tag_corpus.TagRanges(options)
-                  | beam.Map(lambda result: [tuple(t["tags"]) for t in result.inference.per_sentence]))
+        tagged = (
+            p
+            | beam.Create([read])
+            | tag_corpus.TagRanges(options)
+            | beam.Map(lambda result: [tuple(t.tags) for t in result.inference.per_sentence])
+        )
         assert_that(tagged, equal_to([expected]))
 
 
@@ -62,15 +76,25 @@ def test_read_ranges_reads_conll_and_raw_cut_into_ranges(tmp_path):
     from etagger.tokenize import Tokenizer
 
     expected = [("gold.txt", s.line, s.words) for s in conll.read_conll(tmp_path / "gold.txt")]
-    expected += [("raw.txt", n, s.tokens) for n, line in enumerate((RAW * 3).splitlines(), start=1)
-                 for s in Tokenizer().tokenize_line(line)]
+    expected += [
+        ("raw.txt", n, s.tokens)
+        for n, line in enumerate((RAW * 3).splitlines(), start=1)
+        for s in Tokenizer().tokenize_line(line)
+    ]
     assert len(expected) == 12
     options = tag_corpus.TagOptions(model=MODEL, range_bytes=64)
-    planned = io.take_census(tag_corpus.plan(paths, options), options, io.pipeline_options([]), str(tmp_path / "w"))
+    planned = io.take_census(
+        tag_corpus.plan(paths, options), options, io.pipeline_options([]), str(tmp_path / "w")
+    )
     assert len(planned) > 4
     with TestPipeline() as p:
-        read = (p | io.ReadRanges(planned, options)
-                | beam.FlatMap(lambda rs: [(Path(s.source).name, s.line, s.words) for s in rs.sentences]))
+        read = (
+            p
+            | io.ReadRanges(planned, options)
+            | beam.FlatMap(
+                lambda rs: [(Path(s.source).name, s.line, s.words) for s in rs.sentences]
+            )
+        )
         assert_that(read, equal_to(expected))
 
 
@@ -91,11 +115,16 @@ def test_beams_own_tensorflow_handler_serves_the_export():
     # Beam's handler loads through tf.keras.models.load_model, which reads SavedModels only
     # in tf-keras (Keras 2): hence TF_USE_LEGACY_KERAS=1.
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
-    subprocess.run([sys.executable, "-c", BEAM_TF_HANDLER.format(model=MODEL)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", BEAM_TF_HANDLER.format(model=MODEL)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 # ----------------------------------------------------------------------------- formats
+
 
 def test_conll_input_gives_conlleval_columns_and_the_predictor_tags(tmp_path, predictor):
     gold = tmp_path / "gold.txt"
@@ -107,8 +136,10 @@ def test_conll_input_gives_conlleval_columns_and_the_predictor_tags(tmp_path, pr
     expected = predictor([s.columns for s in sentences])
     for block, s, t in zip(lines, sentences, expected):
         rows = [line.split() for line in block.split("\n")]
-        assert [r[:4] for r in rows] == [list(x) for x in zip(*s.columns.values())]  # word POS chunk gold
-        assert [r[4] for r in rows] == t["tags"]
+        assert [r[:4] for r in rows] == [
+            list(x) for x in zip(*s.columns.values())
+        ]  # word POS chunk gold
+        assert [r[4] for r in rows] == t.tags
     report = metrics.evaluate(*metrics.read_conlleval_file(tmp_path / "out" / "gold.txt.conll"))
     assert report.tokens == timing["tokens"] == sum(map(len, sentences))
 
@@ -117,7 +148,10 @@ def test_raw_input_jsonl_spans_point_into_the_line(tmp_path):
     raw = tmp_path / "raw.txt"
     raw.write_text(RAW)
     timing = run(tmp_path, [raw], "jsonl")
-    records = [json.loads(line) for line in (tmp_path / "out" / "raw.txt-00000-of-00001.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "out" / "raw.txt-00000-of-00001.jsonl").read_text().splitlines()
+    ]
     assert [(r["line"], r["sentence"]) for r in records] == [(1, 0), (1, 1), (3, 0)]
     assert timing["sentences"] == 3 and timing["bad_records"] == {"empty_lines": 1}
     lines = RAW.split("\n")
@@ -126,7 +160,7 @@ def test_raw_input_jsonl_spans_point_into_the_line(tmp_path):
     for r in records:
         assert len(r["tags"]) == len(r["tokens"]) == len(r["token_confidence"])
         for e in r["entities"]:
-            assert lines[r["line"] - 1][e["start"]:e["end"]] == e["text"]
+            assert lines[r["line"] - 1][e["start"] : e["end"]] == e["text"]
             assert 0.0 < e["confidence"] <= 1.0
 
 
@@ -138,11 +172,19 @@ def test_parquet_output_has_the_schema_of_schemas_dir(tmp_path):
     assert table.schema.equals(outputs.parquet_schema())
     assert table.num_rows == 3
     run(tmp_path, [raw], "jsonl")
-    jsonl = [json.loads(line) for line in (tmp_path / "out" / "raw.txt-00000-of-00001.jsonl").read_text().splitlines()]
+    jsonl = [
+        json.loads(line)
+        for line in (tmp_path / "out" / "raw.txt-00000-of-00001.jsonl").read_text().splitlines()
+    ]
     rows = table.to_pylist()
     assert [r["tags"] for r in rows] == [r["tags"] for r in jsonl]
-    span = lambda e: (e["type"], e["start"], e["end"], e["text"])  # noqa: E731
-    assert [[span(e) for e in r["entities"]] for r in rows] == [[span(e) for e in r["entities"]] for r in jsonl]
+
+    def span(e):
+        return e["type"], e["start"], e["end"], e["text"]
+
+    assert [[span(e) for e in r["entities"]] for r in rows] == [
+        [span(e) for e in r["entities"]] for r in jsonl
+    ]
     assert rows[0]["token_confidence"] == pytest.approx(jsonl[0]["token_confidence"], abs=1e-6)
 
 
@@ -159,18 +201,28 @@ def test_timing_json_and_table(tmp_path):
     assert "sentence latency" in table and "tokens/s" in table
     slow = {**timing, "sentences_per_second": 0.391, "tokens_per_second": 7.04}
     assert "  0.391, 7.04\n" in tag_corpus.format_table(slow)
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not [
+        p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")
+    ]  # no temp files left
 
 
 # ----------------------------------------------------------------------------- bad input
+
 
 def test_bad_input_is_counted_and_no_good_record_is_lost(tmp_path):
     from etagger.tokenize import Tokenizer
 
     good = ["Angela Merkel visited Paris .", "Siemens rose 3 percent in Frankfurt ."]
     long_line = " ".join(f"w{i}" for i in range(10_000))
-    data = (good[0].encode() + b"\n\n   \n\xff\xfe not utf-8\nBad \xe9 latin-1\n" + long_line.encode() + b"\n"
-            + "ctrl\x07char\x1b[0m text\n".encode() + good[1].encode() + b"\n")
+    data = (
+        good[0].encode()
+        + b"\n\n   \n\xff\xfe not utf-8\nBad \xe9 latin-1\n"
+        + long_line.encode()
+        + b"\n"
+        + b"ctrl\x07char\x1b[0m text\n"
+        + good[1].encode()
+        + b"\n"
+    )
     (tmp_path / "bad.txt").write_bytes(data)
     (tmp_path / "empty.txt").write_bytes(b"")
     timing = run(tmp_path, [tmp_path / "bad.txt", tmp_path / "empty.txt"], "conll", "--lenient")
@@ -178,10 +230,18 @@ def test_bad_input_is_counted_and_no_good_record_is_lost(tmp_path):
     assert bad["bad_lines"] == 2 and bad["empty_lines"] == 2 and bad["empty_files"] == 1
     assert bad["control_char_lines"] == 1 and bad["max_length_sentences"] == 10
     assert (tmp_path / "out" / "empty.txt.conll").read_text() == ""
-    words = [line.split()[0] for line in (tmp_path / "out" / "bad.txt.conll").read_text().splitlines() if line]
+    words = [
+        line.split()[0]
+        for line in (tmp_path / "out" / "bad.txt.conll").read_text().splitlines()
+        if line
+    ]
     tokenizer = Tokenizer()
-    expected = [t for line in (good[0], long_line, "ctrl\x07char\x1b[0m text", good[1])
-                for s in tokenizer.tokenize_line(line) for t in s.tokens]
+    expected = [
+        t
+        for line in (good[0], long_line, "ctrl\x07char\x1b[0m text", good[1])
+        for s in tokenizer.tokenize_line(line)
+        for t in s.tokens
+    ]
     assert words == expected  # every token of every good line, in order
     assert timing["tokens"] == len(expected)
 
@@ -200,38 +260,83 @@ def test_malformed_conll_names_file_and_line(tmp_path):
 
 # ----------------------------------------------------------------------------- tag, run-job
 
+
 def cli(*args: str, stdin: str | None = None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, check=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        **kwargs,
+    )
 
 
 def test_tag_reads_stdin_lines():
     out = cli("tag", "--model", MODEL, stdin="John Smith visited Paris.\nNothing here.\n").stdout
-    assert out.split("\n\n")[0].split("\n") == ["John B-PER", "Smith I-PER", "visited O", "Paris B-LOC", ". O"]
-    spans = [json.loads(line) for line in cli("tag", "--model", MODEL, "--spans",
-                                               stdin="John Smith visited Paris.\n").stdout.splitlines()]
-    assert [(e["text"], e["type"]) for e in spans[0]["entities"]] == [("John Smith", "PER"), ("Paris", "LOC")]
+    assert out.split("\n\n")[0].split("\n") == [
+        "John B-PER",
+        "Smith I-PER",
+        "visited O",
+        "Paris B-LOC",
+        ". O",
+    ]
+    spans = [
+        json.loads(line)
+        for line in cli(
+            "tag", "--model", MODEL, "--spans", stdin="John Smith visited Paris.\n"
+        ).stdout.splitlines()
+    ]
+    assert [(e["text"], e["type"]) for e in spans[0]["entities"]] == [
+        ("John Smith", "PER"),
+        ("Paris", "LOC"),
+    ]
 
 
 def test_tag_skips_bad_lines_and_tags_the_rest():
-    data = (b"Angela Merkel visited Paris .\n\xff\xfe bad\nA bell \x07 rang .\n" + b"word " * 100_000 + b"\n"
-            b"John Smith left Berlin .\n")
-    problems = ["stdin:2: not valid UTF-8 (invalid start byte at byte 0)",
-                "stdin:3: control character U+0007 at column 8",
-                "stdin:4: 100,000 tokens, more than --max-line-tokens 10,000"]
-    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL], input=data,
-                         capture_output=True, cwd=ROOT)
+    data = (
+        b"Angela Merkel visited Paris .\n\xff\xfe bad\nA bell \x07 rang .\n"
+        + b"word " * 100_000
+        + b"\n"
+        b"John Smith left Berlin .\n"
+    )
+    problems = [
+        "stdin:2: not valid UTF-8 (invalid start byte at byte 0)",
+        "stdin:3: control character U+0007 at column 8",
+        "stdin:4: 100,000 tokens, more than --max-line-tokens 10,000",
+    ]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 2
     assert run.stderr.decode().splitlines()[-3:] == [f"error: {p}; line skipped" for p in problems]
     blocks = run.stdout.decode().split("\n\n")[:-1]
     assert [[row.split()[0] for row in b.split("\n")] for b in blocks] == [
-        ["Angela", "Merkel", "visited", "Paris", "."], ["John", "Smith", "left", "Berlin", "."]]
-    spans = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--spans"], input=data,
-                           capture_output=True, cwd=ROOT)
+        ["Angela", "Merkel", "visited", "Paris", "."],
+        ["John", "Smith", "left", "Berlin", "."],
+    ]
+    spans = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--spans"],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+    )
     assert spans.returncode == 2
-    assert [json.loads(line).get("error") for line in spans.stdout.decode().splitlines()] == [None, *problems, None]
-    strict = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--strict"], input=data,
-                            capture_output=True, cwd=ROOT)
+    assert [json.loads(line).get("error") for line in spans.stdout.decode().splitlines()] == [
+        None,
+        *problems,
+        None,
+    ]
+    strict = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "tag", "--model", MODEL, "--strict"],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+    )
     assert strict.returncode == 2 and "Traceback" not in strict.stderr.decode()
     assert strict.stderr.decode().splitlines()[-1] == f"error: {problems[0]}"
     assert strict.stdout.decode().split("\n\n")[:-1] == blocks[:1]
@@ -243,14 +348,19 @@ def write_job(tmp_path: Path, name: str) -> Path:
     for i in range(4):
         (corpus / f"part-{i}.txt").write_text(RAW * (i + 1))
     job = tmp_path / f"{name}.yaml"
-    job.write_text(f"name: {name}\nmodel: {MODEL}\ninputs: [corpus/*.txt]\noutput: {name}-out\nformat: jsonl\n")
+    job.write_text(
+        f"name: {name}\nmodel: {MODEL}\ninputs: [corpus/*.txt]\noutput: {name}-out\nformat: jsonl\n"
+    )
     return job
 
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` but the per-file timing figures (wall times differ)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.parent.name != "timing"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.parent.name != "timing"
+    }
 
 
 def test_killed_job_reruns_to_the_same_output(tmp_path):
@@ -260,10 +370,17 @@ def test_killed_job_reruns_to_the_same_output(tmp_path):
 
     killed = write_job(tmp_path, "killed")
     manifest = tmp_path / "killed-out" / "manifest.json"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "run-job", str(killed)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "run-job", str(killed)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
-    while time.time() < deadline and not (manifest.exists() and json.loads(manifest.read_text())["files"]):
+    while time.time() < deadline and not (
+        manifest.exists() and json.loads(manifest.read_text())["files"]
+    ):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-way: after the first file, before the last
     proc.wait()
@@ -288,6 +405,7 @@ def test_invalid_job_spec_is_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- real data
 
+
 @pytest.mark.conll
 def test_real_test_set_f1_equals_the_model_card(conll_dir, tmp_path):
     timing = run(tmp_path, [conll_dir / "test.txt"])
@@ -301,15 +419,23 @@ def test_pack_sentences_packs_each_documents_sentences_in_order(tmp_path):
     path = tmp_path / "docs.txt"
     write_conll_split(path, 12, seed=5, docs=3)
     sentences = list(conll.read_conll(path))
-    expected = [tuple(s.index for s in pack)
-                for pack in conll.pack_documents(sentences, 20, len, lambda s: conll.starts_pack(s.index, s.leading))]
+    expected = [
+        tuple(s.index for s in pack)
+        for pack in conll.pack_documents(
+            sentences, 20, len, lambda s: conll.starts_pack(s.index, s.leading)
+        )
+    ]
     assert max(map(len, expected)) > 1 and len(expected) < len(sentences)
-    assert [tuple(s.index for s in pack) for pack in tag_corpus.pack_sentences(sentences, 20)] == expected
+    assert [
+        tuple(s.index for s in pack) for pack in tag_corpus.pack_sentences(sentences, 20)
+    ] == expected
     assert tag_corpus.pack_sentences(sentences, 0) == [(s,) for s in sentences]
     # With document context a CoNLL file is one range, so no range boundary cuts a pack.
     paths = {str(path): "conll"}
     options = tag_corpus.TagOptions(model=MODEL, range_bytes=64, document_context=20)
-    assert [(r.start, r.end, r.count) for r in tag_corpus.plan(paths, options)] == [(0, path.stat().st_size, 1)]
+    assert [(r.start, r.end, r.ranges_in_file) for r in tag_corpus.plan(paths, options)] == [
+        (0, path.stat().st_size, 1)
+    ]
 
 
 def test_a_packs_sentences_get_tags_valid_on_their_own():
@@ -319,8 +445,10 @@ def test_a_packs_sentences_get_tags_valid_on_their_own():
 
         def __call__(self, sentences):
             assert sentences == [{"word": ["English", "Challenge", "Cup", "."]}]  # one sequence
-            return [{"tags": ["B-MISC", "I-MISC", "I-MISC", "O"]}]
+            return [Tagged(["B-MISC", "I-MISC", "I-MISC", "O"])]
 
     # The model ran the entity across the sentence boundary; each sentence gets a whole entity.
-    parts = TwoSentencePack().tag_packs([[{"word": ["English", "Challenge"]}, {"word": ["Cup", "."]}]])
-    assert [p["tags"] for p in parts[0]] == [["B-MISC", "I-MISC"], ["B-MISC", "O"]]
+    parts = TwoSentencePack().tag_packs(
+        [[{"word": ["English", "Challenge"]}, {"word": ["Cup", "."]}]]
+    )
+    assert [p.tags for p in parts[0]] == [["B-MISC", "I-MISC"], ["B-MISC", "O"]]

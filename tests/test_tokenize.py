@@ -1,4 +1,5 @@
 """Tests for etagger.tokenize: token rules, sentence splitting, offsets, batching, wikitext."""
+
 import time
 import unicodedata
 from pathlib import Path
@@ -9,7 +10,9 @@ from hypothesis import strategies as st
 
 from etagger.tokenize import Sentence, Tokenizer, detokenize_wikitext
 
-WIKITEXT_VALID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2" / "valid.txt"
+WIKITEXT_VALID = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2" / "valid.txt"
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,9 @@ def wikitext_tokenizer():
 
 def is_separator(ch: str) -> bool:
     """The characters that must never appear in a token: whitespace and control characters."""
-    return ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc") or ch in "\u200b\ufeff"
+    return (
+        ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc") or ch in "\u200b\ufeff"
+    )
 
 
 def tokens_of(sentences: list[Sentence]) -> list[str]:
@@ -42,7 +47,13 @@ def check_invariants(text: str, sentences: list[Sentence], max_sentence_tokens: 
     ends = [end for sentence in sentences for end in sentence.ends]
     tokens = tokens_of(sentences)
     for sentence in sentences:
-        assert 0 < len(sentence.tokens) == len(sentence.starts) == len(sentence.ends) <= max_sentence_tokens
+        assert (
+            0
+            < len(sentence.tokens)
+            == len(sentence.starts)
+            == len(sentence.ends)
+            <= max_sentence_tokens
+        )
     for token, start, end in zip(tokens, starts, ends):
         assert token and text[start:end] == token
         assert not any(is_separator(ch) for ch in token), token
@@ -59,24 +70,34 @@ def check_invariants(text: str, sentences: list[Sentence], max_sentence_tokens: 
         ("Really?! Yes; no: maybe...", "Really ? ! Yes ; no : maybe ..."),
         # abbreviations, acronyms and initials keep their periods
         ("the U.S. and U.K. , e.g. this", "the U.S. and U.K. , e.g. this"),
-        ("Mr. and Mrs. Smith met Dr. J. Doe, Ph.D. at St. Paul on Jan. 5 vs. Acme Inc.",
-         "Mr. and Mrs. Smith met Dr. J. Doe , Ph.D. at St. Paul on Jan. 5 vs. Acme Inc."),
+        (
+            "Mr. and Mrs. Smith met Dr. J. Doe, Ph.D. at St. Paul on Jan. 5 vs. Acme Inc.",
+            "Mr. and Mrs. Smith met Dr. J. Doe , Ph.D. at St. Paul on Jan. 5 vs. Acme Inc.",
+        ),
         ("J.R.R. Tolkien at 5 p.m. today", "J.R.R. Tolkien at 5 p.m. today"),
         # hyphenated words and numbers with , . : / - inside stay whole
-        ("well-known 1996-08-22 3.5 1,000 10:30 1/2 $1,000.50 AT&T and/or 5-year-old",
-         "well-known 1996-08-22 3.5 1,000 10:30 1/2 $ 1,000.50 AT&T and/or 5-year-old"),
+        (
+            "well-known 1996-08-22 3.5 1,000 10:30 1/2 $1,000.50 AT&T and/or 5-year-old",
+            "well-known 1996-08-22 3.5 1,000 10:30 1/2 $ 1,000.50 AT&T and/or 5-year-old",
+        ),
         ("In 1996, 3.5% rose -- then fell.", "In 1996 , 3.5 % rose -- then fell ."),
         # clitics
-        ("John's dog don't bark, can't we? We're sure I'm right, they'd've",
-         "John 's dog do n't bark , ca n't we ? We 're sure I 'm right , they'd 've"),
+        (
+            "John's dog don't bark, can't we? We're sure I'm right, they'd've",
+            "John 's dog do n't bark , ca n't we ? We 're sure I 'm right , they'd 've",
+        ),
         ("O'Neill's students' books", "O'Neill 's students ' books"),
         ("DON'T it\u2019s", "DO N'T it \u2019s"),
         # quotes and brackets
-        ("\"Hi,\" she said (loudly) [sic] {x} 'quoted' \u201ccurly\u201d",
-         "\" Hi , \" she said ( loudly ) [ sic ] { x } ' quoted ' \u201c curly \u201d"),
+        (
+            "\"Hi,\" she said (loudly) [sic] {x} 'quoted' \u201ccurly\u201d",
+            "\" Hi , \" she said ( loudly ) [ sic ] { x } ' quoted ' \u201c curly \u201d",
+        ),
         # URLs and e-mail addresses
-        ("See http://example.com/a?b=c&d=1. Or www.example.org, or mail jo.doe+x@mail.example.com!",
-         "See http://example.com/a?b=c&d=1 . Or www.example.org , or mail jo.doe+x@mail.example.com !"),
+        (
+            "See http://example.com/a?b=c&d=1. Or www.example.org, or mail jo.doe+x@mail.example.com!",
+            "See http://example.com/a?b=c&d=1 . Or www.example.org , or mail jo.doe+x@mail.example.com !",
+        ),
         ("(https://en.wikipedia.org/wiki/Foo)", "( https://en.wikipedia.org/wiki/Foo )"),
         # <unk> is only one token in wikitext mode
         ("a <unk> b", "a < unk > b"),
@@ -91,10 +112,15 @@ def test_tokens(tokenizer, text, expected):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("Hello world. This is it! Is it? Yes.", ["Hello world .", "This is it !", "Is it ?", "Yes ."]),
+        (
+            "Hello world. This is it! Is it? Yes.",
+            ["Hello world .", "This is it !", "Is it ?", "Yes ."],
+        ),
         # the next token must start upper-case, with a digit or an opening quote/bracket
-        ("It ended. 2 more. \"Quoted.\" (Bracketed.) [x]",
-         ["It ended .", "2 more .", "\" Quoted . \"", "( Bracketed . )", "[ x ]"]),
+        (
+            'It ended. 2 more. "Quoted." (Bracketed.) [x]',
+            ["It ended .", "2 more .", '" Quoted . "', "( Bracketed . )", "[ x ]"],
+        ),
         ("Yahoo! is a company. e.g. this. ok", ["Yahoo ! is a company . e.g. this . ok"]),
         # not after abbreviations or initials, nor inside U.S.
         ("Mr. Smith met Dr. Jones. J. Doe came.", ["Mr. Smith met Dr. Jones .", "J. Doe came ."]),
@@ -103,9 +129,9 @@ def test_tokens(tokenizer, text, expected):
         ("He lives in the U.S.", ["He lives in the U.S."]),
         ("no terminator at all", ["no terminator at all"]),
         # closing quotes and brackets stay with the sentence they close
-        ("He said \"Go.\" Then he left.", ["He said \" Go . \"", "Then he left ."]),
-        ("He left. \"Hi,\" she said.", ["He left .", "\" Hi , \" she said ."]),
-        ("\"Go. Now.\" He left.", ["\" Go .", "Now . \"", "He left ."]),
+        ('He said "Go." Then he left.', ['He said " Go . "', "Then he left ."]),
+        ('He left. "Hi," she said.', ["He left .", '" Hi , " she said .']),
+        ('"Go. Now." He left.', ['" Go .', 'Now . "', "He left ."]),
         ("(See below.) Done!!! Really?!", ["( See below . )", "Done ! ! !", "Really ? !"]),
         ("She said \u201cno.\u201d Then", ["She said \u201c no . \u201d", "Then"]),
         # uncased scripts start sentences too
@@ -118,7 +144,9 @@ def test_sentences(tokenizer, text, expected):
     check_invariants(text, sentences)
 
 
-@pytest.mark.parametrize("text", ["", " ", "   \t  ", "\n", "\x00\x01\x1f\x7f\x85", "\u00a0\u2028\u3000\u200b\ufeff"])
+@pytest.mark.parametrize(
+    "text", ["", " ", "   \t  ", "\n", "\x00\x01\x1f\x7f\x85", "\u00a0\u2028\u3000\u200b\ufeff"]
+)
 def test_blank_lines_have_no_sentences(tokenizer, text):
     assert tokenizer.tokenize_line(text) == []
 
@@ -131,7 +159,9 @@ def test_control_characters_separate_tokens(tokenizer):
 
 
 def test_offsets_are_characters_not_bytes(tokenizer):
-    text = "Z\u00fcrich \u2013 \u6771\u4eac caf\u00e9's na\u00efve \U0001f600 done. \u00c9mile left."
+    text = (
+        "Z\u00fcrich \u2013 \u6771\u4eac caf\u00e9's na\u00efve \U0001f600 done. \u00c9mile left."
+    )
     sentences = tokenizer.tokenize_line(text)
     assert texts_of(sentences) == [
         "Z\u00fcrich \u2013 \u6771\u4eac caf\u00e9 's na\u00efve \U0001f600 done .",
@@ -147,7 +177,9 @@ def test_no_character_of_the_basic_multilingual_plane_is_lost(tokenizer):
 
 
 def test_every_separator_separates(tokenizer):
-    separators = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and is_separator(chr(c))]
+    separators = [
+        chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and is_separator(chr(c))
+    ]
     text = "x" + "x".join(separators) + "x"
     assert tokens_of(tokenizer.tokenize_line(text)) == ["x"] * (len(separators) + 1)
 
@@ -185,7 +217,14 @@ def test_ten_thousand_words_without_punctuation_become_several_sentences(tokeniz
 
 
 def test_batch_equals_single_lines(tokenizer):
-    lines = ["Hello, world. Bye!", "", "Z\u00fcrich \u6771\u4eac. Ok.", "   ", "don't U.S. 3,000", "a\x00b"]
+    lines = [
+        "Hello, world. Bye!",
+        "",
+        "Z\u00fcrich \u6771\u4eac. Ok.",
+        "   ",
+        "don't U.S. 3,000",
+        "a\x00b",
+    ]
     assert tokenizer.tokenize_lines(lines) == [tokenizer.tokenize_line(line) for line in lines]
     assert tokenizer.tokenize_lines([]) == []
 
@@ -208,7 +247,11 @@ def test_wikitext_tokens_and_offsets(wikitext_tokenizer):
 
 @pytest.mark.parametrize(
     "line, expected",
-    [(" = Robert Boulter = ", ["= Robert Boulter ="]), (" = = Career = = ", ["= = Career = ="]), (" ", [])],
+    [
+        (" = Robert Boulter = ", ["= Robert Boulter ="]),
+        (" = = Career = = ", ["= = Career = ="]),
+        (" ", []),
+    ],
 )
 def test_wikitext_headings_are_sentences(wikitext_tokenizer, line, expected):
     assert texts_of(wikitext_tokenizer.tokenize_line(line)) == expected
@@ -243,7 +286,10 @@ _MAX_TOKENS = 8
 
 @pytest.fixture(scope="module")
 def small_tokenizers():
-    return {wikitext: Tokenizer(wikitext=wikitext, max_sentence_tokens=_MAX_TOKENS) for wikitext in (False, True)}
+    return {
+        wikitext: Tokenizer(wikitext=wikitext, max_sentence_tokens=_MAX_TOKENS)
+        for wikitext in (False, True)
+    }
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,5 +1,6 @@
 """End-to-end: preprocess a tiny fixture, train a tiny BiLSTM-CRF that must fit it,
 evaluate it, resume it, and check the files a model folder must hold."""
+
 import json
 
 import pytest
@@ -34,7 +35,13 @@ def test_tiny_model_fits_fixture(tiny_data, tiny_model):
     summary, text = evaluate_split(model_dir, tiny_data / "data", "train", tiny_data / "pred.txt")
     assert summary["entity_f1"] >= 0.95, text
     assert summary["sentences"] == 40
-    for name in ("config.json", "preprocess.json", "history.json", "glove_filtered.npy", "vocab/words.txt"):
+    for name in (
+        "config.json",
+        "preprocess.json",
+        "history.json",
+        "glove_filtered.npy",
+        "vocab/words.txt",
+    ):
         assert (model_dir / name).exists(), name
     assert config_lib.Config.load(model_dir / "config.json") == config
     lines = (tiny_data / "pred.txt").read_text().split("\n")
@@ -58,11 +65,15 @@ def test_other_config_refused_in_same_model_dir(tiny_data, tmp_path):
 def test_train_plus_dev_trains_on_both_and_keeps_the_last_epoch(tiny_data, tmp_path):
     both = data.make_dataset(tiny_data / "data", "train+dev", 64, ("word",), bucket=False)
     assert sum(int(b["length"].shape[0]) for b in both) == 40 + 10
-    packed = data.make_dataset(tiny_data / "data", "train+dev", 64, ("word",), bucket=False, document_context=16)
+    packed = data.make_dataset(
+        tiny_data / "data", "train+dev", 64, ("word",), bucket=False, document_context=16
+    )
     assert sum(int((b["sentence_lengths"].numpy() > 0).sum()) for b in packed) == 40 + 10
 
     # Dev is trained on, so it neither stops training (patience 1) nor picks the checkpoint.
-    config = config_lib.Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 3, "patience": 1}})
+    config = config_lib.Config.from_dict(
+        {**TINY, "train": {**TINY["train"], "epochs": 3, "patience": 1}}
+    )
     config = config.replace(train_split="train+dev")
     result = train(tiny_data / "data", config, tmp_path / "m", progress=False)
     history = json.loads((tmp_path / "m" / "history.json").read_text())
@@ -86,13 +97,15 @@ def test_word_dropout_replaces_only_real_positions():
 
 
 def test_document_packs_hold_the_sentences_of_one_document_in_order(tiny_data):
-    dataset = data.make_dataset(tiny_data / "data", "train", 64, ("word",), bucket=False, document_context=16)
+    dataset = data.make_dataset(
+        tiny_data / "data", "train", 64, ("word",), bucket=False, document_context=16
+    )
     words, pack_sizes = [], []
     for batch in dataset:
         for row, lengths in zip(batch["word"].numpy(), batch["sentence_lengths"].numpy()):
             start = 0
             for n in lengths[lengths > 0]:
-                words.append(tuple(w.decode() for w in row[start:start + n]))
+                words.append(tuple(w.decode() for w in row[start : start + n]))
                 start += n
             pack_sizes.append(int((lengths > 0).sum()))
     sentences = list(conll.read_conll(tiny_data / "conll" / "train.txt"))
@@ -111,11 +124,14 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
     expected = predicted_tags(tmp_path / "pred.txt")
     sentences = list(conll.read_conll(tiny_data / "conll" / "test.txt"))
     # Batched, padded serving gives exactly the evaluation's predictions (TINY uses POS).
-    tags, out = serve_conll(loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", columns=("pos",))
+    tags, out = serve_conll(
+        loaded, tiny_data / "conll" / "test.txt", "tag_with_confidence", columns=("pos",)
+    )
     assert tags == expected
     # One sentence alone gives the same tags as inside the padded batch.
-    alone = loaded.signatures["serving_default"](tokens=tf.constant([sentences[0].words]),
-                                                 pos=tf.constant([sentences[0].columns["pos"]]))
+    alone = loaded.signatures["serving_default"](
+        tokens=tf.constant([sentences[0].words]), pos=tf.constant([sentences[0].columns["pos"]])
+    )
     assert [t.decode() for t in alone["tags"].numpy()[0]] == expected[0]
     confidence = out["entity_confidence"].numpy()
     assert ((confidence >= 0) & (confidence <= 1.0 + 1e-6)).all()
@@ -129,7 +145,9 @@ def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
         traces.append(1)  # Python runs only while tracing
         return tf.shape(batch["char_ids"])
 
-    dataset = data.make_dataset(tiny_data / "data", "train", 4, ("word_id", "char_ids", "tag_id"), shuffle=True)
+    dataset = data.make_dataset(
+        tiny_data / "data", "train", 4, ("word_id", "char_ids", "tag_id"), shuffle=True
+    )
     traced = data.batch_function(width, dataset)
     shapes = {tuple(traced(batch).numpy()) for batch in dataset}
     assert len(shapes) > 2 and len(traces) == 1
@@ -142,8 +160,15 @@ def test_resumed_training_continues_the_optimizer_and_the_history(tiny_data, tmp
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert result["epochs_run"] == 2 and [row["epoch"] for row in history] == [1, 2]
     # The step counter came back from last/: the learning rate after epoch 2 is that of 2 epochs' steps.
-    steps = sum(1 for _ in data.make_dataset(tiny_data / "data", "train", TINY["train"]["batch_size"], ("word_id",)))
+    steps = sum(
+        1
+        for _ in data.make_dataset(
+            tiny_data / "data", "train", TINY["train"]["batch_size"], ("word_id",)
+        )
+    )
     tc = one.train
-    schedule = WarmupExponentialDecay(tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps)
+    schedule = WarmupExponentialDecay(
+        tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps
+    )
     assert history[1]["learning_rate"] == pytest.approx(float(schedule(2 * steps)))
     assert history[1]["elapsed_seconds"] >= history[0]["elapsed_seconds"]

@@ -1,4 +1,5 @@
 """Stacked bidirectional LSTM encoder."""
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -41,15 +42,23 @@ class BiLSTMEncoder(keras.layers.Layer):
         that and the first layer's ``[B, T, 2 * units]`` outputs.
     """
 
-    def __init__(self, units: int, num_layers: int = 1, dropout: float = 0.0, variational: bool = False,
-                 **kwargs):
+    def __init__(
+        self,
+        units: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        variational: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.units = units
         self.num_layers = num_layers
         self.dropout_rate = dropout
         self.variational = variational
         self.rnns = [
-            keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True), name=f"bilstm_{i}")
+            keras.layers.Bidirectional(
+                keras.layers.LSTM(units, return_sequences=True), name=f"bilstm_{i}"
+            )
             for i in range(num_layers)
         ]
         self.dropout = sequence_dropout(dropout, variational)
@@ -57,7 +66,9 @@ class BiLSTMEncoder(keras.layers.Layer):
     def call(self, inputs, mask, training=None, return_first=False):
         # Bidirectional already outputs zeros at masked steps (it forces zero_output_for_mask);
         # zeroing here keeps this layer's contract independent of that Keras internal.
-        zeroed = lambda y: y * tf.cast(mask, y.dtype)[..., None]
+        def zeroed(y):
+            return y * tf.cast(mask, y.dtype)[..., None]
+
         first = x = self.rnns[0](inputs, mask=mask, training=training)
         for rnn in self.rnns[1:]:
             x = rnn(self.dropout(x, training=training), mask=mask, training=training)
@@ -68,6 +79,10 @@ class BiLSTMEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, num_layers=self.num_layers, dropout=self.dropout_rate,
-                      variational=self.variational)
+        config.update(
+            units=self.units,
+            num_layers=self.num_layers,
+            dropout=self.dropout_rate,
+            variational=self.variational,
+        )
         return config

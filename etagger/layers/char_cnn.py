@@ -1,5 +1,6 @@
 """Character-level CNN word features (Ma & Hovy 2016 style, several filter widths)."""
-from typing import Sequence, Tuple
+
+from collections.abc import Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -29,7 +30,7 @@ class CharCNN(keras.layers.Layer):
         self,
         num_chars: int,
         char_dim: int = 30,
-        filters: Sequence[Tuple[int, int]] = ((3, 50),),
+        filters: Sequence[tuple[int, int]] = ((3, 50),),
         dropout: float = 0.0,
         activation: str = "relu",
         **kwargs,
@@ -45,7 +46,9 @@ class CharCNN(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(num_chars, char_dim, name="char_embedding")
         self.dropout = keras.layers.Dropout(dropout)
         self.convs = [
-            keras.layers.Conv1D(count, width, padding="same", activation=activation, name=f"conv_w{width}")
+            keras.layers.Conv1D(
+                count, width, padding="same", activation=activation, name=f"conv_w{width}"
+            )
             for width, count in self.filters
         ]
         self.output_dim = sum(count for _, count in self.filters)
@@ -66,7 +69,9 @@ class CharCNN(keras.layers.Layer):
         for conv in self.convs:
             features = conv(emb)
             # Max over real characters only: -inf can never win against a real position.
-            features = tf.where(char_mask[..., None], features, tf.constant(-float("inf"), features.dtype))
+            features = tf.where(
+                char_mask[..., None], features, tf.constant(-float("inf"), features.dtype)
+            )
             pooled.append(tf.reduce_max(features, axis=1))
         token_features = tf.concat(pooled, axis=-1)
 

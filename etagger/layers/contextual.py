@@ -30,6 +30,7 @@ against the current working directory when the layer is built. Lower-casing come
 ``bert_config.json`` beside or inside the encoder folder (``do_lower_case``), else from the
 SavedModel's own ``do_lower_case`` variable (as TF-Hub's BERT encoders carry).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,12 @@ from etagger.bert import read_vocab, word_pieces
 POOLINGS = ("first", "mean")
 
 
-def resolve_handle(handle: str | os.PathLike, inner: str = "encoder", field: str = "bert_handle",
-                   maker: str = "convert-bert --out DIR") -> Path:
+def resolve_handle(
+    handle: str | os.PathLike,
+    inner: str = "encoder",
+    field: str = "bert_handle",
+    maker: str = "convert-bert --out DIR",
+) -> Path:
     """The absolute SavedModel folder of ``handle`` (relative: against the current working
     directory): ``handle`` itself, or ``handle/inner`` when that is where the SavedModel is
     (``OUT`` of ``cli.py convert-bert`` resolves to ``OUT/encoder``, of ``cli.py
@@ -57,7 +62,9 @@ def resolve_handle(handle: str | os.PathLike, inner: str = "encoder", field: str
     if not (path / "saved_model.pb").exists() and (path / inner / "saved_model.pb").exists():
         path = path / inner
     if not (path / "saved_model.pb").exists():
-        raise FileNotFoundError(f"{field} {str(handle)!r}: no SavedModel at {path} (make one with `cli.py {maker}`)")
+        raise FileNotFoundError(
+            f"{field} {str(handle)!r}: no SavedModel at {path} (make one with `cli.py {maker}`)"
+        )
     return path
 
 
@@ -72,7 +79,9 @@ def read_bert_config(encoder_dir: Path) -> dict:
 def vocab_sha256(handle: str | os.PathLike) -> str:
     """SHA-256 of the encoder's vocab.txt: preprocess records it beside stored wordpieces, and
     a tagger uses those only when its own encoder has the same vocabulary."""
-    return hashlib.sha256((resolve_handle(handle) / "assets" / "vocab.txt").read_bytes()).hexdigest()
+    return hashlib.sha256(
+        (resolve_handle(handle) / "assets" / "vocab.txt").read_bytes()
+    ).hexdigest()
 
 
 class WordPieces(tf.Module):
@@ -90,20 +99,26 @@ class WordPieces(tf.Module):
         bert_config = read_bert_config(self.handle)
         vocab_path = self.handle / "assets" / "vocab.txt"
         if not vocab_path.exists():
-            raise FileNotFoundError(f"{vocab_path} is missing: the encoder must carry its vocabulary")
+            raise FileNotFoundError(
+                f"{vocab_path} is missing: the encoder must carry its vocabulary"
+            )
         if "do_lower_case" in bert_config:
             lower_case = bool(bert_config["do_lower_case"])
         else:
             encoder = encoder if encoder is not None else tf.saved_model.load(str(self.handle))
             if not hasattr(encoder, "do_lower_case"):
-                raise ValueError(f"{self.handle}: cannot tell whether the vocabulary is lower-cased "
-                                 "(no bert_config.json with do_lower_case, no do_lower_case variable)")
+                raise ValueError(
+                    f"{self.handle}: cannot tell whether the vocabulary is lower-cased "
+                    "(no bert_config.json with do_lower_case, no do_lower_case variable)"
+                )
             lower_case = bool(encoder.do_lower_case.numpy())
         self.lower_case = lower_case
         self.vocab = read_vocab(vocab_path)
         self.unk_id = self.vocab["[UNK]"]
         # A tf.Module: its vocabulary table tracks vocab.txt as a SavedModel asset.
-        self.tokenizer = text.BertTokenizer(str(vocab_path), lower_case=lower_case, token_out_type=tf.int32)
+        self.tokenizer = text.BertTokenizer(
+            str(vocab_path), lower_case=lower_case, token_out_type=tf.int32
+        )
 
     def __call__(self, words):
         return word_pieces(self.tokenizer, words, self.unk_id)
@@ -129,8 +144,15 @@ class BertWordEmbedding(keras.layers.Layer):
       float32 [B, T, H]; zeros at padding and for words cut off by ``max_pieces``.
     """
 
-    def __init__(self, handle: str | os.PathLike, pooling: str = "first", layers: int = 1,
-                 trainable: bool = False, max_pieces: int = 256, **kwargs):
+    def __init__(
+        self,
+        handle: str | os.PathLike,
+        pooling: str = "first",
+        layers: int = 1,
+        trainable: bool = False,
+        max_pieces: int = 256,
+        **kwargs,
+    ):
         super().__init__(trainable=trainable, **kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
@@ -144,15 +166,20 @@ class BertWordEmbedding(keras.layers.Layer):
         self.encoder = hub.KerasLayer(str(self.handle), trainable=trainable, name="encoder")
         positions = bert_config.get("max_position_embeddings")
         if positions is not None and self.max_pieces > positions:
-            raise ValueError(f"max_pieces {self.max_pieces} exceeds the encoder's {positions} positions")
+            raise ValueError(
+                f"max_pieces {self.max_pieces} exceeds the encoder's {positions} positions"
+            )
         hidden_layers = bert_config.get("num_hidden_layers")
         if hidden_layers is not None and self.num_layers > hidden_layers:
-            raise ValueError(f"layers {self.num_layers} exceeds the encoder's {hidden_layers} layers")
+            raise ValueError(
+                f"layers {self.num_layers} exceeds the encoder's {hidden_layers} layers"
+            )
         self.hidden_size = bert_config.get("hidden_size")
         self.tokenizer = WordPieces(self.handle, self.encoder.resolved_object)
         self.lower_case = self.tokenizer.lower_case
         self.cls_id, self.sep_id, self.pad_id, self.unk_id = (
-            self.tokenizer.vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"))
+            self.tokenizer.vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]")
+        )
 
     def pack(self, words, mask, pieces=None):
         """For words [B, T] and mask [B, T]: (the packed int32 [B, P] input_word_ids /
@@ -164,20 +191,39 @@ class BertWordEmbedding(keras.layers.Layer):
         if pieces is None:
             pieces = self.tokenizer(tf.boolean_mask(words, mask))  # [N, (pieces)]
         else:
-            pieces = tf.RaggedTensor.from_tensor(tf.cast(tf.boolean_mask(pieces, mask), tf.int32), padding=0)
+            pieces = tf.RaggedTensor.from_tensor(
+                tf.cast(tf.boolean_mask(pieces, mask), tf.int32), padding=0
+            )
 
         words_per_sentence = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)  # [B]
         sentence_of_word = tf.repeat(tf.range(batch), words_per_sentence)
-        pieces_per_sentence = tf.math.unsorted_segment_sum(pieces.row_lengths(), sentence_of_word, batch)
-        sentences = tf.RaggedTensor.from_row_lengths(pieces.values, pieces_per_sentence)[:, : self.max_pieces - 2]
+        pieces_per_sentence = tf.math.unsorted_segment_sum(
+            pieces.row_lengths(), sentence_of_word, batch
+        )
+        sentences = tf.RaggedTensor.from_row_lengths(pieces.values, pieces_per_sentence)[
+            :, : self.max_pieces - 2
+        ]
         kept = sentences.row_lengths()  # [B]
         column = tf.ones([batch, 1], tf.int32)
-        ids = tf.concat([column * self.cls_id, sentences.to_tensor(default_value=self.pad_id),
-                         column * self.pad_id], axis=1)  # [B, 2 + longest]
+        ids = tf.concat(
+            [
+                column * self.cls_id,
+                sentences.to_tensor(default_value=self.pad_id),
+                column * self.pad_id,
+            ],
+            axis=1,
+        )  # [B, 2 + longest]
         ids = tf.tensor_scatter_nd_update(  # [SEP] right after each sentence's last piece
-            ids, tf.stack([tf.range(batch), kept + 1], axis=1), tf.fill([batch], tf.constant(self.sep_id, tf.int32)))
+            ids,
+            tf.stack([tf.range(batch), kept + 1], axis=1),
+            tf.fill([batch], tf.constant(self.sep_id, tf.int32)),
+        )
         input_mask = tf.sequence_mask(kept + 2, tf.shape(ids, out_type=tf.int64)[1], dtype=tf.int32)
-        inputs = {"input_word_ids": ids, "input_mask": input_mask, "input_type_ids": tf.zeros_like(ids)}
+        inputs = {
+            "input_word_ids": ids,
+            "input_mask": input_mask,
+            "input_type_ids": tf.zeros_like(ids),
+        }
         return inputs, pieces, sentence_of_word, pieces_per_sentence
 
     def call(self, words, mask=None, pieces=None, training=None):
@@ -190,8 +236,10 @@ class BertWordEmbedding(keras.layers.Layer):
         else:
             layers = list(outputs["encoder_outputs"])
             if self.num_layers > len(layers):
-                raise ValueError(f"layers {self.num_layers} exceeds the encoder's {len(layers)} layers")
-            hidden = tf.add_n(layers[-self.num_layers:]) / float(self.num_layers)
+                raise ValueError(
+                    f"layers {self.num_layers} exceeds the encoder's {len(layers)} layers"
+                )
+            hidden = tf.add_n(layers[-self.num_layers :]) / float(self.num_layers)
         if not self.trainable:
             hidden = tf.stop_gradient(hidden)
         size = hidden.shape[-1] if hidden.shape[-1] is not None else tf.shape(hidden)[-1]
@@ -202,20 +250,28 @@ class BertWordEmbedding(keras.layers.Layer):
         word_start = tf.cumsum(counts, exclusive=True)  # within the flat piece list
         sentence_start = tf.gather(tf.cumsum(pieces_per_sentence, exclusive=True), sentence_of_word)
         word_of_piece = pieces.value_rowids()  # [pieces]
-        index_in_word = tf.range(tf.size(pieces.values, out_type=tf.int64)) - tf.gather(word_start, word_of_piece)
+        index_in_word = tf.range(tf.size(pieces.values, out_type=tf.int64)) - tf.gather(
+            word_start, word_of_piece
+        )
         position = 1 + tf.gather(word_start - sentence_start, word_of_piece) + index_in_word
         keep = position <= self.max_pieces - 2  # survived truncation
         if self.pooling == "first":
             keep &= tf.equal(index_in_word, 0)
         word_of_piece = tf.boolean_mask(word_of_piece, keep)
-        where = tf.stack([tf.gather(sentence_of_word, word_of_piece), tf.boolean_mask(position, keep)], axis=1)
+        where = tf.stack(
+            [tf.gather(sentence_of_word, word_of_piece), tf.boolean_mask(position, keep)], axis=1
+        )
         vectors = tf.gather_nd(hidden, where)  # [kept pieces, H]
         num_words = tf.shape(counts, out_type=tf.int64)[0]
         total = tf.math.unsorted_segment_sum(vectors, word_of_piece, num_words)
-        kept = tf.math.unsorted_segment_sum(tf.ones_like(word_of_piece, hidden.dtype), word_of_piece, num_words)
+        kept = tf.math.unsorted_segment_sum(
+            tf.ones_like(word_of_piece, hidden.dtype), word_of_piece, num_words
+        )
         word_vectors = total / tf.maximum(kept, 1.0)[:, None]  # [N, H]; zeros for cut-off words
 
-        shape = tf.concat([tf.shape(words, out_type=tf.int64), tf.reshape(tf.cast(size, tf.int64), [1])], axis=0)
+        shape = tf.concat(
+            [tf.shape(words, out_type=tf.int64), tf.reshape(tf.cast(size, tf.int64), [1])], axis=0
+        )
         out = tf.scatter_nd(tf.where(mask), word_vectors, shape)
         out.set_shape(words.shape.concatenate([hidden.shape[-1]]))
         return out
@@ -230,8 +286,12 @@ class BertWordEmbedding(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(handle=str(self.handle), pooling=self.pooling, layers=self.num_layers,
-                      max_pieces=self.max_pieces)
+        config.update(
+            handle=str(self.handle),
+            pooling=self.pooling,
+            layers=self.num_layers,
+            max_pieces=self.max_pieces,
+        )
         return config
 
 
@@ -257,8 +317,13 @@ class ElmoWordEmbedding(keras.layers.Layer):
         super().__init__(**kwargs)
         # TF1 Hub modules (the original ELMo ones) hold a saved_model.pb too.
         self.handle = resolve_handle(handle, "module", "elmo_handle", "pretrain-bilm")
-        self.module = hub.KerasLayer(str(self.handle), signature="tokens", signature_outputs_as_dict=True,
-                                     trainable=False, name="elmo_module")
+        self.module = hub.KerasLayer(
+            str(self.handle),
+            signature="tokens",
+            signature_outputs_as_dict=True,
+            trainable=False,
+            name="elmo_module",
+        )
 
     def build(self, input_shape):
         self.mix_weights = self.add_weight(name="mix_weights", shape=[3], initializer="zeros")
@@ -274,7 +339,11 @@ class ElmoWordEmbedding(keras.layers.Layer):
         if all(name in outputs for name in names):
             layers = [tf.stop_gradient(outputs[name]) for name in names]
             width = layers[1].shape[-1]
-            if layers[0].shape[-1] is not None and width is not None and 2 * layers[0].shape[-1] == width:
+            if (
+                layers[0].shape[-1] is not None
+                and width is not None
+                and 2 * layers[0].shape[-1] == width
+            ):
                 layers[0] = tf.concat([layers[0], layers[0]], axis=-1)
             weights = tf.nn.softmax(self.mix_weights)
             vectors = self.gamma * tf.add_n([weights[i] * layer for i, layer in enumerate(layers)])

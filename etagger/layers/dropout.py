@@ -1,4 +1,5 @@
 """Dropout over token sequences, optionally with one mask per sequence (variational)."""
+
 import tf_keras as keras
 
 

@@ -1,10 +1,12 @@
 """Highway layers (Srivastava et al. 2015)."""
+
 import tensorflow as tf
 import tf_keras as keras
 
 
 class Highway(keras.layers.Layer):
-    """A stack of highway layers: ``y = t * g(W_h x + b_h) + (1 - t) * x``, ``t = sigmoid(W_t x + b_t)``.
+    """A stack of highway layers: ``y = t * g(W_h x + b_h) + (1 - t) * x``,
+    ``t = sigmoid(W_t x + b_t)``.
 
     The transform gate bias starts negative so that at initialisation each layer mostly
     carries its input through, which keeps deep stacks trainable.
@@ -23,18 +25,22 @@ class Highway(keras.layers.Layer):
         float ``[B, T, D]``, zeros at padded tokens.
     """
 
-    def __init__(self, num_layers: int = 1, activation: str = "relu", transform_bias: float = -2.0, **kwargs):
+    def __init__(
+        self, num_layers: int = 1, activation: str = "relu", transform_bias: float = -2.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.num_layers = num_layers
         self.activation = activation
         self.transform_bias = transform_bias
-        self.transforms = []
-        self.gates = []
+        self.transforms: list[keras.layers.Dense] = []
+        self.gates: list[keras.layers.Dense] = []
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
         for i in range(self.num_layers):
-            self.transforms.append(keras.layers.Dense(dim, activation=self.activation, name=f"transform_{i}"))
+            self.transforms.append(
+                keras.layers.Dense(dim, activation=self.activation, name=f"transform_{i}")
+            )
             self.gates.append(
                 keras.layers.Dense(
                     dim,
@@ -58,5 +64,9 @@ class Highway(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_layers=self.num_layers, activation=self.activation, transform_bias=self.transform_bias)
+        config.update(
+            num_layers=self.num_layers,
+            activation=self.activation,
+            transform_bias=self.transform_bias,
+        )
         return config

@@ -1,5 +1,6 @@
 """Rei (2017)'s language-modelling objective on a BiLSTM's states ("Semi-supervised Multitask
 Learning for Sequence Labeling"): predict each token's neighbouring words."""
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -38,8 +39,12 @@ class NeighbourWordLM(keras.layers.Layer):
         self.forward_words = keras.layers.Dense(vocab_size, name="forward_words")
         self.backward_words = keras.layers.Dense(vocab_size, name="backward_words")
         # Built now, not on the first loss: the optimizer's slots are made before training.
-        for dense, fan_in in ((self.forward_hidden, units), (self.backward_hidden, units),
-                              (self.forward_words, hidden), (self.backward_words, hidden)):
+        for dense, fan_in in (
+            (self.forward_hidden, units),
+            (self.backward_hidden, units),
+            (self.forward_words, hidden),
+            (self.backward_words, hidden),
+        ):
             dense.build(tf.TensorShape([None, None, fan_in]))
 
     def call(self, states, word_ids, mask):
@@ -47,8 +52,10 @@ class NeighbourWordLM(keras.layers.Layer):
         targets = tf.where(word_ids < self.vocab_size, word_ids, tf.cast(UNK_ID, word_ids.dtype))
         pairs = tf.cast(mask[:, 1:], states.dtype)  # tokens t and t + 1 both real
         next_word = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            targets[:, 1:], self.forward_words(self.forward_hidden(forward[:, :-1])))
+            targets[:, 1:], self.forward_words(self.forward_hidden(forward[:, :-1]))
+        )
         previous_word = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            targets[:, :-1], self.backward_words(self.backward_hidden(backward[:, 1:])))
+            targets[:, :-1], self.backward_words(self.backward_hidden(backward[:, 1:]))
+        )
         total = tf.reduce_sum((next_word + previous_word) * pairs)
         return total / tf.cast(tf.shape(states)[0], states.dtype)

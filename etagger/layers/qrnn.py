@@ -1,10 +1,12 @@
 """Bidirectional quasi-recurrent neural network (Bradbury et al. 2016) with fo-pooling."""
+
 import tensorflow as tf
 import tf_keras as keras
 
 
 def fo_pool(z, f, o):
-    """fo-pooling over time: ``c_t = f_t * c_{t-1} + (1 - f_t) * z_t``, ``h_t = o_t * c_t``, ``c_0 = 0``.
+    """fo-pooling over time: ``c_t = f_t * c_{t-1} + (1 - f_t) * z_t``, ``h_t = o_t * c_t``,
+    ``c_0 = 0``.
 
     Args:
         z, f, o: ``[B, T, U]`` candidate (tanh), forget and output gates (sigmoid).
@@ -25,7 +27,8 @@ def fo_pool(z, f, o):
 
 
 class _QRNNDirection(keras.layers.Layer):
-    """One left-to-right QRNN layer: causal conv -> Z, F, O -> fo-pooling. ``[B, T, D] -> [B, T, U]``."""
+    """One left-to-right QRNN layer: causal conv -> Z, F, O -> fo-pooling.
+    ``[B, T, D] -> [B, T, U]``."""
 
     def __init__(self, units: int, window: int, zoneout: float, **kwargs):
         super().__init__(**kwargs)
@@ -80,7 +83,13 @@ class BiQRNN(keras.layers.Layer):
     """
 
     def __init__(
-        self, units: int, num_layers: int = 1, window: int = 3, dropout: float = 0.0, zoneout: float = 0.0, **kwargs
+        self,
+        units: int,
+        num_layers: int = 1,
+        window: int = 3,
+        dropout: float = 0.0,
+        zoneout: float = 0.0,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.units = units
@@ -88,8 +97,12 @@ class BiQRNN(keras.layers.Layer):
         self.window = window
         self.dropout_rate = dropout
         self.zoneout = zoneout
-        self.forward_layers = [_QRNNDirection(units, window, zoneout, name=f"forward_{i}") for i in range(num_layers)]
-        self.backward_layers = [_QRNNDirection(units, window, zoneout, name=f"backward_{i}") for i in range(num_layers)]
+        self.forward_layers = [
+            _QRNNDirection(units, window, zoneout, name=f"forward_{i}") for i in range(num_layers)
+        ]
+        self.backward_layers = [
+            _QRNNDirection(units, window, zoneout, name=f"backward_{i}") for i in range(num_layers)
+        ]
         self.dropout = keras.layers.Dropout(dropout)
 
     def call(self, inputs, mask, training=None):
@@ -101,7 +114,9 @@ class BiQRNN(keras.layers.Layer):
         for forward, backward in zip(self.forward_layers, self.backward_layers):
             h_fw = forward(x, training=training)
             reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-            h_bw = tf.reverse_sequence(backward(reversed_x, training=training), lengths, seq_axis=1, batch_axis=0)
+            h_bw = tf.reverse_sequence(
+                backward(reversed_x, training=training), lengths, seq_axis=1, batch_axis=0
+            )
             x = self.dropout(tf.concat([h_fw, h_bw], axis=-1), training=training) * keep
         return x
 

@@ -1,4 +1,5 @@
 """Transformer encoder and a single self-attention block, with explicit padding masks."""
+
 import math
 
 import tensorflow as tf
@@ -19,7 +20,8 @@ def sinusoidal_positions(length, dim: int, dtype=tf.float32):
 
 
 def _attention_mask(mask):
-    """``[B, T]`` token mask -> ``[B, T, T]``: query ``i`` may attend key ``j`` iff both are real."""
+    """``[B, T]`` token mask -> ``[B, T, T]``: query ``i`` may attend key ``j`` iff both are
+    real."""
     return mask[:, :, None] & mask[:, None, :]
 
 
@@ -41,8 +43,15 @@ class RelativeSelfAttention(keras.layers.Layer):
     ``training``. Returns float ``[B, T, model_dim]``.
     """
 
-    def __init__(self, num_heads: int, model_dim: int, max_distance: int, scale: bool = True,
-                 dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        num_heads: int,
+        model_dim: int,
+        max_distance: int,
+        scale: bool = True,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         _check_heads(model_dim, num_heads)
         if max_distance < 1:
@@ -53,9 +62,12 @@ class RelativeSelfAttention(keras.layers.Layer):
         self.scale = scale
         self.dropout_rate = dropout
         head_dim = model_dim // num_heads
-        project = lambda name: keras.layers.EinsumDense(
-            "btd,dhk->bthk", output_shape=(None, num_heads, head_dim), bias_axes="hk", name=name
-        )
+
+        def project(name):
+            return keras.layers.EinsumDense(
+                "btd,dhk->bthk", output_shape=(None, num_heads, head_dim), bias_axes="hk", name=name
+            )
+
         self.query, self.key, self.value = project("query"), project("key"), project("value")
         self.output_projection = keras.layers.EinsumDense(
             "bthk,hkd->btd", output_shape=(None, model_dim), bias_axes="d", name="output"
@@ -64,7 +76,9 @@ class RelativeSelfAttention(keras.layers.Layer):
 
     def build(self, input_shape):
         self.relative_bias = self.add_weight(
-            name="relative_bias", shape=(2 * self.max_distance + 1, self.num_heads), initializer="zeros"
+            name="relative_bias",
+            shape=(2 * self.max_distance + 1, self.num_heads),
+            initializer="zeros",
         )
         super().build(input_shape)
 
@@ -74,8 +88,12 @@ class RelativeSelfAttention(keras.layers.Layer):
         if self.scale:
             logits *= tf.math.rsqrt(tf.cast(tf.shape(q)[-1], logits.dtype))
         positions = tf.range(tf.shape(inputs)[1])
-        offsets = tf.clip_by_value(positions[None, :] - positions[:, None], -self.max_distance, self.max_distance)
-        bias = tf.gather(tf.cast(self.relative_bias, logits.dtype), offsets + self.max_distance)  # [T, T, H]
+        offsets = tf.clip_by_value(
+            positions[None, :] - positions[:, None], -self.max_distance, self.max_distance
+        )
+        bias = tf.gather(
+            tf.cast(self.relative_bias, logits.dtype), offsets + self.max_distance
+        )  # [T, T, H]
         logits += tf.transpose(bias, [2, 0, 1])[None]
         # A large negative, not -inf: fully masked (padded) query rows stay finite.
         logits = tf.where(attention_mask[:, None], logits, tf.constant(-1e9, logits.dtype))
@@ -84,8 +102,13 @@ class RelativeSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads, model_dim=self.model_dim, max_distance=self.max_distance,
-                      scale=self.scale, dropout=self.dropout_rate)
+        config.update(
+            num_heads=self.num_heads,
+            model_dim=self.model_dim,
+            max_distance=self.max_distance,
+            scale=self.scale,
+            dropout=self.dropout_rate,
+        )
         return config
 
 
@@ -140,8 +163,10 @@ class TransformerEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         _check_heads(model_dim, num_heads)
         if relative_positions < 0 or (not scale_attention and not relative_positions):
-            raise ValueError(f"relative_positions must be >= 0, not {relative_positions}, "
-                             "and scale_attention=False needs it > 0")
+            raise ValueError(
+                f"relative_positions must be >= 0, not {relative_positions}, "
+                "and scale_attention=False needs it > 0"
+            )
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.model_dim = model_dim
@@ -152,24 +177,45 @@ class TransformerEncoder(keras.layers.Layer):
         self.scale_attention = scale_attention
         self.input_projection = keras.layers.Dense(model_dim, name="input_projection")
         self.dropout = keras.layers.Dropout(dropout)
-        self.attention_norms, self.attentions, self.ff_norms, self.ff_inner, self.ff_outer = [], [], [], [], []
+        self.attention_norms, self.attentions, self.ff_norms, self.ff_inner, self.ff_outer = (
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
         for i in range(num_layers):
             self.attention_norms.append(
                 keras.layers.LayerNormalization(axis=-1, epsilon=1e-6, name=f"attention_norm_{i}")
             )
             if relative_positions:
-                attention = RelativeSelfAttention(num_heads, model_dim, relative_positions, scale_attention,
-                                                  dropout=dropout, name=f"attention_{i}")
+                attention = RelativeSelfAttention(
+                    num_heads,
+                    model_dim,
+                    relative_positions,
+                    scale_attention,
+                    dropout=dropout,
+                    name=f"attention_{i}",
+                )
             else:
                 attention = keras.layers.MultiHeadAttention(
-                    num_heads, key_dim=model_dim // num_heads, dropout=dropout, name=f"attention_{i}"
+                    num_heads,
+                    key_dim=model_dim // num_heads,
+                    dropout=dropout,
+                    name=f"attention_{i}",
                 )
             self.attentions.append(attention)
-            self.ff_norms.append(keras.layers.LayerNormalization(axis=-1, epsilon=1e-6, name=f"ff_norm_{i}"))
-            self.ff_inner.append(
-                keras.layers.Conv1D(ff_dim, ff_kernel_size, padding="same", activation="relu", name=f"ff_inner_{i}")
+            self.ff_norms.append(
+                keras.layers.LayerNormalization(axis=-1, epsilon=1e-6, name=f"ff_norm_{i}")
             )
-            self.ff_outer.append(keras.layers.Conv1D(model_dim, ff_kernel_size, padding="same", name=f"ff_outer_{i}"))
+            self.ff_inner.append(
+                keras.layers.Conv1D(
+                    ff_dim, ff_kernel_size, padding="same", activation="relu", name=f"ff_inner_{i}"
+                )
+            )
+            self.ff_outer.append(
+                keras.layers.Conv1D(model_dim, ff_kernel_size, padding="same", name=f"ff_outer_{i}")
+            )
 
     def call(self, inputs, mask, training=None):
         keep = tf.cast(mask, self.compute_dtype)[..., None]
@@ -185,7 +231,9 @@ class TransformerEncoder(keras.layers.Layer):
             if self.relative_positions:
                 y = self.attentions[i](x_norm, attention_mask=attention_mask, training=training)
             else:
-                y = self.attentions[i](x_norm, x_norm, attention_mask=attention_mask, training=training)
+                y = self.attentions[i](
+                    x_norm, x_norm, attention_mask=attention_mask, training=training
+                )
             # Padded query rows attend to nothing (uniform over masked keys): zero them.
             x = (x_norm + self.dropout(y, training=training)) * keep
 
