@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from etagger import clioptions
+from etagger import clioptions, packing
 from etagger.errors import InputError
 from pipelines.options import PreprocessOptions, PreprocessRun, TagOptions
 
@@ -291,7 +291,7 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
     Example:
       echo "Angela Merkel visited Paris ." | etagger tag --model models/conll03-bilstm1 --spans
     """
-    from etagger import conll, outputs
+    from etagger import outputs
     from etagger.conll import Sentence
     from etagger.predictor import Predictor
     from etagger.tokenize import Tokenizer
@@ -321,7 +321,7 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
             for k, s in enumerate(found)
         ]
         # A line is one document: a model with document context reads its sentences together.
-        packs = conll.pack_documents(sentences, predictor.document_context, len, lambda s: False)
+        packs = packing.pack_documents(sentences, predictor.document_context, len, lambda s: False)
         tagged = [
             out
             for pack in predictor.tag_packs([[s.columns for s in p] for p in packs])

@@ -58,7 +58,7 @@ class ModelConfig:
     # recurrent connections stay undropped so Keras keeps its fused LSTM kernel.
     variational_dropout: bool = False
     # 0: the encoder reads one sentence at a time. N > 0: consecutive sentences of a document
-    # are packed into sequences of up to N tokens (etagger.conll.pack_documents) for training,
+    # are packed into sequences of up to N tokens (etagger.packing.pack_documents) for training,
     # evaluation and tag-corpus, so the encoder and CRF see the neighbouring sentences
     # (a headline's context, an earlier full name); predictions are split back per sentence.
     document_context: int = 0

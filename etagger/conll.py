@@ -13,17 +13,17 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, TypeVar
 
 from etagger.errors import InputError
+from etagger.tagschemes import split_tag
 
 log = logging.getLogger(__name__)
 
 CONLL2003_COLUMNS = ("word", "pos", "chunk", "tag")
 WORD_TAG_COLUMNS = ("word", "tag")
 DOCSTART = "-DOCSTART-"
-SCHEMES = ("IOB1", "IOB2", "IOBES")
 T = TypeVar("T")
 
 
@@ -325,51 +325,6 @@ def _scan_range(
             yield sentence
 
 
-# Packs never span two blocks of this many sentence indices, so a distributed pipeline can
-# pack each block on its own and still cut exactly where training and evaluation cut. A
-# raw-text sentence's index is line * 65536 + k, so each raw line starts a block: a line is
-# a document.
-PACK_BLOCK = 1024
-
-
-def starts_pack(index: int, leading: str) -> bool:
-    """Whether the sentence at ``index`` (after ``leading`` text) must begin a new pack:
-    at a document start (``-DOCSTART-``) and at every ``PACK_BLOCK`` boundary."""
-    return DOCSTART in leading or index % PACK_BLOCK == 0
-
-
-def pack_documents(
-    sentences: Iterable[T],
-    max_tokens: int,
-    length: Callable[[T], int],
-    starts_document: Callable[[T], bool],
-) -> list[list[T]]:
-    """Groups consecutive sentences (in file order) into packs of at most ``max_tokens``
-    tokens that never cross a document boundary (a sentence for which ``starts_document``
-    is true); a longer sentence is a pack of its own. A model with document context reads
-    each pack as one sequence, so it sees the sentences around the one it tags."""
-    packs: list[list[T]] = []
-    tokens = 0
-    for sentence in sentences:
-        n = length(sentence)
-        if not packs or starts_document(sentence) or tokens + n > max_tokens:
-            packs.append([])
-            tokens = 0
-        packs[-1].append(sentence)
-        tokens += n
-    return packs
-
-
-def split_pack(columns: Mapping[str, Sequence], lengths: Iterable[int]) -> list[dict]:
-    """Cuts the per-token ``columns`` of a pack back into one dict per sentence, of
-    ``lengths`` tokens each (the inverse of joining the sentences of a pack)."""
-    parts, start = [], 0
-    for n in lengths:
-        parts.append({name: values[start : start + n] for name, values in columns.items()})
-        start += n
-    return parts
-
-
 def format_sentence(sentence: Sentence, columns: Sequence[str] | None = None) -> str:
     """The sentence as CoNLL text: its leading text, token lines, then a blank line."""
     names = list(columns or sentence.columns)
@@ -386,97 +341,3 @@ def write_conll(
     with fsutil.atomic_write(path) as f:
         for sentence in sentences:
             f.write(format_sentence(sentence, columns))
-
-
-# ---------------------------------------------------------------------------------------
-# Tag schemes. A tag is "O" or PREFIX-TYPE. IOB1: I- everywhere, B- only to separate two
-# adjacent chunks of the same type. IOB2: every chunk starts with B-. IOBES: single-token
-# chunks are S-, chunk ends are E-.
-
-
-def split_tag(tag: str) -> tuple[str, str]:
-    """("B", "PER") for "B-PER"; ("O", "") for "O"."""
-    if tag == "O":
-        return "O", ""
-    prefix, sep, kind = tag.partition("-")
-    if not sep or prefix not in "BIES" or len(prefix) != 1 or not kind:
-        raise ValueError(f"malformed tag {tag!r}")
-    return prefix, kind
-
-
-def is_tag(tag: str) -> bool:
-    """Whether ``tag`` is well-formed: "O" or B-/I-/E-/S-TYPE (``split_tag``)."""
-    try:
-        split_tag(tag)
-    except ValueError:
-        return False
-    return True
-
-
-def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """Chunks as (type, start, end_exclusive), read the way conlleval reads them.
-
-    The reading does not depend on the scheme: B- and S- always begin a chunk, I- and E-
-    continue one of the same type or else begin one, E- and S- end one.
-    """
-    out: list[tuple[str, int, int]] = []
-    start, kind = None, ""
-    for i, tag in enumerate(tags):
-        prefix, t = split_tag(tag)
-        begins = prefix in "BS" or (prefix in "IE" and (start is None or t != kind))
-        if start is not None and (prefix == "O" or begins):
-            out.append((kind, start, i))
-            start = None
-        if prefix != "O" and start is None:
-            start, kind = i, t
-        if start is not None and prefix in "ES":
-            out.append((kind, start, i + 1))
-            start = None
-    if start is not None:
-        out.append((kind, start, len(tags)))
-    return out
-
-
-def from_chunks(length: int, spans: Iterable[tuple[str, int, int]], scheme: str) -> list[str]:
-    """Tags of ``length`` tokens that encode ``spans`` in ``scheme``."""
-    tags = ["O"] * length
-    previous_end, previous_kind = -1, ""
-    for kind, start, end in spans:
-        for i in range(start, end):
-            tags[i] = f"I-{kind}"
-        if scheme == "IOB2" or (
-            scheme == "IOB1" and previous_end == start and previous_kind == kind
-        ):
-            tags[start] = f"B-{kind}"
-        elif scheme == "IOBES":
-            if end - start == 1:
-                tags[start] = f"S-{kind}"
-            else:
-                tags[start], tags[end - 1] = f"B-{kind}", f"E-{kind}"
-        previous_end, previous_kind = end, kind
-    return tags
-
-
-def convert_tags(tags: Sequence[str], source: str, target: str) -> list[str]:
-    """Re-encodes a tag sequence from one scheme to another (IOB1, IOB2, IOBES)."""
-    if source not in SCHEMES or target not in SCHEMES:
-        raise ValueError(f"unknown tag scheme: {source} -> {target}; choose from {SCHEMES}")
-    if source == target:
-        return list(tags)
-    return from_chunks(len(tags), chunks(tags), target)
-
-
-def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
-    """The scheme a tagged file uses: IOBES if it has E-/S- tags, IOB1 if some chunk starts
-    with I- (which IOB2 forbids), else IOB2 (every chunk starts with B-)."""
-    iob1 = False
-    for tags in tag_sequences:
-        previous = "O"
-        for tag in tags:
-            prefix, kind = split_tag(tag)
-            if prefix in "ES":
-                return "IOBES"
-            if prefix == "I" and split_tag(previous)[1] != kind:
-                iob1 = True
-            previous = tag
-    return "IOB1" if iob1 else "IOB2"

@@ -21,12 +21,12 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras as keras
 
+from etagger import tagschemes
+
 # Score of transitions forbidden by the tagging scheme. Finite rather than -inf
 # so logsumexp and its gradients stay NaN-free, yet exp(-1e4) underflows to 0:
 # forbidden paths get no probability mass, so training agrees with decoding.
 DISALLOWED = -1e4
-
-_SCHEME_PREFIXES = {"IOB1": "IB", "IOB2": "IB", "IOBES": "IBES"}
 
 
 def crf_sequence_score(potentials, tags, lengths, transitions, start_transitions, end_transitions):
@@ -150,8 +150,11 @@ def _parse_tag(tag, scheme):
         return "O", None
     if tag.startswith("<") and tag.endswith(">"):
         return None
-    prefix, sep, entity = tag.partition("-")
-    if not (sep and entity and prefix in _SCHEME_PREFIXES[scheme]):
+    try:
+        prefix, entity = tagschemes.split_tag(tag)
+    except ValueError:
+        prefix, entity = "", ""
+    if not prefix or prefix not in tagschemes.PREFIXES[scheme]:
         raise ValueError(f"tag {tag!r} is not valid in scheme {scheme}")
     return prefix, entity
 
@@ -178,7 +181,7 @@ def allowed_transitions(tags, scheme):
       (allowed [K, K], allowed_start [K], allowed_end [K]) bool numpy arrays;
       allowed[i, j] says whether tag j may follow tag i.
     """
-    if scheme not in _SCHEME_PREFIXES:
+    if scheme not in tagschemes.PREFIXES:
         raise ValueError(f"unknown tagging scheme {scheme!r}")
     parsed = [_parse_tag(tag, scheme) for tag in tags]
     outside = ("O", None)

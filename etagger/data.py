@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from etagger import conll, records, schema
+from etagger import packing, records, schema
 
 # Features the model reads; "length" is derived. Strings ride along for evaluation output.
 ID_FEATURES = ("word_id", "char_ids", "shape_id", "pos_id", "chunk_id")
@@ -65,7 +65,7 @@ def _padding_values(element_spec: dict) -> dict:
 def _document_dataset(
     data_dir: str | Path, split: str, names: set[str], max_tokens: int
 ) -> tf.data.Dataset:
-    """One element per pack of ``conll.pack_documents``: the requested sequence features of its
+    """One element per pack of ``packing.pack_documents``: the requested sequence features of its
     sentences concatenated (char_ids padded to the pack's longest word), "length" its token
     count, "sentence_lengths" [S] and "index" the index of its first sentence."""
     spec = schema.load_schema()["sequence"]
@@ -78,11 +78,11 @@ def _document_dataset(
     packs = [
         pack
         for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
-        for pack in conll.pack_documents(
+        for pack in packing.pack_documents(
             in_file,
             max_tokens,
             lambda s: s["length"],
-            lambda s: conll.starts_pack(s["index"], s["leading"]),
+            lambda s: packing.starts_pack(s["index"], s["leading"]),
         )
     ]
     in_order = [s for pack in packs for s in pack]
@@ -129,7 +129,7 @@ def make_dataset(
     in a fixed order (by shard, then sentence index).
 
     With ``document_context`` > 0 an element is a pack of consecutive sentences of one
-    document of at most that many tokens (``conll.pack_documents``), with "sentence_lengths"
+    document of at most that many tokens (``packing.pack_documents``), with "sentence_lengths"
     [B, S] (0-padded) telling where its sentences end and "index" its first sentence's index.
     """
     if document_context:

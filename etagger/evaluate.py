@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from etagger import conll, data, fsutil, metrics, outputs
+from etagger import data, fsutil, metrics, outputs, tagschemes
 from etagger.ensemble import load_tagger
 from etagger.train import input_names, predict, score
 
@@ -18,7 +18,7 @@ def write_predictions(
     scheme), a blank line after each sentence; written atomically."""
     with fsutil.atomic_write(path) as f:
         for row in rows:
-            pred = conll.convert_tags(row["pred"], train_scheme, input_scheme)
+            pred = tagschemes.convert_tags(row["pred"], train_scheme, input_scheme)
             f.write(
                 outputs.conll_text(
                     [row[k] for k in ("word", "pos", "chunk", "tag") if k in row], pred

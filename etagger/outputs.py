@@ -13,10 +13,9 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from etagger import conll
+from etagger import conll, packing, tagschemes
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "tagged_sentence.json"
-RAW_LINE_STRIDE = 65536  # raw-text sentence index = line * stride + sentence number in the line
 
 
 def conll_text(columns: Sequence[Sequence[str]], pred: Sequence[str]) -> str:
@@ -44,7 +43,7 @@ def entity_spans(
     confidence (the lowest CRF marginal of its tokens, the same for each of them)."""
     offsets = token_offsets(sentence)
     spans = []
-    for kind, first, last in conll.chunks(tags):
+    for kind, first, last in tagschemes.chunks(tags):
         spans.append(
             {
                 "type": kind,
@@ -70,7 +69,7 @@ def record(
     return {
         "source": Path(sentence.source).name,
         "line": sentence.line,
-        "sentence": sentence.index % RAW_LINE_STRIDE if raw else sentence.index,
+        "sentence": sentence.index % packing.RAW_LINE_STRIDE if raw else sentence.index,
         "tokens": list(sentence.words),
         "tags": list(tags),
         "token_confidence": None

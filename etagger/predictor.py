@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from etagger import conll
+from etagger import packing, tagschemes
 
 # Beside an exported SavedModel's graph, `cli.py export` writes what tagging needs to know.
 META_PATH = ("assets.extra", "etagger.json")
@@ -112,7 +112,7 @@ class Predictor:
     def tag_packs(
         self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]
     ) -> list[list[Tagged]]:
-        """Tags packs of consecutive sentences (``conll.pack_documents``), each read as one
+        """Tags packs of consecutive sentences (``packing.pack_documents``), each read as one
         sequence; returns per pack the predictions of its sentences, as ``__call__`` does.
 
         An entity the model runs across a sentence boundary is cut there: each sentence's tags
@@ -127,10 +127,12 @@ class Predictor:
         for pack, out in zip(packs, self(joined)):
             present = {k: v for k, v in out._asdict().items() if v is not None}
             lengths = [len(sentence["word"]) for sentence in pack]
-            parts = [Tagged(**part) for part in conll.split_pack(present, lengths)]
+            parts = [Tagged(**part) for part in packing.split_pack(present, lengths)]
             if len(pack) > 1:  # only a cut can leave a sentence opening inside an entity
                 parts = [
-                    p._replace(tags=conll.from_chunks(len(p.tags), conll.chunks(p.tags), "IOB2"))
+                    p._replace(
+                        tags=tagschemes.from_chunks(len(p.tags), tagschemes.chunks(p.tags), "IOB2")
+                    )
                     for p in parts
                 ]
             results.append(parts)

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from etagger import conll, data, features, fsutil, metrics
+from etagger import data, features, fsutil, metrics, packing, tagschemes
 from etagger.averaging import WeightAverage
 from etagger.config import Config
 from etagger.model import Tagger
@@ -159,10 +159,10 @@ def predict(model: Tagger, dataset: tf.data.Dataset, tags: list[str]) -> list[di
 
 
 def _unpack(row: dict, sentence_lengths) -> list[dict]:
-    """The rows of the sentences of a document pack (``conll.pack_documents``), numbered on
+    """The rows of the sentences of a document pack (``packing.pack_documents``), numbered on
     from the pack's first "index"."""
     columns = {key: value for key, value in row.items() if isinstance(value, list)}
-    rows = conll.split_pack(columns, [int(n) for n in sentence_lengths if n])
+    rows = packing.split_pack(columns, [int(n) for n in sentence_lengths if n])
     if "index" in row:
         for k, sentence in enumerate(rows):
             sentence["index"] = row["index"] + k
@@ -172,7 +172,7 @@ def _unpack(row: dict, sentence_lengths) -> list[dict]:
 def score(rows: list[dict], train_scheme: str, input_scheme: str) -> metrics.Report:
     """conlleval figures of predicted rows against their gold "tag" column (input scheme)."""
     gold = [r["tag"] for r in rows]
-    pred = [conll.convert_tags(r["pred"], train_scheme, input_scheme) for r in rows]
+    pred = [tagschemes.convert_tags(r["pred"], train_scheme, input_scheme) for r in rows]
     return metrics.evaluate(gold, pred)
 
 

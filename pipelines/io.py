@@ -45,7 +45,7 @@ from apache_beam.options.pipeline_options import (
 
 from etagger import conll, fsutil, ranges
 from etagger.errors import UsageError
-from etagger.outputs import RAW_LINE_STRIDE
+from etagger.packing import RAW_LINE_STRIDE
 from etagger.tokenize import CONTROL_CHARS
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,9 @@ import dataclasses
 
 from etagger.clioptions import option
 from etagger.config import FeatureConfig
-from etagger.conll import CONLL2003_COLUMNS, SCHEMES
+from etagger.conll import CONLL2003_COLUMNS
 from etagger.glove import EMBEDDED as EMBEDDED_GLOVE
+from etagger.tagschemes import SCHEMES
 
 FORMATS = ("conll", "jsonl", "parquet")
 DEFAULT_RANGE_BYTES = 1 << 20

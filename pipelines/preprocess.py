@@ -33,7 +33,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from etagger import clioptions, conll, features, fsutil, glove, ranges, schema
+from etagger import clioptions, conll, features, fsutil, glove, ranges, schema, tagschemes
 from etagger.errors import UsageError
 from pipelines import io
 from pipelines.options import PreprocessOptions, PreprocessRun
@@ -89,13 +89,14 @@ class _VocabKeys(beam.DoFn):
                 for name in ("pos", "chunk"):
                     counts.update((name, value, split) for value in s.columns.get(name, ()))
                 if "tag" in s.columns:
-                    tags = conll.convert_tags(
+                    tags = tagschemes.convert_tags(
                         s.columns["tag"], self.options.input_scheme, self.options.tag_scheme
                     )
                     counts.update(("tag", value, split) for value in tags)
                     if split == "train" and "train" in self.options.gazetteer:
                         names += [
-                            (kind, s.words[a:b]) for kind, a, b in conll.chunks(s.columns["tag"])
+                            (kind, s.words[a:b])
+                            for kind, a, b in tagschemes.chunks(s.columns["tag"])
                         ]
         counts.update(
             ("gazetteer", entry, "train")
@@ -263,7 +264,7 @@ class Encoder:
         }
         if "tag" in sentences[0].columns:
             tags = [
-                conll.convert_tags(
+                tagschemes.convert_tags(
                     s.columns["tag"], self.options.input_scheme, self.options.tag_scheme
                 )
                 for s in sentences
@@ -474,7 +475,7 @@ def resolve_input_scheme(inputs: dict[str, str], options: PreprocessOptions) -> 
     tags = (
         s.columns["tag"] for s in conll.read_conll(inputs["train"], options.columns, lenient=True)
     )
-    return dataclasses.replace(options, input_scheme=conll.detect_scheme(tags))
+    return dataclasses.replace(options, input_scheme=tagschemes.detect_scheme(tags))
 
 
 def prepare_output(out: str, overwrite: bool) -> str:

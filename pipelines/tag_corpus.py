@@ -34,7 +34,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from etagger import clioptions, conll, fsutil, outputs, ranges
+from etagger import clioptions, conll, fsutil, outputs, packing, ranges, tagschemes
 from etagger.predictor import Predictor, Tagged, document_context, read_meta
 from pipelines import io
 from pipelines.options import TagOptions
@@ -152,16 +152,16 @@ def pack_sentences(
     sentences: Sequence[conll.Sentence], max_tokens: int
 ) -> list[tuple[conll.Sentence, ...]]:
     """Packs of consecutive sentences of one document, at most ``max_tokens`` tokens each
-    (``conll.pack_documents``), for a model trained with document context, cut where
-    ``conll.starts_pack`` says, as in training and evaluation; with ``max_tokens`` 0 every
+    (``packing.pack_documents``), for a model trained with document context, cut where
+    ``packing.starts_pack`` says, as in training and evaluation; with ``max_tokens`` 0 every
     sentence is a pack of its own. A raw-text line is a document, and a CoNLL file is one
     range when the model reads document context, so a range never cuts a pack."""
     if not max_tokens:
         return [(s,) for s in sentences]
     return [
         tuple(pack)
-        for pack in conll.pack_documents(
-            sentences, max_tokens, len, lambda s: conll.starts_pack(s.index, s.leading)
+        for pack in packing.pack_documents(
+            sentences, max_tokens, len, lambda s: packing.starts_pack(s.index, s.leading)
         )
     ]
 
@@ -205,7 +205,7 @@ def render(
         return "".join(
             outputs.conll_text(
                 list(s.columns.values()),
-                conll.convert_tags(t.tags, "IOB2", scheme) if "tag" in s.columns else t.tags,
+                tagschemes.convert_tags(t.tags, "IOB2", scheme) if "tag" in s.columns else t.tags,
             )
             for s, t in zip(sentences, tagged)
         ).encode("utf-8")
@@ -431,7 +431,7 @@ def sniff_format(path: str, columns: Sequence[str]) -> str:
             if not fields:
                 continue
             if len(fields) != len(columns) or (
-                "tag" in columns and not conll.is_tag(fields[columns.index("tag")])
+                "tag" in columns and not tagschemes.is_tag(fields[columns.index("tag")])
             ):
                 return "raw"
             seen += 1

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etagger import conll, jobs, ranges
+from etagger import conll, jobs, ranges, tagschemes
 from etagger.errors import InputError
 from pipelines import io, tag_corpus
 
@@ -86,7 +86,7 @@ def test_conll_reader_parses_or_names_file_and_line(tmp_path, data, columns, len
     for s in sentences:
         assert set(s.columns) == set(columns) and 1 <= len(s) <= 5
         if "tag" in columns:
-            conll.convert_tags(list(s.columns["tag"]), "IOB2", "IOB2")  # well-formed tags only
+            tagschemes.convert_tags(list(s.columns["tag"]), "IOB2", "IOB2")  # well-formed tags only
 
 
 @SETTINGS

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etagger import conll, fsutil
+from etagger import conll, fsutil, packing, tagschemes
 from etagger.conll import ConllFormatError, ReadStats, Sentence
 
 TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -71,7 +71,7 @@ def sentences(draw, index: int = 0):
     chunk = draw(
         st.lists(st.sampled_from(["B-NP", "I-NP", "O", "B-VP"]), min_size=length, max_size=length)
     )
-    tag = conll.from_chunks(length, chunk_spans, "IOB2")
+    tag = tagschemes.from_chunks(length, chunk_spans, "IOB2")
     return Sentence(
         columns={"word": tuple(words), "pos": tuple(pos), "chunk": tuple(chunk), "tag": tuple(tag)},
         index=index,
@@ -139,27 +139,29 @@ def test_word_tag_columns(tmp_path):
 @given(spans())
 def test_from_chunks_then_chunks_is_identity(drawn):
     length, chunk_spans = drawn
-    for scheme in conll.SCHEMES:
-        tags = conll.from_chunks(length, chunk_spans, scheme)
+    for scheme in tagschemes.SCHEMES:
+        tags = tagschemes.from_chunks(length, chunk_spans, scheme)
         assert len(tags) == length
-        assert conll.chunks(tags) == chunk_spans, scheme
+        assert tagschemes.chunks(tags) == chunk_spans, scheme
 
 
 @PROPERTY
 @given(spans())
 def test_scheme_conversions_round_trip(drawn):
     length, chunk_spans = drawn
-    encoded = {scheme: conll.from_chunks(length, chunk_spans, scheme) for scheme in conll.SCHEMES}
-    for source in conll.SCHEMES:
-        for target in conll.SCHEMES:
-            converted = conll.convert_tags(encoded[source], source, target)
+    encoded = {
+        scheme: tagschemes.from_chunks(length, chunk_spans, scheme) for scheme in tagschemes.SCHEMES
+    }
+    for source in tagschemes.SCHEMES:
+        for target in tagschemes.SCHEMES:
+            converted = tagschemes.convert_tags(encoded[source], source, target)
             assert converted == encoded[target], (source, target)
-            assert conll.convert_tags(converted, target, source) == encoded[source]
+            assert tagschemes.convert_tags(converted, target, source) == encoded[source]
 
 
 def test_scheme_examples():
     iob1 = ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG"]
-    assert conll.convert_tags(iob1, "IOB1", "IOB2") == [
+    assert tagschemes.convert_tags(iob1, "IOB1", "IOB2") == [
         "B-PER",
         "I-PER",
         "B-PER",
@@ -167,7 +169,7 @@ def test_scheme_examples():
         "B-LOC",
         "B-ORG",
     ]
-    assert conll.convert_tags(iob1, "IOB1", "IOBES") == [
+    assert tagschemes.convert_tags(iob1, "IOB1", "IOBES") == [
         "B-PER",
         "E-PER",
         "S-PER",
@@ -176,9 +178,9 @@ def test_scheme_examples():
         "S-ORG",
     ]
     with pytest.raises(ValueError, match="unknown tag scheme"):
-        conll.convert_tags(iob1, "IOB1", "BILOU")
+        tagschemes.convert_tags(iob1, "IOB1", "BILOU")
     with pytest.raises(ValueError, match="malformed tag"):
-        conll.chunks(["B-PER", "X-PER"])
+        tagschemes.chunks(["B-PER", "X-PER"])
 
 
 @PROPERTY
@@ -186,25 +188,27 @@ def test_scheme_examples():
 def test_conversion_keeps_the_chunks_of_any_sequence(tags):
     """Even an invalid sequence (I- after O in IOB2, E- without B-) keeps its chunks, read
     the conlleval way, through every conversion."""
-    for target in conll.SCHEMES:
-        assert conll.chunks(conll.convert_tags(tags, "IOB2", target)) == conll.chunks(tags)
+    for target in tagschemes.SCHEMES:
+        assert tagschemes.chunks(
+            tagschemes.convert_tags(tags, "IOB2", target)
+        ) == tagschemes.chunks(tags)
 
 
 @PROPERTY
 @given(st.lists(spans(), min_size=1, max_size=4))
 def test_detect_scheme(drawn):
     has_chunks = any(chunk_spans for _, chunk_spans in drawn)
-    for scheme in conll.SCHEMES:
-        sequences = [conll.from_chunks(n, s, scheme) for n, s in drawn]
+    for scheme in tagschemes.SCHEMES:
+        sequences = [tagschemes.from_chunks(n, s, scheme) for n, s in drawn]
         # A file without any chunk is all "O": nothing tells the schemes apart.
-        assert conll.detect_scheme(sequences) == (scheme if has_chunks else "IOB2")
+        assert tagschemes.detect_scheme(sequences) == (scheme if has_chunks else "IOB2")
 
 
 def test_detect_scheme_examples():
-    assert conll.detect_scheme([["O", "I-PER"], ["B-LOC"]]) == "IOB1"
-    assert conll.detect_scheme([["B-PER", "I-PER", "B-LOC"]]) == "IOB2"
-    assert conll.detect_scheme([["B-PER", "I-PER"], ["S-LOC"]]) == "IOBES"
-    assert conll.detect_scheme([]) == "IOB2"
+    assert tagschemes.detect_scheme([["O", "I-PER"], ["B-LOC"]]) == "IOB1"
+    assert tagschemes.detect_scheme([["B-PER", "I-PER", "B-LOC"]]) == "IOB2"
+    assert tagschemes.detect_scheme([["B-PER", "I-PER"], ["S-LOC"]]) == "IOBES"
+    assert tagschemes.detect_scheme([]) == "IOB2"
 
 
 # ----------------------------------------------------------------------- chunks vs metrics
@@ -244,17 +248,17 @@ def test_chunks_agree_with_metrics(tags):
     read = _metrics_chunk_reader()
     if read is None:
         pytest.skip("etagger.metrics exposes no chunk extraction")
-    assert conll.chunks(tags) == [tuple(c) for c in read(tags)]
+    assert tagschemes.chunks(tags) == [tuple(c) for c in read(tags)]
 
 
 @PROPERTY
 @given(any_tags)
 def test_chunks_agree_with_metrics_evaluate(tags):
     """conlleval (metrics.evaluate) scores gold = ``tags`` against pred = the IOB2 encoding
-    of conll.chunks(tags) as perfect, with as many phrases as conll.chunks finds."""
+    of tagschemes.chunks(tags) as perfect, with as many phrases as tagschemes.chunks finds."""
     metrics = pytest.importorskip("etagger.metrics")
-    found = conll.chunks(tags)
-    report = metrics.evaluate([tags], [conll.from_chunks(len(tags), found, "IOB2")])
+    found = tagschemes.chunks(tags)
+    report = metrics.evaluate([tags], [tagschemes.from_chunks(len(tags), found, "IOB2")])
     assert (report.phrases_gold, report.phrases_pred, report.correct_chunks) == (len(found),) * 3
 
 
@@ -367,18 +371,18 @@ def test_atomic_folder_keeps_the_old_folder_on_failure(tmp_path):
 def test_pack_documents_keeps_order_size_and_document_boundaries():
     # (tokens, starts a document) per sentence.
     sentences = [(3, True), (4, False), (2, False), (9, False), (1, False), (2, True), (2, False)]
-    packs = conll.pack_documents(sentences, 8, lambda s: s[0], lambda s: s[1])
+    packs = packing.pack_documents(sentences, 8, lambda s: s[0], lambda s: s[1])
     assert [[n for n, _ in pack] for pack in packs] == [[3, 4], [2], [9], [1], [2, 2]]
     assert [s for pack in packs for s in pack] == sentences  # nothing lost, nothing reordered
     # Without context every sentence is a pack of its own.
-    assert conll.pack_documents(sentences, 0, lambda s: s[0], lambda s: False) == [
+    assert packing.pack_documents(sentences, 0, lambda s: s[0], lambda s: False) == [
         [s] for s in sentences
     ]
-    assert conll.pack_documents([], 8, len, bool) == []
+    assert packing.pack_documents([], 8, len, bool) == []
 
 
 def test_packs_start_at_documents_and_blocks():
-    assert conll.starts_pack(5, "-DOCSTART- -X- -X- O\n\n")
-    assert not conll.starts_pack(5, "")
-    assert conll.starts_pack(conll.PACK_BLOCK, "") and conll.starts_pack(0, "")
-    assert conll.starts_pack(7 * 65536, "")  # the first sentence of raw line 7
+    assert packing.starts_pack(5, "-DOCSTART- -X- -X- O\n\n")
+    assert not packing.starts_pack(5, "")
+    assert packing.starts_pack(packing.PACK_BLOCK, "") and packing.starts_pack(0, "")
+    assert packing.starts_pack(7 * packing.RAW_LINE_STRIDE, "")  # the first sentence of raw line 7

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from etagger import conll, features, records
+from etagger import conll, features, records, tagschemes
 from tests.fixtures import (
     predicted_tags,
     preprocess_tiny,
@@ -103,7 +103,7 @@ def test_preprocess_lists_training_entities_and_user_names(gazetteer_data):
     train_entities = {
         features.gazetteer_entry(kind, s.words[a:b], features.FeatureConfig())
         for s in conll.read_conll(root / "conll" / "train.txt")
-        for kind, a, b in conll.chunks(s.columns["tag"])
+        for kind, a, b in tagschemes.chunks(s.columns["tag"])
     }
     assert train_entities | {"LOC\tatlantis", "MISC\tolympic games"} == set(entries)
     info = json.loads((root / "data" / "preprocess.json").read_text())
@@ -111,7 +111,7 @@ def test_preprocess_lists_training_entities_and_user_names(gazetteer_data):
     # Every training entity is covered by its type's bit in the stored ids.
     types = features.gazetteer_types(entries)
     for record in records.read_records(root / "data", "train"):
-        for kind, a, b in conll.chunks(record["tag"]):
+        for kind, a, b in tagschemes.chunks(record["tag"]):
             assert all(int(i) >> types.index(kind) & 1 for i in record["gazetteer_id"][a:b])
 
 

@@ -17,7 +17,7 @@ from apache_beam.testing.test_pipeline import (
 )  # not collected by pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from etagger import conll, features, ranges, records, schema
+from etagger import conll, features, packing, ranges, records, schema, tagschemes
 from etagger.conll import ConllFormatError, Sentence
 from etagger.tokenize import detokenize_wikitext
 from pipelines import io, preprocess
@@ -380,7 +380,7 @@ def test_records_decode_to_vocabulary_ids(tiny):
         assert words == [
             w.lower() if w.lower() in vocabs["word"] else "<unk>" for w in record["word"]
         ]
-        assert [vocabs["tag"][i] for i in record["tag_id"]] == conll.convert_tags(
+        assert [vocabs["tag"][i] for i in record["tag_id"]] == tagschemes.convert_tags(
             record["tag"], "IOB2", "IOBES"
         )
         known = set(vocabs["char"][2:])
@@ -526,7 +526,7 @@ def test_raw_text_with_vocab_from(tiny, tmp_path, wikitext):
     lines = {name: text.split("\n") for name, text in texts.items()}
     for r in got:
         assert "tag" not in r and "pos" not in r and r["leading"] == ""
-        line = lines[r["source"]][r["index"] // 65536 - 1]
+        line = lines[r["source"]][r["index"] // packing.RAW_LINE_STRIDE - 1]
         line = detokenize_wikitext(line) if wikitext else line
         assert [line[a:b] for a, b in zip(r["start"], r["end"])] == r["word"]
         assert len(r["word_id"]) == len(r["char_ids"]) == r["length"]

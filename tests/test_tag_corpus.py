@@ -17,7 +17,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from etagger import conll, metrics, outputs, ranges
+from etagger import conll, metrics, outputs, packing, ranges
 from etagger.predictor import Predictor, Tagged
 from pipelines import io, tag_corpus
 from tests.fixtures import write_conll_split
@@ -421,8 +421,8 @@ def test_pack_sentences_packs_each_documents_sentences_in_order(tmp_path):
     sentences = list(conll.read_conll(path))
     expected = [
         tuple(s.index for s in pack)
-        for pack in conll.pack_documents(
-            sentences, 20, len, lambda s: conll.starts_pack(s.index, s.leading)
+        for pack in packing.pack_documents(
+            sentences, 20, len, lambda s: packing.starts_pack(s.index, s.leading)
         )
     ]
     assert max(map(len, expected)) > 1 and len(expected) < len(sentences)

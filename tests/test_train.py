@@ -138,6 +138,26 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
     assert (confidence[out["tags"].numpy() == b"O"] == 0).all()
 
 
+def test_tag_corpus_writes_what_evaluate_writes(tiny_data, tiny_model, tmp_path):
+    """The model card's claim, checked live on a model trained here: tag-corpus on the test
+    file writes, byte for byte, the conlleval input that `evaluate --pred-out` writes, so
+    conlleval scores both the same."""
+    from etagger import metrics
+    from pipelines import tag_corpus
+    from pipelines.options import TagOptions
+
+    model_dir, _, _ = tiny_model
+    summary, _ = evaluate_split(model_dir, tiny_data / "data", "test", tmp_path / "pred.txt")
+    saved = str(export(model_dir, tmp_path / "saved"))
+    source = tiny_data / "conll" / "test.txt"
+    options = TagOptions(model=saved, input=(str(source),), output=str(tmp_path / "out"))
+    tag_corpus.tag_corpus(options)
+    tagged = tmp_path / "out" / "test.txt.conll"
+    assert tagged.read_bytes() == (tmp_path / "pred.txt").read_bytes()
+    report = metrics.evaluate(*metrics.read_conlleval_file(tagged))
+    assert round(report.f1, 6) == round(summary["entity_f1"], 6)
+
+
 def test_batch_function_traces_once_for_all_batch_shapes(tiny_data):
     traces = []
 
