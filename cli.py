@@ -346,7 +346,7 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
         sys.exit(2)
 
 
-def _read_line(raw: bytes, tokenizer, max_tokens: int) -> tuple[str, list, str | None]:
+def _read_line(raw: bytes, tokenizer, max_line_tokens: int) -> tuple[str, list, str | None]:
     """(the line, its tokenized sentences, None) or (..., what makes it a bad line)."""
     from etagger.tokenize import CONTROL_CHARS
 
@@ -363,8 +363,8 @@ def _read_line(raw: bytes, tokenizer, max_tokens: int) -> tuple[str, list, str |
         )
     found = tokenizer.tokenize_line(line)
     tokens = sum(len(s.tokens) for s in found)
-    if tokens > max_tokens:
-        return line, [], f"{tokens:,} tokens, more than --max-line-tokens {max_tokens:,}"
+    if tokens > max_line_tokens:
+        return line, [], f"{tokens:,} tokens, more than --max-line-tokens {max_line_tokens:,}"
     return line, found, None
 
 

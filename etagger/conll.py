@@ -92,7 +92,7 @@ class _Parser:
     """The line-by-line state machine of ``read_conll``: ``line()`` takes a file's lines in
     order and returns each sentence as it finishes (a blank line after its tokens),
     ``end()`` the last one. A sentence that is malformed (non-UTF-8 bytes, a wrong column
-    count, a malformed tag in the "tag" column, more than ``max_tokens`` tokens) raises
+    count, a malformed tag in the "tag" column, more than ``max_sentence_tokens`` tokens) raises
     ConllFormatError, or with ``lenient`` is
     skipped and counted in ``stats``; its leading text then passes to the next sentence."""
 
@@ -101,12 +101,17 @@ class _Parser:
         path: str,
         columns: Sequence[str],
         lenient: bool,
-        max_tokens: int,
+        max_sentence_tokens: int,
         stats: ReadStats,
         index: int = 0,
     ):
         self.path, self.columns, self.width = path, tuple(columns), len(columns)
-        self.lenient, self.max_tokens, self.stats, self.index = lenient, max_tokens, stats, index
+        self.lenient, self.max_sentence_tokens, self.stats, self.index = (
+            lenient,
+            max_sentence_tokens,
+            stats,
+            index,
+        )
         self.tag_column = self.columns.index("tag") if "tag" in self.columns else None
         self.rows: list[list[str]] = []
         self.first_line = 0
@@ -151,11 +156,11 @@ class _Parser:
                 self._problem(line_no, str(e))
                 self.stats.skipped_lines += 1
                 return None
-        if self.max_tokens and len(self.rows) >= self.max_tokens:
+        if self.max_sentence_tokens and len(self.rows) >= self.max_sentence_tokens:
             self._problem(
                 line_no,
                 f"sentence starting at line {self.first_line} is longer than "
-                f"{self.max_tokens} tokens",
+                f"{self.max_sentence_tokens} tokens",
             )
         self.rows.append(fields)
         return None
@@ -190,13 +195,13 @@ def read_conll(
     path: str | os.PathLike,
     columns: Sequence[str] = CONLL2003_COLUMNS,
     lenient: bool = False,
-    max_tokens: int = 0,
+    max_sentence_tokens: int = 0,
     stats: ReadStats | None = None,
 ) -> Iterator[Sentence]:
     """Yields the sentences of a CoNLL file (any path Beam's filesystems read).
 
     Raises ConllFormatError (file and line) on non-UTF-8 bytes, a wrong column count, a
-    malformed tag (not O or B-/I-/E-/S-TYPE) or a sentence longer than ``max_tokens``
+    malformed tag (not O or B-/I-/E-/S-TYPE) or a sentence longer than ``max_sentence_tokens``
     (0 = no limit). With ``lenient=True`` the offending
     sentence is skipped instead, and counted and logged in ``stats``.
     """
@@ -204,7 +209,9 @@ def read_conll(
 
     path = str(path)
     with fsutil.open_read(path) as f:
-        yield from read_conll_range(f, path, 0, None, 1, 0, columns, lenient, max_tokens, stats)
+        yield from read_conll_range(
+            f, path, 0, None, 1, 0, columns, lenient, max_sentence_tokens, stats
+        )
 
 
 # A range of a CoNLL file is read without the bytes before it. Its sentences are those whose
@@ -237,7 +244,7 @@ def read_conll_range(
     first_index: int,
     columns: Sequence[str] = CONLL2003_COLUMNS,
     lenient: bool = False,
-    max_tokens: int = 0,
+    max_sentence_tokens: int = 0,
     stats: ReadStats | None = None,
 ) -> Iterator[Sentence]:
     """The sentences of the open file ``f`` whose paragraph starts in [start, end) (end
@@ -256,7 +263,7 @@ def read_conll_range(
             first_index,
             columns,
             lenient,
-            max_tokens,
+            max_sentence_tokens,
             stats,
             max(0, start - window),
         )
@@ -277,12 +284,22 @@ class _NotSynchronised(Exception):
 
 
 def _scan_range(
-    f, path, start, end, first_line, first_index, columns, lenient, max_tokens, stats, sync_from
+    f,
+    path,
+    start,
+    end,
+    first_line,
+    first_index,
+    columns,
+    lenient,
+    max_sentence_tokens,
+    stats,
+    sync_from,
 ) -> Iterator[Sentence]:
     """read_conll_range, parsing from ``sync_from``. Raises _NotSynchronised (before it
     yields anything) when the window was too narrow."""
     position = first_line_start(f, sync_from)
-    parser = _Parser(path, columns, True, max_tokens, ReadStats())
+    parser = _Parser(path, columns, True, max_sentence_tokens, ReadStats())
     synced = sync_from == 0
     trial = False  # a fresh parser is reading a paragraph seen whole
     previous_blank: bool | None = True if sync_from == 0 else None
@@ -307,7 +324,7 @@ def _scan_range(
                 parser.lenient, parser.stats, parser.index = lenient, stats, first_index
                 owned = True
         elif paragraph and not synced:
-            parser = _Parser(path, columns, True, max_tokens, ReadStats())
+            parser = _Parser(path, columns, True, max_sentence_tokens, ReadStats())
             trial = True
         finished = parser.finished
         sentence = parser.line(line_no, raw)

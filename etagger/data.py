@@ -63,7 +63,7 @@ def _padding_values(element_spec: dict) -> dict:
 
 
 def _document_dataset(
-    data_dir: str | Path, split: str, names: set[str], max_tokens: int
+    data_dir: str | Path, split: str, names: set[str], pack_tokens: int
 ) -> tf.data.Dataset:
     """One element per pack of ``packing.pack_documents``: the requested sequence features of its
     sentences concatenated (char_ids padded to the pack's longest word), "length" its token
@@ -80,7 +80,7 @@ def _document_dataset(
         for _, in_file in itertools.groupby(sentences, key=lambda s: s["source"])
         for pack in packing.pack_documents(
             in_file,
-            max_tokens,
+            pack_tokens,
             lambda s: s["length"],
             lambda s: packing.starts_pack(s["index"], s["leading"]),
         )

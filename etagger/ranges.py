@@ -102,7 +102,7 @@ def count_newlines(r: FileRange) -> int:
 
 def census(r: FileRange, options) -> Census:
     """Newlines in the range and, for CoNLL, the sentences a lenient read keeps in it
-    (``options``: ``columns``, ``max_tokens``)."""
+    (``options``: ``columns``, ``max_sentence_tokens``)."""
     sentences = 0
     if r.kind == "conll":
         sentences = sum(1 for _ in conll_sentences(r, options, conll.ReadStats(), lenient=True))
@@ -155,6 +155,6 @@ def conll_sentences(
             r.first_index,
             options.columns,
             options.lenient if lenient is None else lenient,
-            options.max_tokens,
+            options.max_sentence_tokens,
             stats,
         )

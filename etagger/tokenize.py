@@ -1,7 +1,7 @@
 """Raw English text -> sentences of CoNLL-2003 / Penn-Treebank-style tokens, on tensorflow-text.
 
-Each input line (a document, paragraph or sentence) becomes a list of ``Sentence``s. A
-sentence carries its tokens and their character offsets in the line, so that
+Each input line (a document, paragraph or sentence) becomes a list of ``TokenSpans``, one per
+sentence. A sentence carries its tokens and their character offsets in the line, so that
 ``line[start:end] == token`` for every token (in wikitext mode the offsets refer to
 ``detokenize_wikitext(line)`` instead; see ``Tokenizer``).
 
@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-__all__ = ["Sentence", "Tokenizer", "detokenize_wikitext"]
+__all__ = ["TokenSpans", "Tokenizer", "detokenize_wikitext"]
 
 # RE2 syntax throughout (tensorflow-text's regex ops use RE2): no look-arounds, no
 # back-references. RE2 alternation is leftmost-first like Perl's, so the order of the
@@ -130,8 +130,9 @@ _WIKITEXT_JOINERS = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 
 
 @dataclasses.dataclass(frozen=True)
-class Sentence:
-    """One sentence: tokens and their [start, end) character offsets in the tokenized line."""
+class TokenSpans:
+    """One sentence found in a line of text: its tokens and their [start, end) character
+    offsets in the line. (A sentence read from CoNLL, with its columns, is conll.Sentence.)"""
 
     tokens: tuple[str, ...]
     starts: tuple[int, ...]
@@ -173,11 +174,11 @@ class Tokenizer:
         alternatives = ((_WIKITEXT_UNKNOWN,) if wikitext else ()) + _TOKEN_ALTERNATIVES
         self._split = _make_splitter("|".join(alternatives))
 
-    def tokenize_line(self, text: str) -> list[Sentence]:
+    def tokenize_line(self, text: str) -> list[TokenSpans]:
         """Sentences of one line; [] for a line with no tokens."""
         return self.tokenize_lines([text])[0]
 
-    def tokenize_lines(self, lines: list[str]) -> list[list[Sentence]]:
+    def tokenize_lines(self, lines: list[str]) -> list[list[TokenSpans]]:
         """Sentences of each line, in order, with one run of the tensorflow-text ops."""
         if not lines:
             return []
@@ -190,14 +191,14 @@ class Tokenizer:
             for text, first, last in zip(texts, row_splits[:-1].tolist(), row_splits[1:].tolist())
         ]
 
-    def _sentences(self, text: str, starts: list[int], ends: list[int]) -> list[Sentence]:
+    def _sentences(self, text: str, starts: list[int], ends: list[int]) -> list[TokenSpans]:
         tokens = [text[start:end] for start, end in zip(starts, ends)]
         sentences, first = [], 0
         for last in _sentence_ends(tokens, starts, ends):
             for chunk in range(first, last, self.max_sentence_tokens):
                 stop = min(chunk + self.max_sentence_tokens, last)
                 sentences.append(
-                    Sentence(
+                    TokenSpans(
                         tuple(tokens[chunk:stop]),
                         tuple(starts[chunk:stop]),
                         tuple(ends[chunk:stop]),

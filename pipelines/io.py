@@ -13,8 +13,8 @@ what that step depends on, drops outputs emitted from ``finish_bundle`` and hold
 partition's outputs as lists. Nothing here relies on runner metrics either: counts and
 timings travel in the receipts.
 
-``options`` below is any object with the attributes ``columns``, ``lenient``,
-``max_tokens`` and ``wikitext`` (``tag_corpus.TagOptions``, ``preprocess.PreprocessOptions``).
+``options`` below is a ``pipelines.options.TagOptions`` or ``PreprocessOptions``: what
+reading uses of them is ``columns``, ``lenient``, ``max_sentence_tokens`` and ``wikitext``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ReadCounts(NamedTuple):
     bad_lines: int = 0  # raw lines that are not valid UTF-8 (lenient: skipped)
     empty_lines: int = 0  # raw lines without a token
     control_char_lines: int = 0  # raw lines with control characters (they separate tokens)
-    max_length_sentences: int = 0  # raw sentences of exactly max_tokens tokens: cut lines
+    max_length_sentences: int = 0  # raw sentences of exactly max_sentence_tokens tokens: cut lines
 
 
 class RangeSentences(NamedTuple):
@@ -316,12 +316,12 @@ class Progress:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(wikitext: bool, max_tokens: int):
+def _tokenizer(wikitext: bool, max_sentence_tokens: int):
     # One per worker process (building its graph takes about a second): the Dask runner sets
     # a DoFn up again for every partition, that is for every range.
     from etagger.tokenize import Tokenizer
 
-    return Tokenizer(wikitext=wikitext, max_sentence_tokens=max_tokens)
+    return Tokenizer(wikitext=wikitext, max_sentence_tokens=max_sentence_tokens)
 
 
 class _ReadRange(FileSystemsDoFn):
@@ -330,7 +330,7 @@ class _ReadRange(FileSystemsDoFn):
     line * RAW_LINE_STRIDE + sentence-in-line and character offsets in the line.
 
     Malformed input is an error naming file and line (conll.ConllFormatError), or skipped
-    and counted when ``options.lenient``. Raw sentences longer than ``options.max_tokens``
+    and counted when ``options.lenient``. Raw sentences longer than ``options.max_sentence_tokens``
     are cut into several (never dropped)."""
 
     def __init__(self, options, fs_options: dict[str, Any]):
@@ -348,7 +348,7 @@ class _ReadRange(FileSystemsDoFn):
             yield self._raw(r)
 
     def _raw(self, r: ranges.FileRange) -> RangeSentences:
-        tokenizer = _tokenizer(self.options.wikitext, self.options.max_tokens)
+        tokenizer = _tokenizer(self.options.wikitext, self.options.max_sentence_tokens)
         counts = dict.fromkeys(ReadCounts._fields, 0)
         source = fsutil.basename(r.path)
         sentences: list[conll.Sentence] = []
@@ -358,7 +358,9 @@ class _ReadRange(FileSystemsDoFn):
             for (line_no, _), found in zip(batch, tokenizer.tokenize_lines([t for _, t in batch])):
                 counts["empty_lines"] += not found
                 for k, s in enumerate(found):
-                    counts["max_length_sentences"] += len(s.tokens) == self.options.max_tokens
+                    counts["max_length_sentences"] += (
+                        len(s.tokens) == self.options.max_sentence_tokens
+                    )
                     sentences.append(
                         conll.Sentence(
                             columns={"word": tuple(s.tokens)},

@@ -51,8 +51,11 @@ class TagOptions:
     columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
     lenient: bool = option(False, help=_LENIENT_HELP)
     wikitext: bool = option(False, help=_WIKITEXT_HELP)
-    max_tokens: int = option(
-        1000, minimum=1, help="raw text: longer sentences are cut into several"
+    max_sentence_tokens: int = option(
+        1000,
+        minimum=1,
+        aliases=("--max-tokens",),
+        help="raw text: longer sentences are cut into several",
     )
     batch_sentences: int = option(
         64, minimum=1, aliases=("--batch-size",), help="most sentences per model call"
@@ -92,8 +95,12 @@ class PreprocessOptions:
     )
     num_shards: int = option(1, minimum=1, help="at least this many shards per input file")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
-    max_tokens: int = option(
-        1000, minimum=1, help="longer sentences are an error (with --lenient: a counted skip)"
+    max_sentence_tokens: int = option(
+        1000,
+        minimum=1,
+        aliases=("--max-tokens",),
+        help="CoNLL: a longer sentence is an error (with --lenient: a counted skip); raw text: "
+        "longer sentences are cut into several",
     )
     lenient: bool = option(False, help=_LENIENT_HELP)
     wikitext: bool = option(False, help=_WIKITEXT_HELP)

@@ -149,19 +149,19 @@ def _tokens(pack: Sequence[conll.Sentence]) -> int:
 
 
 def pack_sentences(
-    sentences: Sequence[conll.Sentence], max_tokens: int
+    sentences: Sequence[conll.Sentence], pack_tokens: int
 ) -> list[tuple[conll.Sentence, ...]]:
-    """Packs of consecutive sentences of one document, at most ``max_tokens`` tokens each
+    """Packs of consecutive sentences of one document, at most ``pack_tokens`` tokens each
     (``packing.pack_documents``), for a model trained with document context, cut where
-    ``packing.starts_pack`` says, as in training and evaluation; with ``max_tokens`` 0 every
+    ``packing.starts_pack`` says, as in training and evaluation; with ``pack_tokens`` 0 every
     sentence is a pack of its own. A raw-text line is a document, and a CoNLL file is one
     range when the model reads document context, so a range never cuts a pack."""
-    if not max_tokens:
+    if not pack_tokens:
         return [(s,) for s in sentences]
     return [
         tuple(pack)
         for pack in packing.pack_documents(
-            sentences, max_tokens, len, lambda s: packing.starts_pack(s.index, s.leading)
+            sentences, pack_tokens, len, lambda s: packing.starts_pack(s.index, s.leading)
         )
     ]
 

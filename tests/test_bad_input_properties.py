@@ -62,7 +62,7 @@ COLUMNS = st.sampled_from(
 class Options:
     columns: tuple[str, ...] = conll.CONLL2003_COLUMNS
     lenient: bool = False
-    max_tokens: int = 5
+    max_sentence_tokens: int = 5
     wikitext: bool = False
 
 
@@ -78,7 +78,7 @@ def test_conll_reader_parses_or_names_file_and_line(tmp_path, data, columns, len
     path = tmp_path / "in.txt"
     path.write_bytes(data)
     try:
-        sentences = list(conll.read_conll(path, columns, lenient=lenient, max_tokens=5))
+        sentences = list(conll.read_conll(path, columns, lenient=lenient, max_sentence_tokens=5))
     except InputError as error:
         assert not lenient
         _assert_positioned(error, path, data.count(b"\n"))

@@ -285,7 +285,7 @@ def test_bad_input_names_file_and_line(tmp_path, kind):
     bad, line, fragment = BAD[kind]
     path = _write(tmp_path, "bad.txt", GOOD.encode() + bad + AFTER.encode())
     with pytest.raises(ConllFormatError) as raised:
-        list(conll.read_conll(path, max_tokens=1000))
+        list(conll.read_conll(path, max_sentence_tokens=1000))
     assert f"bad.txt:{line}: " in str(raised.value)
     assert fragment in str(raised.value)
     assert (raised.value.path, raised.value.line) == (path, line)
@@ -296,7 +296,7 @@ def test_lenient_skips_and_counts_the_bad_sentence(tmp_path, kind):
     bad, line, _ = BAD[kind]
     path = _write(tmp_path, "bad.txt", (GOOD * 2).encode() + bad + (AFTER * 3).encode())
     stats = ReadStats()
-    read = list(conll.read_conll(path, lenient=True, max_tokens=1000, stats=stats))
+    read = list(conll.read_conll(path, lenient=True, max_sentence_tokens=1000, stats=stats))
     assert [s.words for s in read] == [("EU", "rejects")] * 2 + [("Peter", "Blackburn")] * 3
     assert [s.index for s in read] == list(range(5))
     assert stats.sentences == 5 and stats.skipped_sentences == 1

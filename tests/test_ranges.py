@@ -36,7 +36,7 @@ LINES = st.sampled_from(
 class Opts:
     columns: tuple[str, ...] = COLUMNS
     lenient: bool = True
-    max_tokens: int = 4
+    max_sentence_tokens: int = 4
 
 
 def _cut(path: Path, text: bytes, cuts: list[int], opts: Opts) -> list[ranges.FileRange]:
@@ -53,7 +53,7 @@ def _read_whole(path: Path, opts: Opts):
     stats = conll.ReadStats()
     try:
         return (
-            list(conll.read_conll(path, COLUMNS, opts.lenient, opts.max_tokens, stats)),
+            list(conll.read_conll(path, COLUMNS, opts.lenient, opts.max_sentence_tokens, stats)),
             None,
             stats,
         )
@@ -141,7 +141,7 @@ def test_plan_cuts_files_into_even_ranges_and_keeps_empty_files(tmp_path):
 
 def test_real_conll_file_in_small_ranges(conll_dir):
     path = conll_dir / "dev.txt"
-    opts = Opts(columns=conll.CONLL2003_COLUMNS, lenient=False, max_tokens=0)
+    opts = Opts(columns=conll.CONLL2003_COLUMNS, lenient=False, max_sentence_tokens=0)
     size = path.stat().st_size
     planned = ranges.plan([(str(path), size)], {str(path): "conll"}, range_bytes=size // 7)
     numbered = ranges.numbered(planned, [ranges.census(r, opts) for r in planned])
@@ -169,4 +169,4 @@ def test_a_window_without_a_whole_line_before_the_range_is_widened(tmp_path, mon
     path = tmp_path / "f.txt"
     path.write_bytes(text)
     parts, error, _ = _read_ranges(_cut(path, text, [2], Opts(lenient=False)), Opts(lenient=False))
-    assert error is None and parts == list(conll.read_conll(path, COLUMNS, max_tokens=4))
+    assert error is None and parts == list(conll.read_conll(path, COLUMNS, max_sentence_tokens=4))

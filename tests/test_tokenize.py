@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etagger.tokenize import Sentence, Tokenizer, detokenize_wikitext
+from etagger.tokenize import Tokenizer, TokenSpans, detokenize_wikitext
 
 WIKITEXT_VALID = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2" / "valid.txt"
@@ -32,15 +32,17 @@ def is_separator(ch: str) -> bool:
     )
 
 
-def tokens_of(sentences: list[Sentence]) -> list[str]:
+def tokens_of(sentences: list[TokenSpans]) -> list[str]:
     return [token for sentence in sentences for token in sentence.tokens]
 
 
-def texts_of(sentences: list[Sentence]) -> list[str]:
+def texts_of(sentences: list[TokenSpans]) -> list[str]:
     return [" ".join(sentence.tokens) for sentence in sentences]
 
 
-def check_invariants(text: str, sentences: list[Sentence], max_sentence_tokens: int = 512) -> None:
+def check_invariants(
+    text: str, sentences: list[TokenSpans], max_sentence_tokens: int = 512
+) -> None:
     """Every token is a non-empty, separator-free slice of text at its offsets, offsets
     increase strictly, and no non-separator character of text is lost."""
     starts = [start for sentence in sentences for start in sentence.starts]
