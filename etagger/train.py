@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 
 class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then
-    ``peak * rate^(steps/decay_steps)``."""
+    """Linear warm-up, ``peak * (step + 1) / warmup_steps``, then exponential decay from the
+    end of warm-up, ``peak * decay_rate ** ((step - warmup_steps) / decay_steps)``."""
 
     def __init__(self, peak: float, warmup_steps: int, decay_rate: float, decay_steps: int):
         self.peak, self.warmup_steps = peak, warmup_steps

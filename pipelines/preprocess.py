@@ -27,7 +27,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -66,47 +66,57 @@ def _batches(
 # ----------------------------------------------------------------------------- vocabularies
 
 
+class VocabKey(NamedTuple):
+    """What the vocabulary pass counts: an entry of a vocabulary, seen in a split."""
+
+    vocab: str  # "word", "char", "shape", "pos", "chunk", "tag" or "gazetteer"
+    entry: str
+    split: str
+
+
 class _VocabKeys(beam.DoFn):
-    """RangeSentences -> ((vocab, key, split), count in the range)."""
+    """RangeSentences -> (VocabKey, count in the range)."""
 
     def __init__(self, options: PreprocessOptions):
         self.options = options
 
     def process(self, read: io.RangeSentences):
         split = read.range.split
-        counts: collections.Counter = collections.Counter()
+        counts: collections.Counter[VocabKey] = collections.Counter()
         names = []  # the training split's entities, for a gazetteer
         for batch in _batches(read.sentences):
             keys = features.vocab_keys(_ragged_words(batch), self.options.features)
             for name in ("word", "shape"):
                 counts.update(
-                    (name, key.decode("utf-8"), split) for key in keys[name].flat_values.numpy()
+                    VocabKey(name, key.decode("utf-8"), split)
+                    for key in keys[name].flat_values.numpy()
                 )
             counts.update(
-                ("char", key.decode("utf-8"), split) for key in keys["char"].flat_values.numpy()
+                VocabKey("char", key.decode("utf-8"), split)
+                for key in keys["char"].flat_values.numpy()
             )
             for s in batch:
                 for name in ("pos", "chunk"):
-                    counts.update((name, value, split) for value in s.columns.get(name, ()))
+                    counts.update(VocabKey(name, v, split) for v in s.columns.get(name, ()))
                 if "tag" in s.columns:
                     tags = tagschemes.convert_tags(
                         s.columns["tag"], self.options.input_scheme, self.options.tag_scheme
                     )
-                    counts.update(("tag", value, split) for value in tags)
+                    counts.update(VocabKey("tag", value, split) for value in tags)
                     if split == "train" and "train" in self.options.gazetteer:
                         names += [
                             (kind, s.words[a:b])
                             for kind, a, b in tagschemes.chunks(s.columns["tag"])
                         ]
         counts.update(
-            ("gazetteer", entry, "train")
+            VocabKey("gazetteer", entry, "train")
             for entry in features.gazetteer_entries(names, self.options.features)
         )
         yield from counts.items()
 
 
 def build_vocabs(
-    counts: Iterable[tuple[tuple[str, str, str], int]], options: PreprocessOptions
+    counts: Iterable[tuple[VocabKey, int]], options: PreprocessOptions
 ) -> tuple[dict[str, list[str]], np.ndarray, set[str]]:
     """Vocabularies from the training split, plus every word of any split found in GloVe.
 
@@ -115,7 +125,7 @@ def build_vocabs(
     """
     train: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     all_words: set[str] = set()
-    for (name, key, split), n in counts:
+    for (name, key, split), n in counts:  # a VocabKey, and its count
         if split == "train":
             train[name][key] += n
         if name == "word":
@@ -235,9 +245,18 @@ def _to_lists(tensor) -> list:
     return out
 
 
+class Encoded(NamedTuple):
+    """One sentence as a serialized SequenceExample, with its token counts for stats.json."""
+
+    record: bytes
+    tokens: int
+    in_glove: int  # tokens whose word has a GloVe vector
+    unknown: int  # tokens that map to UNK
+
+
 class Encoder:
-    """Sentences -> serialized SequenceExamples and per-sentence (tokens, in GloVe, unknown);
-    ids come from features.FeatureExtractor, the same TF ops the serving graph runs."""
+    """Sentences -> Encoded records; ids come from features.FeatureExtractor, the same TF
+    ops the serving graph runs."""
 
     def __init__(
         self, options: PreprocessOptions, vocabs: dict[str, list[str]], glove_words: Iterable[str]
@@ -252,9 +271,7 @@ class Encoder:
 
             self.wordpieces = WordPieces(options.bert_handle)
 
-    def __call__(
-        self, sentences: Sequence[conll.Sentence]
-    ) -> Iterable[tuple[bytes, tuple[int, int, int]]]:
+    def __call__(self, sentences: Sequence[conll.Sentence]) -> Iterable[Encoded]:
         import tensorflow as tf
 
         columns: dict[str, Any] = {
@@ -296,12 +313,10 @@ class Encoder:
             }
             in_glove = sum(1 for w in sequence["word_id"] if w in self.glove_ids)
             unknown = sum(1 for w in sequence["word_id"] if w == features.UNK_ID)
-            yield schema.encode(context, sequence), (len(s), in_glove, unknown)
+            yield Encoded(schema.encode(context, sequence), len(s), in_glove, unknown)
 
 
-def range_stats(
-    lengths: Iterable[tuple[int, int, int]], sentences: Sequence[conll.Sentence]
-) -> dict:
+def range_stats(encoded: Iterable[Encoded], sentences: Sequence[conll.Sentence]) -> dict:
     """One range's counts: sentences, tokens, GloVe and UNK tokens, length histogram bins and
     the tags as written in the input."""
     stats: dict[str, Any] = {
@@ -312,15 +327,15 @@ def range_stats(
         "lengths": {},
         "tag_counts": {},
     }
-    for length, in_glove, unknown in lengths:
+    for e in encoded:
         io.add_counts(
             stats,
             {
                 "sentences": 1,
-                "tokens": length,
-                "in_glove": in_glove,
-                "unknown": unknown,
-                "lengths": {str(length // LENGTH_BIN): 1},
+                "tokens": e.tokens,
+                "in_glove": e.in_glove,
+                "unknown": e.unknown,
+                "lengths": {str(e.tokens // LENGTH_BIN): 1},
             },
         )
     io.add_counts(
@@ -356,16 +371,16 @@ class _EncodeRange(io.FileSystemsDoFn):
         self.encoder = _encoder(self.options, self.out_dir, self.run_id)
 
     def process(self, read: io.RangeSentences):
-        lengths = []
+        counts = []
         with fsutil.atomic_write(
             fsutil.join(self.work_dir, "parts", f"{read.range.name}.tfrecord"), "wb"
         ) as f:
             for batch in _batches(read.sentences):
-                for record, counts in self.encoder(batch):
-                    _TFRecordUtil.write_record(f, record)
-                    lengths.append(counts)
+                for encoded in self.encoder(batch):
+                    _TFRecordUtil.write_record(f, encoded.record)
+                    counts.append(encoded._replace(record=b""))  # the counts, not the bytes
         receipt = {
-            **range_stats(lengths, read.sentences),
+            **range_stats(counts, read.sentences),
             "read": read.counts._asdict(),
             "worker": io.worker_name(),
         }

@@ -243,7 +243,7 @@ def test_encoder(tmp_path):
     ]
     options = _options(tmp_path, tag_scheme="IOBES", columns=conll.WORD_TAG_COLUMNS)
     encoder = preprocess.Encoder(options, VOCABS, ["john", "visited"])
-    assert [_decoded(record, counts) for record, counts in encoder(sentences)] == expected
+    assert [_decoded(e.record, e[1:]) for e in encoder(sentences)] == expected
 
 
 def test_encoder_rejects_a_tag_unseen_in_training(tmp_path):
@@ -270,9 +270,9 @@ def test_split_stats(tmp_path):
         _sentence(" O\n".join("abcde") + " O"),
     )
     receipts = {
-        planned[0].name: preprocess.range_stats([(3, 3, 0)], [three]),
-        planned[1].name: preprocess.range_stats([(12, 6, 3)], [twelve]),
-        planned[2].name: preprocess.range_stats([(5, 0, 5)], [five]),
+        planned[0].name: preprocess.range_stats([preprocess.Encoded(b"", 3, 3, 0)], [three]),
+        planned[1].name: preprocess.range_stats([preprocess.Encoded(b"", 12, 6, 3)], [twelve]),
+        planned[2].name: preprocess.range_stats([preprocess.Encoded(b"", 5, 0, 5)], [five]),
     }
     for receipt in receipts.values():
         receipt["read"] = io.ReadCounts()._asdict()
