@@ -182,23 +182,130 @@ def _copy_data_files(data_dir: Path, model_dir: Path) -> None:
     shutil.copytree(data_dir / "vocab", model_dir / "vocab", dirs_exist_ok=True)
 
 
+def _prepare_model_dir(data_dir: Path, config: Config, model_dir: Path) -> None:
+    """Refuses a model folder of another configuration; saves the config and data files."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    saved = model_dir / "config.json"
+    if saved.exists() and Config.load(saved).model != config.model:
+        raise ValueError(
+            f"{model_dir} holds a model with another configuration; choose a new --model-dir"
+        )
+    config.save(saved)
+    _copy_data_files(data_dir, model_dir)
+
+
+class _Run:
+    """What one training run carries from epoch to epoch: the model, its optimizer and
+    weight average, the counters that early stopping reads, the checkpoints and the
+    history. A run in a model folder that holds a last checkpoint resumes from it."""
+
+    def __init__(self, model: Tagger, config: Config, model_dir: Path):
+        tc = config.train
+        self.model, self.model_dir, self.tc = model, model_dir, tc
+        self.schedule = WarmupExponentialDecay(
+            tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps
+        )
+        self.optimizer = keras.optimizers.Adam(self.schedule)
+        # Its slots exist before the first step: a step that creates variables is traced twice.
+        self.optimizer.build(model.trainable_variables)
+        self.average = (
+            WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
+        )
+        self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+        self.best_f1 = tf.Variable(-1.0, dtype=tf.float64, name="best_f1")
+        self.stale = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
+        state = dict(
+            model=model,
+            optimizer=self.optimizer,
+            epoch=self.epoch,
+            best_f1=self.best_f1,
+            stale=self.stale,
+        )
+        if self.average is not None:
+            state["average"] = self.average
+        self.last = tf.train.CheckpointManager(
+            tf.train.Checkpoint(**state), model_dir / "last", max_to_keep=1
+        )
+        self.best = tf.train.Checkpoint(model=model)
+        self.writer = tf.summary.create_file_writer(str(model_dir / "logs"))
+        self.history_path = model_dir / "history.json"
+        self.history: list[dict] = []
+        if self.last.latest_checkpoint:
+            self.last.checkpoint.restore(self.last.latest_checkpoint)
+            log.info("resumed from %s at epoch %d", self.last.latest_checkpoint, int(self.epoch))
+            if self.history_path.exists():
+                self.history = json.loads(self.history_path.read_text())
+
+    def going_on(self) -> bool:
+        """Whether another epoch runs: epochs left, and dev F1 improved within ``patience``."""
+        return int(self.epoch) < self.tc.epochs and int(self.stale) < self.tc.patience
+
+    def step(self, batch: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        """One optimizer step on a batch: (loss, gradient norm before clipping)."""
+        model = self.model
+        with tf.GradientTape() as tape:
+            loss = model.loss(batch, batch["tag_id"], training=True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads, norm = tf.clip_by_global_norm(grads, self.tc.clip_norm)
+        self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if self.average is not None:
+            self.average.update()
+        return loss, norm
+
+    def keep_if_best(self, dev_ds: tf.data.Dataset, tags: list[str], info: dict) -> tuple:
+        """Scores dev (with the averaged weights, when averaging) and writes the best
+        checkpoint when it improved; returns (report, improved)."""
+        swapped = self.average.swapped_in() if self.average is not None else None
+        with swapped or contextlib.nullcontext():
+            report = score(
+                predict(self.model, dev_ds, tags), info["tag_scheme"], info["input_scheme"]
+            )
+            improved = report.f1 > float(self.best_f1) or not self.tc.selects_on_dev
+            if improved:
+                self.best.write(str(self.model_dir / "best" / "ckpt"))
+        self.epoch.assign_add(1)
+        if improved:
+            self.best_f1.assign(report.f1)
+            self.stale.assign(0)
+        else:
+            self.stale.assign_add(1)
+        return report, improved
+
+    def record(self, row: dict) -> None:
+        """The epoch's figures into history.json and TensorBoard; then the last checkpoint."""
+        self.history.append(row)
+        with self.writer.as_default(step=int(self.epoch)):
+            for key in ("loss", "dev_entity_f1", "dev_token_f1", "tokens_per_second"):
+                tf.summary.scalar(key, row[key])
+            tf.summary.scalar("learning_rate", row["learning_rate"])
+        self.last.save()
+        with fsutil.atomic_write(self.history_path) as f:
+            json.dump(self.history, f, indent=1)
+
+
+def _train_epoch(train_step, train_ds: tf.data.Dataset, progress: bool) -> tuple[float, int, float]:
+    """One pass over the training data: (mean loss, tokens, seconds)."""
+    t0 = time.time()
+    bar = keras.utils.Progbar(
+        None, stateful_metrics=["tokens/s"], verbose=1 if progress and sys.stdout.isatty() else 0
+    )
+    tokens, losses = 0, []
+    for i, batch in enumerate(train_ds, start=1):
+        loss, _ = train_step(batch)
+        losses.append(float(loss))
+        tokens += int(tf.reduce_sum(batch["length"]))
+        bar.update(i, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
+    return float(np.mean(losses)), tokens, time.time() - t0
+
+
 def train(
     data_dir: str | Path, config: Config, model_dir: str | Path, progress: bool = True
 ) -> dict:
     """Trains (or resumes) a model; returns the best dev figures."""
     data_dir, model_dir = Path(data_dir), Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if (model_dir / "config.json").exists() and Config.load(
-        model_dir / "config.json"
-    ).model != config.model:
-        raise ValueError(
-            f"{model_dir} holds a model with another configuration; choose a new --model-dir"
-        )
-    config.save(model_dir / "config.json")
-    _copy_data_files(data_dir, model_dir)
+    _prepare_model_dir(data_dir, config, model_dir)
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-
     vocabs = features.load_vocabs(data_dir / "vocab")
     info = data.load_preprocess_info(data_dir)
     model = build_model(config, vocabs, info, np.load(data_dir / "glove_filtered.npy"))
@@ -216,104 +323,29 @@ def train(
     dev_ds = data.make_dataset(
         data_dir, "dev", 64, names + ("word", "tag"), document_context=context
     )
-    schedule = WarmupExponentialDecay(
-        tc.learning_rate, tc.warmup_steps, tc.decay_rate, tc.decay_steps
-    )
-    optimizer = keras.optimizers.Adam(schedule)
-    # Its slots exist before the first step: a step that creates variables is traced twice.
-    optimizer.build(model.trainable_variables)
-    average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
-
-    epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
-    best_f1 = tf.Variable(-1.0, dtype=tf.float64, name="best_f1")
-    stale = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
-    state = dict(model=model, optimizer=optimizer, epoch=epoch, best_f1=best_f1, stale=stale)
-    if average is not None:
-        state["average"] = average
-    last = tf.train.CheckpointManager(
-        tf.train.Checkpoint(**state), model_dir / "last", max_to_keep=1
-    )
-    if last.latest_checkpoint:
-        last.checkpoint.restore(last.latest_checkpoint)
-        log.info("resumed from %s at epoch %d", last.latest_checkpoint, int(epoch))
-    best = tf.train.Checkpoint(model=model)
-    writer = tf.summary.create_file_writer(str(model_dir / "logs"))
-    history_path = model_dir / "history.json"
-    history = (
-        json.loads(history_path.read_text())
-        if history_path.exists() and last.latest_checkpoint
-        else []
-    )
-
-    def step(batch):
-        with tf.GradientTape() as tape:
-            loss = model.loss(batch, batch["tag_id"], training=True)
-        grads = tape.gradient(loss, model.trainable_variables)
-        grads, norm = tf.clip_by_global_norm(grads, tc.clip_norm)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        if average is not None:
-            average.update()
-        return loss, norm
-
-    train_step = data.batch_function(step, train_ds)
-
+    run = _Run(model, config, model_dir)
+    train_step = data.batch_function(run.step, train_ds)
     # elapsed_seconds runs on across resumes, so it is the run's training time in all.
-    started = time.time() - (history[-1]["elapsed_seconds"] if history else 0.0)
-    while int(epoch) < tc.epochs and int(stale) < tc.patience:
-        t0 = time.time()
-        bar = keras.utils.Progbar(
-            None,
-            stateful_metrics=["tokens/s"],
-            verbose=1 if progress and sys.stdout.isatty() else 0,
-        )
-        tokens, losses = 0, []
-        for i, batch in enumerate(train_ds, start=1):
-            loss, _ = train_step(batch)
-            losses.append(float(loss))
-            tokens += int(tf.reduce_sum(batch["length"]))
-            bar.update(i, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
-        train_seconds = time.time() - t0
-        # With weight averaging, dev is scored and the best checkpoint saved with the averages.
-        with average.swapped_in() if average is not None else contextlib.nullcontext():
-            report = score(
-                predict(model, dev_ds, vocabs["tag"]), info["tag_scheme"], info["input_scheme"]
-            )
-            improved = report.f1 > float(best_f1) or not tc.selects_on_dev
-            if improved:
-                best.write(str(model_dir / "best" / "ckpt"))
-        epoch.assign_add(1)
-        if improved:
-            best_f1.assign(report.f1)
-            stale.assign(0)
-        else:
-            stale.assign_add(1)
+    started = time.time() - (run.history[-1]["elapsed_seconds"] if run.history else 0.0)
+    while run.going_on():
+        loss, tokens, seconds = _train_epoch(train_step, train_ds, progress)
+        report, improved = run.keep_if_best(dev_ds, vocabs["tag"], info)
         row = {
-            "epoch": int(epoch),
-            "loss": float(np.mean(losses)),
+            "epoch": int(run.epoch),
+            "loss": loss,
             "dev_entity_f1": report.f1,
             "dev_token_f1": report.token_f1,
-            "train_seconds": round(train_seconds, 1),
-            "tokens_per_second": round(tokens / train_seconds),
+            "train_seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / seconds),
             "elapsed_seconds": round(time.time() - started, 1),
-            "learning_rate": float(schedule(optimizer.iterations)),
+            "learning_rate": float(run.schedule(run.optimizer.iterations)),
             "best": improved,
         }
-        history.append(row)
-        with writer.as_default(step=int(epoch)):
-            for key in (
-                "loss",
-                "dev_entity_f1",
-                "dev_token_f1",
-                "tokens_per_second",
-                "learning_rate",
-            ):
-                tf.summary.scalar(key, row[key])
-        last.save()
-        with fsutil.atomic_write(history_path) as f:
-            json.dump(history, f, indent=1)
-        log.info("epoch %d: %s", int(epoch), row)
+        run.record(row)
+        log.info("epoch %d: %s", int(run.epoch), row)
         if progress:
             print(json.dumps(row), flush=True)
+    history = run.history
     best_row = max(history, key=lambda r: r["dev_entity_f1"]) if tc.selects_on_dev else history[-1]
     return {
         "best_epoch": best_row["epoch"],
