@@ -1,4 +1,5 @@
-"""CoNLL column files: reading, writing, and tag-scheme conversion (IOB1, IOB2, IOBES).
+"""CoNLL column files: reading (whole files or byte ranges, validated with file and line)
+and writing.
 
 A CoNLL file is a sequence of token lines (whitespace-separated columns, one token per
 line) with blank lines between sentences and optional ``-DOCSTART-`` lines between
