@@ -115,14 +115,17 @@ def preprocess(ctx: click.Context, **values) -> None:
     click.echo(json.dumps(stats, indent=2, sort_keys=True))
 
 
-@main.command()
-@click.option(
+DATA = click.option(
     "--data",
     "data_dir",
     required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="output folder of `preprocess`",
+    help="output folder of `preprocess` (for pretrain-bilm: of `preprocess --raw`)",
 )
+
+
+@main.command()
+@DATA
 @click.option(
     "--config",
     "config_path",
@@ -179,13 +182,7 @@ MODELS = click.option(
 
 @main.command()
 @MODELS
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="output folder of `preprocess`",
-)
+@DATA
 @click.option("--split", default="test", show_default=True, help="train, dev, test (or raw)")
 @click.option(
     "--pred-out",
@@ -408,13 +405,7 @@ def convert_bert(checkpoint, out_dir) -> None:
 
 
 @main.command("pretrain-bilm")
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="a `cli.py preprocess --raw ...` output",
-)
+@DATA
 @click.option(
     "--out",
     "out_dir",
