@@ -38,6 +38,11 @@ def document_context(meta: dict) -> int:
     return meta["config"]["model"].get("document_context", 0)
 
 
+def _column(signature_input: str) -> str:
+    """The sentence column a signature input takes: "tokens" takes "word"."""
+    return "word" if signature_input == "tokens" else signature_input
+
+
 class Tagged(NamedTuple):
     """One sentence's predictions: IOB2 tags and, when asked for, the CRF marginal of each
     token's tag and each token's entity confidence (the lowest marginal over its entity)."""
@@ -66,14 +71,16 @@ class Predictor:
         start = time.perf_counter()
         self.path = fsutil.local_folder(str(path))
         self.meta = read_meta(self.path)
-        self.inputs: list[str] = self.meta["inputs"]  # "tokens", then "pos"/"chunk" if used
+        # The signature's inputs: "tokens", then "pos"/"chunk" if used. "tokens" is the "word"
+        # column; the name stays because every exported model and its clients use it.
+        self.inputs: list[str] = self.meta["inputs"]
         self.with_confidence = with_confidence
         self.saved_model = tf.saved_model.load(self.path)
         self.signature = self.saved_model.signatures[
             "tag_with_confidence" if with_confidence else "serving_default"
         ]
         # The first call initialises the graph (~0.5 s): count it as loading, not tagging.
-        self([{name if name != "tokens" else "word": ["Warm", "up"] for name in self.inputs}])
+        self([{_column(name): ["Warm", "up"] for name in self.inputs}])
         self.load_seconds = time.perf_counter() - start
 
     def __call__(self, sentences: Sequence[Mapping[str, Sequence[str]]]) -> list[Tagged]:
@@ -85,7 +92,7 @@ class Predictor:
         width = max(len(s["word"]) for s in sentences)
         feeds = {}
         for name in self.inputs:
-            column = "word" if name == "tokens" else name
+            column = _column(name)
             padded = np.full((len(sentences), width), "", dtype=object)
             for i, s in enumerate(sentences):
                 if column not in s:
