@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -340,59 +338,6 @@ def test_tag_skips_bad_lines_and_tags_the_rest():
     assert strict.returncode == 2 and "Traceback" not in strict.stderr.decode()
     assert strict.stderr.decode().splitlines()[-1] == f"error: {problems[0]}"
     assert strict.stdout.decode().split("\n\n")[:-1] == blocks[:1]
-
-
-def write_job(tmp_path: Path, name: str) -> Path:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir(exist_ok=True)
-    for i in range(4):
-        (corpus / f"part-{i}.txt").write_text(RAW * (i + 1))
-    job = tmp_path / f"{name}.yaml"
-    job.write_text(
-        f"name: {name}\nmodel: {MODEL}\ninputs: [corpus/*.txt]\noutput: {name}-out\nformat: jsonl\n"
-    )
-    return job
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` but the per-file timing figures (wall times differ)."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.parent.name != "timing"
-    }
-
-
-def test_killed_job_reruns_to_the_same_output(tmp_path):
-    whole = write_job(tmp_path, "whole")
-    assert len(json.loads(cli("run-job", str(whole)).stdout)["tagged"]) == 4
-    assert json.loads(cli("run-job", str(whole)).stdout)["tagged"] == []  # idempotent
-
-    killed = write_job(tmp_path, "killed")
-    manifest = tmp_path / "killed-out" / "manifest.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "run-job", str(killed)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not (
-        manifest.exists() and json.loads(manifest.read_text())["files"]
-    ):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-way: after the first file, before the last
-    proc.wait()
-    done = len(json.loads(manifest.read_text())["files"])
-    assert 1 <= done < 4
-    rerun = json.loads(cli("run-job", str(killed)).stdout)
-    assert len(rerun["skipped"]) == done and len(rerun["tagged"]) == 4 - done
-    whole_tree, killed_tree = tree(tmp_path / "whole-out"), tree(tmp_path / "killed-out")
-    whole_manifest = json.loads(whole_tree.pop("manifest.json"))
-    killed_manifest = json.loads(killed_tree.pop("manifest.json"))
-    assert whole_tree == killed_tree
-    assert whole_manifest["files"] == killed_manifest["files"]
 
 
 def test_invalid_job_spec_is_refused(tmp_path):
