@@ -251,17 +251,19 @@ class _WritePart(io.FileSystemsDoFn):
         yield name
 
 
-def build_pipeline(
-    p: beam.Pipeline,
+@beam.ptransform_fn
+def TagAndWrite(
+    pbegin: beam.pvalue.PBegin,
     planned: Sequence[ranges.FileRange],
     options: TagOptions,
     work_dir: str,
     fs_options: dict | None = None,
-):
-    """One straight chain: ranges -> read -> tag -> part files and receipts."""
+) -> beam.PCollection:
+    """One straight chain: ranges -> read -> tag -> part files and receipts; yields the names
+    of the ranges done."""
     fs_options = fs_options or {}
-    _ = (
-        p
+    return (
+        pbegin
         | "Read" >> io.ReadRanges(planned, options, fs_options)
         | "Tag" >> TagRanges(options, fs_options)
         | "WriteParts"
@@ -483,7 +485,10 @@ def tag_corpus(options: TagOptions, beam_args: Sequence[str] = ()) -> dict:
     census = time.perf_counter()
     fs_options = io.filesystem_options(beam_options)
     with io.Progress("tag-corpus", planned, fsutil.join(work_dir, "receipts"), quiet=options.quiet):
-        io.run(lambda p: build_pipeline(p, planned, options, work_dir, fs_options), beam_options)
+        io.run(
+            lambda p: p | "TagCorpus" >> TagAndWrite(planned, options, work_dir, fs_options),
+            beam_options,
+        )
     tagged = time.perf_counter()
     receipts = io.read_receipts(fsutil.join(work_dir, "receipts"), [r.name for r in planned])
     publish(planned, output, work_dir, options.format)
