@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SHARED ?= ../shared/data
 
-.PHONY: install run lint test bench clean
+.PHONY: install run lint test peer bench clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,12 @@ test: lint
 
 clean:
 	rm -rf work build *.egg-info
+
+# The peer (spaCy en_core_web_sm) in its own virtualenv, for bench/peers/spacy_peer.py.
+PEER := bench/peers/.venv
+$(PEER)/.installed-stamp: bench/peers/requirements.txt
+	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install -q -r bench/peers/requirements.txt
+	touch $(PEER)/.installed-stamp
+
+peer: $(PEER)/.installed-stamp
