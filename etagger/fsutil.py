@@ -94,6 +94,11 @@ def _temporary_name(path: str) -> str:
     return join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
 
 
+def delete_temporaries(folder: str) -> None:
+    """Deletes the temporary files that writes killed before their rename left in ``folder``."""
+    delete(m.path for m in match(join(folder, ".*.tmp"), allow_empty=True))
+
+
 class atomic_write:
     """Context manager: a file (text unless ``mode`` has "b") that appears at ``path`` only
     when the block succeeds; it is written under a temporary sibling name, then renamed."""

@@ -118,7 +118,7 @@ def run_job(path: str | Path) -> dict:
     manifest_path = fsutil.join(output, MANIFEST)
     manifest = _read_manifest(manifest_path, spec["name"])
     # A run killed inside an atomic write (the manifest's, say) left its temporary file.
-    fsutil.delete(m.path for m in fsutil.match(fsutil.join(output, ".*.tmp"), allow_empty=True))
+    fsutil.delete_temporaries(output)
     done: dict[str, list[str]] = {"tagged": [], "skipped": []}
     for source in input_files(spec):
         checksum = sha256(source)

@@ -22,6 +22,7 @@ _RANGE_HELP = "input bytes per range: the unit of parallel work, of memory and o
 _LENIENT_HELP = (
     "skip malformed sentences and lines (counted and logged) instead of stopping at the first"
 )
+_QUIET_HELP = "no progress bar (there is none when stderr is not a terminal either)"
 _WIKITEXT_HELP = "raw text is wikitext-2/-103 style (@-@ markers, <unk>)"
 
 
@@ -62,13 +63,10 @@ class TagOptions:
     )
     batch_tokens: int = option(4096, minimum=1, help="most tokens per model call")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
-    quiet: bool = option(
-        False, help="no progress bar (there is none when stderr is not a terminal either)"
-    )
-    # From the model, not the command line.
-    gold_scheme: str = (
-        "IOB2"  # tag scheme of the model's training data: CoNLL output spells predictions in it
-    )
+    quiet: bool = option(False, help=_QUIET_HELP)
+    # From the model, not the command line. gold_scheme: the tag scheme of the model's
+    # training data, in which CoNLL output spells its predictions.
+    gold_scheme: str = "IOB2"
     document_context: int = 0  # tokens of neighbouring sentences the model reads together
 
     def __post_init__(self):
@@ -129,6 +127,4 @@ class PreprocessRun:
         None, help="reuse the vocabularies of an earlier preprocess output"
     )
     overwrite: bool = option(False, help="replace an existing output folder")
-    quiet: bool = option(
-        False, help="no progress bar (there is none when stderr is not a terminal either)"
-    )
+    quiet: bool = option(False, help=_QUIET_HELP)

@@ -479,7 +479,7 @@ def tag_corpus(options: TagOptions, beam_args: Sequence[str] = ()) -> dict:
         raise NotADirectoryError(f"{output}: the output folder is a file")
     work_dir = fsutil.join(output, WORK_DIR)
     fsutil.delete_tree(work_dir)  # what a killed run left; outputs are only ever renamed into place
-    fsutil.delete(m.path for m in fsutil.match(fsutil.join(output, ".*.tmp"), allow_empty=True))
+    fsutil.delete_temporaries(output)
     start = time.perf_counter()
     planned = io.take_census(plan(paths, options), options, beam_options, work_dir)
     census = time.perf_counter()

@@ -5,6 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = str(ROOT / "models" / "conll03-bilstm1")  # the bundled model
+# Raw news text (a blank line between its documents) for tag-corpus and run-job tests.
+RAW_NEWS = (
+    "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
+    "\n"
+    "The United Nations said so in New York.\n"
+)
 PEOPLE = ["John Smith", "Mary Jones", "Angela Merkel", "Peter Blackburn", "Ana"]
 PLACES = ["Paris", "New York", "Berlin", "Lisbon", "Tokyo"]
 ORGS = ["Reuters", "European Union", "Acme Corp", "UN"]

@@ -10,10 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from tests.fixtures import write_conll_split
-
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = str(ROOT / "models" / "conll03-bilstm1")
+from tests.fixtures import MODEL, ROOT, write_conll_split
 
 
 def invoke(*args: str):

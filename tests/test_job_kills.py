@@ -22,14 +22,9 @@ from pathlib import Path
 import pytest
 
 from etagger import jobs
+from tests.fixtures import MODEL, ROOT
+from tests.fixtures import RAW_NEWS as RAW
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = str(ROOT / "models" / "conll03-bilstm1")
-RAW = (
-    "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
-    "\n"
-    "The United Nations said so in New York.\n"
-)
 SEED = 20240611
 STAGING = jobs.STAGING
 MANIFEST = jobs.MANIFEST

@@ -15,11 +15,9 @@ import pytest
 from etagger import conll, fsutil, metrics
 from pipelines import preprocess, tag_corpus
 from tests import fixtures
-from tests.fixtures import write_conll_split
+from tests.fixtures import MODEL, write_conll_split
 
 pytestmark = pytest.mark.services
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = str(ROOT / "models" / "conll03-bilstm1")
 RAW = (
     "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
     "\n"

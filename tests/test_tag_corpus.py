@@ -18,15 +18,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from etagger import conll, metrics, outputs, packing, ranges
 from etagger.predictor import Predictor, Tagged
 from pipelines import io, tag_corpus
-from tests.fixtures import write_conll_split
-
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = str(ROOT / "models" / "conll03-bilstm1")
-RAW = (
-    "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
-    "\n"
-    "The United Nations said so in New York.\n"
-)
+from tests.fixtures import MODEL, ROOT, write_conll_split
+from tests.fixtures import RAW_NEWS as RAW
 
 
 @pytest.fixture(scope="module")
