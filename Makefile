@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SHARED ?= ../shared/data
 
-.PHONY: install run lint test peer bench clean
+.PHONY: install run lint test peer speed clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,7 @@ $(PEER)/.installed-stamp: bench/peers/requirements.txt
 	touch $(PEER)/.installed-stamp
 
 peer: $(PEER)/.installed-stamp
+
+# etagger against the peer, alternating runs in one session (bench/speed.py); a quiet machine.
+speed: install peer
+	$(PY) bench/speed.py
