@@ -235,6 +235,33 @@ def export(model_dirs, out, weights) -> None:
     click.echo(str(run_export(model_dirs, out, weights)))
 
 
+@main.command()
+@click.option(
+    "--exported",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="an exported model",
+)
+@DATA
+@click.option(
+    "--model-dir", required=True, type=click.Path(file_okay=False), help="the model folder to write"
+)
+def rebuild(exported, data_dir, model_dir) -> None:
+    """Rebuild the model folder of an exported model from its weights and the preprocess
+    output it was trained on (checked against it), to export it again with the current
+    serving graph.
+
+    \b
+    Example:
+      etagger rebuild --exported models/conll03-bilstm1 --data work/conll03 \\
+          --model-dir work/models/conll03-bilstm1
+      etagger export --model work/models/conll03-bilstm1 --out work/conll03-bilstm1
+    """
+    from etagger.export import rebuild_model_dir
+
+    click.echo(rebuild_model_dir(exported, data_dir, model_dir))
+
+
 @main.command("tag-corpus", **BEAM_COMMAND)
 @clioptions.click_options(TagOptions)
 @click.pass_context

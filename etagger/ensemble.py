@@ -75,7 +75,13 @@ class Ensemble(tf.Module):
     def __call__(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Features -> the members' mean potentials [B, T, K] (softmax members: the mean
         log-probabilities)."""
-        scores = [m(features, training=training) for m in self.members]
+        return self._mean([m(features, training=training) for m in self.members])
+
+    def serving_potentials(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """``__call__`` at inference through each member's `Tagger.serving_potentials`."""
+        return self._mean([m.serving_potentials(features) for m in self.members])
+
+    def _mean(self, scores: list[tf.Tensor]) -> tf.Tensor:
         if self.crf is None:
             scores = [tf.nn.log_softmax(s) for s in scores]
         return tf.add_n(scores) / len(scores)

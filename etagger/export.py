@@ -21,14 +21,17 @@ TFModelHandlerTensor does.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from etagger import features, fsutil
 from etagger.ensemble import as_dirs, load_tagger
-from etagger.predictor import META_PATH
+from etagger.predictor import META_PATH, read_meta
 
 
 def iob2_tags(tags: list[str], scheme: str) -> list[str]:
@@ -98,11 +101,12 @@ class ServingModule(tf.Module):
 
     def _serve(self, inputs):
         ids = self._features(inputs)
-        return self._outputs(self.model.decode(ids), ids["length"])
+        potentials = self.model.serving_potentials(ids)
+        return self._outputs(self.model.decode_potentials(potentials, ids["length"]), ids["length"])
 
     def _serve_with_confidence(self, inputs):
         ids = self._features(inputs)
-        potentials = self.model(ids, training=False)
+        potentials = self.model.serving_potentials(ids)
         tag_ids = self.model.decode_potentials(potentials, ids["length"])
         marginals = self.model.marginals(potentials, ids["length"])
         token_confidence = tf.gather(marginals, tag_ids, batch_dims=2)
@@ -167,3 +171,62 @@ def export(
             json.dump(meta, f, indent=2, sort_keys=True)
 
     return fsutil.atomic_folder(save, out)
+
+
+def _table_entries(table) -> list[str]:
+    """The keys of a restored StaticHashTable, in id order."""
+    keys, ids = tf.raw_ops.LookupTableExportV2(
+        table_handle=table.resource_handle, Tkeys=tf.string, Tvalues=tf.int64
+    )
+    return [k.decode("utf-8") for k in keys.numpy()[np.argsort(ids.numpy())]]
+
+
+def rebuild_model_dir(exported: str | Path, data_dir: str | Path, model_dir: str | Path) -> Path:
+    """The model folder (as ``cli.py train`` writes it) of an exported model, its weights
+    taken from the SavedModel, so that the model can be exported again with the current
+    serving graph without retraining. ``data_dir`` is the preprocess output it was trained
+    on: its feature definitions and tag scheme are checked against the model's, its
+    vocabularies against the lookup tables in the graph, and every variable by name and
+    shape, so a rebuild from other data fails. Written atomically."""
+    from etagger.config import Config
+    from etagger.errors import InputError
+    from etagger.train import build_model
+
+    exported, data_dir = Path(exported), Path(data_dir)
+    meta = read_meta(exported)
+    if not (data_dir / "preprocess.json").exists():
+        raise InputError(f"{data_dir}: not a preprocess output (no preprocess.json)")
+    info = json.loads((data_dir / "preprocess.json").read_text())
+    model_features = features.FeatureConfig(**meta["preprocess"]["features"])
+    if features.FeatureConfig(**info["features"]) != model_features or any(
+        info[key] != meta["preprocess"][key] for key in ("tag_scheme", "input_scheme")
+    ):
+        raise InputError(f"{data_dir}: other features or tag scheme than {exported} was trained on")
+    vocabs = features.load_vocabs(data_dir / "vocab")
+    loaded = tf.saved_model.load(str(exported))
+    for name, table in loaded.extractor.tables.items():
+        if _table_entries(table) != vocabs.get(name):
+            raise InputError(f"{data_dir}: the {name} vocabulary is not the one {exported} uses")
+    config = Config.from_dict(meta["config"])
+    word_shape = np.load(data_dir / "glove_filtered.npy", mmap_mode="r").shape
+    model = build_model(config, vocabs, info, word_shape)
+    targets, sources = model.serving_variables(), loaded.model_variables
+
+    def described(variables):  # without the numbers Keras gives its layers' names per process
+        return [(re.sub(r"_\d+(?=[/:])", "", v.name), v.shape) for v in variables]
+
+    if described(targets) != described(sources):
+        raise InputError(f"{exported}: its variables are not those its config builds")
+    for target, source in zip(targets, sources):
+        target.assign(source)
+
+    def save(folder: Path) -> None:
+        (folder / "vocab").mkdir(parents=True)
+        config.save(folder / "config.json")
+        for name in ("preprocess.json", "glove_filtered.npy"):
+            shutil.copy(data_dir / name, folder / name)
+        for path in (data_dir / "vocab").iterdir():
+            shutil.copy(path, folder / "vocab" / path.name)
+        tf.train.Checkpoint(model=model).write(str(folder / "best" / "ckpt"))
+
+    return fsutil.atomic_folder(save, model_dir)

@@ -170,11 +170,16 @@ class Tagger(keras.Model):
         """Features -> tag potentials [B, T, K] (zeros at padding)."""
         return self._encode(features, training)[0]
 
+    def serving_potentials(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """``call`` at inference through the encoders' inference paths where they have one
+        (``BiLSTMEncoder.serve``): what exported models compute."""
+        return self._encode(features, training=False, serving=True)[0]
+
     def _encode(
-        self, features: Mapping[str, tf.Tensor], training: bool
+        self, features: Mapping[str, tf.Tensor], training: bool, serving: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(tag potentials [B, T, K], the first BiLSTM layer's states when the LM objective
-        needs them, else None)."""
+        needs them, else None). ``serving``: through the encoders' ``serve``."""
         word_ids = features["word_id"]
         mask = tf.sequence_mask(features["length"], tf.shape(word_ids)[1])
         if training:
@@ -205,7 +210,9 @@ class Tagger(keras.Model):
         x = self.embedding_dropout(x, training=training)
         states = None
         for i, layer in enumerate(self.encoder):
-            if i == 0 and self.lm is not None:
+            if serving and hasattr(layer, "serve"):
+                x = layer.serve(x, features["length"])
+            elif i == 0 and self.lm is not None:
                 x, states = layer(x, mask=mask, training=training, return_first=True)
             else:
                 x = layer(x, mask=mask, training=training)

@@ -251,6 +251,20 @@ def test_bilstm_backward_direction_starts_at_last_real_token(rng):
     np.testing.assert_allclose(real(out, mask)[:, 4:], real(expected, mask), atol=ATOL)
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_bilstm_serving_path_is_keras_bit_for_bit(rng, num_layers):
+    # Exported models run BiLSTMEncoder.serve (no per-step masks); Keras's masked
+    # Bidirectional(LSTM) is the reference, to the last bit at real tokens.
+    encoder = BiLSTMEncoder(4, num_layers=num_layers)
+    x, mask = CASES[2].inputs(rng, [5, 2, 0, 1, 3], 5)
+    x = tf.where(mask[..., None], x, 1e6)  # padding contents must not matter
+    expected = encoder(x, mask=mask, training=False)
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    served = tf.function(encoder.serve)(x, lengths)
+    np.testing.assert_array_equal(real(served, mask), real(expected, mask))
+    np.testing.assert_array_equal(served.numpy()[~mask.numpy()], 0.0)
+
+
 def test_bilstm_drops_out_between_layers_only(rng):
     # The tagger drops the encoder's output itself: a second dropout here would drop it twice.
     x, mask = CASES[2].inputs(rng, [5, 2, 3], 5)

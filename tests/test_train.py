@@ -3,14 +3,16 @@ evaluate it, resume it, and check the files a model folder must hold."""
 
 import json
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the Viterbi op that exported models call)
 
 from etagger import config as config_lib
 from etagger import conll, data
+from etagger.errors import InputError
 from etagger.evaluate import evaluate_split
-from etagger.export import export
+from etagger.export import export, rebuild_model_dir
 from etagger.model import _drop_ids
 from etagger.train import WarmupExponentialDecay, train
 from tests.fixtures import TINY, predicted_tags, preprocess_tiny, serve_conll
@@ -136,6 +138,26 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
     confidence = out["entity_confidence"].numpy()
     assert ((confidence >= 0) & (confidence <= 1.0 + 1e-6)).all()
     assert (confidence[out["tags"].numpy() == b"O"] == 0).all()
+
+
+def test_rebuilt_model_exports_the_same_outputs(tiny_data, tiny_model, tmp_path):
+    model_dir, _, _ = tiny_model
+    first = export(model_dir, tmp_path / "first")
+    rebuilt = rebuild_model_dir(first, tiny_data / "data", tmp_path / "rebuilt")
+    second = export(rebuilt, tmp_path / "second")
+    outputs = [
+        serve_conll(
+            tf.saved_model.load(str(saved)),
+            tiny_data / "conll" / "test.txt",
+            "tag_with_confidence",
+            columns=("pos",),
+        )[1]
+        for saved in (first, second)
+    ]
+    for name in ("tags", "token_confidence", "entity_confidence"):
+        np.testing.assert_array_equal(outputs[0][name].numpy(), outputs[1][name].numpy())
+    with pytest.raises(InputError, match="not a preprocess output"):
+        rebuild_model_dir(first, tiny_data / "conll", tmp_path / "other")
 
 
 def test_tag_corpus_writes_what_evaluate_writes(tiny_data, tiny_model, tmp_path):

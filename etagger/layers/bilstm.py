@@ -74,6 +74,14 @@ class BiLSTMEncoder(keras.layers.Layer):
             x = rnn(self.dropout(x, training=training), mask=mask, training=training)
         return (zeroed(x), zeroed(first)) if return_first else zeroed(x)
 
+    def serve(self, inputs, lengths):
+        """``call`` at inference, bit for bit at real tokens (zeros at padding), through
+        ``lstm_inference``: what exported models run."""
+        x = inputs
+        for rnn in self.rnns:
+            x = bilstm_inference(x, lengths, rnn.forward_layer.cell, rnn.backward_layer.cell)
+        return x
+
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape[:-1]).concatenate([2 * self.units])
 
@@ -86,3 +94,45 @@ class BiLSTMEncoder(keras.layers.Layer):
             variational=self.variational,
         )
         return config
+
+
+def bilstm_inference(x, lengths, forward, backward):
+    """One bidirectional layer at inference: x [B, T, D], lengths [B] int32 (right padding),
+    the forward and backward Keras ``LSTMCell``s -> [B, T, 2U], zeros at padding.
+
+    The backward direction reads each sentence reversed in place (``reverse_sequence``), so
+    padding trails in both directions and no step needs the mask that Keras's masked loop
+    applies at every step: steps past a sentence's end compute values that are never read.
+    """
+    time_major = tf.transpose(x, [1, 0, 2])
+    reversed_x = tf.reverse_sequence(time_major, lengths, seq_axis=0, batch_axis=1)
+    backward_states = lstm_inference(reversed_x, backward)
+    states = [
+        lstm_inference(time_major, forward),
+        tf.reverse_sequence(backward_states, lengths, seq_axis=0, batch_axis=1),
+    ]
+    out = tf.transpose(tf.concat(states, axis=-1), [1, 0, 2])
+    return out * tf.cast(tf.sequence_mask(lengths, tf.shape(x)[1]), out.dtype)[..., None]
+
+
+def lstm_inference(x, cell):
+    """A Keras ``LSTMCell`` (tanh, sigmoid, gates i f c o) over time-major x [T, B, D] from
+    zero states -> hidden states [T, B, U]. Each step runs Keras's own CPU step
+    (``standard_lstm``), the same ops on the same shapes, so results are bit-identical."""
+    kernel, recurrent, bias = cell.kernel, cell.recurrent_kernel, cell.bias
+    steps = tf.shape(x)[0]
+    inputs = tf.TensorArray(x.dtype, size=steps).unstack(x)
+
+    def step(t, h, c, outputs):
+        z = tf.matmul(inputs.read(t), kernel)
+        z += tf.matmul(h, recurrent)
+        z = tf.nn.bias_add(z, bias)
+        z0, z1, z2, z3 = tf.split(z, 4, axis=1)
+        c = tf.sigmoid(z1) * c + tf.sigmoid(z0) * tf.tanh(z2)
+        h = tf.sigmoid(z3) * tf.tanh(c)
+        return t + 1, h, c, outputs.write(t, h)
+
+    zeros = tf.zeros([tf.shape(x)[1], cell.units], x.dtype)
+    outputs = tf.TensorArray(x.dtype, size=steps)
+    _, _, _, outputs = tf.while_loop(lambda t, *_: t < steps, step, (0, zeros, zeros, outputs))
+    return outputs.stack()
