@@ -41,7 +41,12 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INT
 def json_line(command: list[str], env: dict | None = None) -> dict:
     """The last line a command prints, parsed as JSON."""
     done = subprocess.run(
-        command, cwd=ROOT, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}
+        command,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
