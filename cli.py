@@ -21,6 +21,9 @@ from etagger.errors import InputError
 from pipelines.options import PreprocessOptions, PreprocessRun, TagOptions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# etagger is Keras 2 (tf-keras) throughout; this makes tf.keras the same (as Beam's
+# TFModelHandlerTensor needs) and spares importing Keras 3 with TensorFlow (~0.3 s a start).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 BEAM_COMMAND = dict(
     context_settings=clioptions.PASS_THROUGH,

@@ -41,6 +41,7 @@ from pipelines.options import TagOptions
 
 log = logging.getLogger(__name__)
 NAMESPACE = "tag_corpus"
+beam.coders.registry.register_coder(PredictionResult, io.RangeCoder)  # one range's results
 WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the output folder
 
 
@@ -186,10 +187,14 @@ class TagRanges(beam.PTransform):
             document_context=self.options.document_context,
             fs_options=self.fs_options,
         )
+        one_range = beam.Map(lambda r: [r]).with_output_types(list[io.RangeSentences])
         return (
             read
-            | "OneRangePerCall" >> beam.Map(lambda r: [r])
-            | "Tag" >> RunInference(handler.with_no_batching(), metrics_namespace=NAMESPACE)
+            | "OneRangePerCall" >> one_range
+            | "Tag"
+            >> RunInference(
+                handler.with_no_batching(), metrics_namespace=NAMESPACE
+            ).with_output_types(PredictionResult)
         )
 
 
