@@ -23,13 +23,13 @@ WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2"
 MODEL = ROOT / "models" / "conll03-bilstm1"
 
 
-def bulk(model: str, inputs: list[str], fmt: str, wikitext: bool = True, extra=()) -> dict:
+def bulk(model: str, inputs: list[str], fmt: str, wikitext: bool = True) -> dict:
     """Runs tag-corpus once into a temporary folder and returns its figures."""
     with tempfile.TemporaryDirectory(prefix="etagger-bulk-") as out:
         command = [
             sys.executable, str(ROOT / "cli.py"), "tag-corpus", "--model", model,
             *(a for path in inputs for a in ("--input", path)), "--output", out, "--format", fmt, "--lenient", "--quiet",
-            "--runner", "DirectRunner", *(["--wikitext"] if wikitext else []), *extra,
+            "--runner", "DirectRunner", *(["--wikitext"] if wikitext else []),
         ]  # fmt: skip
         start = time.perf_counter()
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

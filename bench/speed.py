@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bulk import MODEL, WIKITEXT, bulk  # noqa: E402
+
+from etagger.conll import read_conll  # noqa: E402
 
 PEER = [str(ROOT / "bench" / "peers" / ".venv" / "bin" / "python"), "bench/peers/spacy_peer.py"]
 CONLL_TEST = ROOT.parent / "shared" / "data" / "conll2003" / "test.txt"
@@ -65,15 +67,7 @@ def peer_bulk(inputs: list[str]) -> dict:
 
 def sentences(path: Path) -> list[str]:
     """The CoNLL file's sentences as lines of space-joined words."""
-    lines, words = [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        fields = line.split()
-        if fields and fields[0] != "-DOCSTART-":
-            words.append(fields[0])
-        elif not fields and words:
-            lines.append(" ".join(words))
-            words = []
-    return lines
+    return [" ".join(s.words) for s in read_conll(path)]
 
 
 def tag_line_latency(model: str, lines: list[str]) -> dict:

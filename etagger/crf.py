@@ -90,27 +90,6 @@ def _forward(potentials, lengths, transitions, start_transitions):
     return tf.transpose(alphas, [1, 0, 2])
 
 
-def _backward(potentials, lengths, transitions, end_transitions):
-    """Backward log-scores betas [B, T, K] (T >= 1).
-
-    betas[b, t, k] = logsumexp of the scores (end included) of all suffixes
-    y_{t+1}..y_{L-1} given y_t = k; equal to end_transitions for t >= L - 1.
-    """
-    # Unaries of step t + 1, aligned with step t (the last one is never used).
-    next_pot = tf.pad(potentials[:, 1:], [[0, 0], [0, 1], [0, 0]])
-
-    def step(beta_next, elems):
-        pot_next, t = elems
-        beta = tf.reduce_logsumexp(transitions[None] + (pot_next + beta_next)[:, None, :], axis=2)
-        return tf.where((t + 1 < lengths)[:, None], beta, end_transitions[None])
-
-    time_major = tf.transpose(next_pot, [1, 0, 2])
-    steps = tf.range(tf.shape(time_major)[0])
-    init = tf.zeros_like(time_major[0]) + end_transitions
-    betas = tf.scan(step, (time_major, steps), initializer=init, reverse=True)
-    return tf.transpose(betas, [1, 0, 2])
-
-
 def crf_log_norm(potentials, lengths, transitions, start_transitions, end_transitions):
     """log Z by the forward algorithm in log space; arguments as crf_sequence_score.
 

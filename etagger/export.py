@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -190,7 +189,7 @@ def rebuild_model_dir(exported: str | Path, data_dir: str | Path, model_dir: str
     shape, so a rebuild from other data fails. Written atomically."""
     from etagger.config import Config
     from etagger.errors import InputError
-    from etagger.train import build_model
+    from etagger.train import build_model, copy_data_files
 
     exported, data_dir = Path(exported), Path(data_dir)
     meta = read_meta(exported)
@@ -221,12 +220,8 @@ def rebuild_model_dir(exported: str | Path, data_dir: str | Path, model_dir: str
         target.assign(source)
 
     def save(folder: Path) -> None:
-        (folder / "vocab").mkdir(parents=True)
         config.save(folder / "config.json")
-        for name in ("preprocess.json", "glove_filtered.npy"):
-            shutil.copy(data_dir / name, folder / name)
-        for path in (data_dir / "vocab").iterdir():
-            shutil.copy(path, folder / "vocab" / path.name)
+        copy_data_files(data_dir, folder)
         tf.train.Checkpoint(model=model).write(str(folder / "best" / "ckpt"))
 
     return fsutil.atomic_folder(save, model_dir)

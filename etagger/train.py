@@ -176,7 +176,8 @@ def score(rows: list[dict], train_scheme: str, input_scheme: str) -> metrics.Rep
     return metrics.evaluate(gold, pred)
 
 
-def _copy_data_files(data_dir: Path, model_dir: Path) -> None:
+def copy_data_files(data_dir: Path, model_dir: Path) -> None:
+    """The preprocess output's files that a model folder keeps beside its weights."""
     for name in ("preprocess.json", "glove_filtered.npy"):
         shutil.copy2(data_dir / name, model_dir / name)
     shutil.copytree(data_dir / "vocab", model_dir / "vocab", dirs_exist_ok=True)
@@ -191,7 +192,7 @@ def _prepare_model_dir(data_dir: Path, config: Config, model_dir: Path) -> None:
             f"{model_dir} holds a model with another configuration; choose a new --model-dir"
         )
     config.save(saved)
-    _copy_data_files(data_dir, model_dir)
+    copy_data_files(data_dir, model_dir)
 
 
 class _Run:
