@@ -149,24 +149,50 @@ DATA = click.option(
     help="override train.train_split: 'train+dev' fits on both; the last epoch is kept",
 )
 @click.option(
+    "--silver",
+    type=click.Path(exists=True, file_okay=False),
+    help="override train.silver_data: distil from this `preprocess --soft-targets` output",
+)
+@click.option(
+    "--distill-weight", type=float, help="override train.distill_weight (of the silver loss)"
+)
+@click.option(
     "--quiet",
     is_flag=True,
     help="no progress bar (none when stdout is not a terminal either) and no line per epoch",
 )
-def train(data_dir, config_path, model_dir, epochs, seed, batch_size, train_split, quiet) -> None:
+def train(
+    data_dir,
+    config_path,
+    model_dir,
+    epochs,
+    seed,
+    batch_size,
+    train_split,
+    silver,
+    distill_weight,
+    quiet,
+) -> None:
     """Train a tagger on preprocessed data; resumes from MODEL_DIR/last when present.
 
     \b
     Example:
       etagger train --data work/conll03 --config configs/bilstm_crf.json \\
           --model-dir work/models/bilstm
+      etagger train --data work/conll03 --config configs/bilstm_crf_nopos.json \\
+          --silver work/silver --distill-weight 0.5 --model-dir work/models/student
     """
     from etagger.config import Config
     from etagger.train import train as run_training
 
     config = Config.load(config_path) if config_path else Config()
     config = config.replace(
-        epochs=epochs, seed=seed, batch_size=batch_size, train_split=train_split
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        train_split=train_split,
+        silver_data=silver,
+        distill_weight=distill_weight,
     )
     result = run_training(data_dir, config, model_dir, progress=not quiet)
     click.echo(json.dumps(result))

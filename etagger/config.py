@@ -174,6 +174,15 @@ class TrainConfig:
     # data. Dev then no longer measures generalisation, so it cannot choose the checkpoint or
     # stop training: all epochs run and the best checkpoint holds the last epoch's weights.
     train_split: str = "train"
+    # Distillation: a preprocess output of the same vocabularies whose records carry a
+    # teacher's CRF marginals (``preprocess --soft-targets``). Every step then takes a gold
+    # batch and a silver batch (sentences of ``silver_splits`` that have soft targets), and
+    # the loss is (1 - distill_weight) * the gold negative log-likelihood + distill_weight *
+    # the summed token KL divergence of the model's marginals from the teacher's. An epoch
+    # is still one pass over the gold data; the silver data cycles.
+    silver_data: str | None = None
+    silver_splits: str = "train+raw"
+    distill_weight: float = 0.5
 
     def __post_init__(self):
         parts = self.train_split.split("+") if isinstance(self.train_split, str) else [None]
@@ -182,6 +191,12 @@ class TrainConfig:
                 f"train_split must name distinct splits other than test joined by '+' "
                 f"(e.g. 'train' or 'train+dev'), not {self.train_split!r}"
             )
+        if not 0.0 < self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in (0, 1], not {self.distill_weight!r}")
+        if self.silver_data is not None and (
+            not isinstance(self.silver_data, str) or not self.silver_data
+        ):
+            raise ValueError(f"silver_data must be a folder or null, not {self.silver_data!r}")
         if not (self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), not {self.ema_decay!r}")
 

@@ -11,6 +11,7 @@ blank lines), and ``write_conll`` reproduces the standard layout around it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -77,6 +78,13 @@ class Sentence:
     @property
     def doc_start(self) -> bool:
         return DOCSTART in self.leading
+
+
+def sentence_key(words: Sequence[str]) -> str:
+    """SHA-256 of a sentence's tokens: equal exactly when the token sequences are equal,
+    whatever file, line or tags they came with (how silver data is kept apart from dev and
+    test)."""
+    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
 
 
 @dataclasses.dataclass

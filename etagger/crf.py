@@ -155,6 +155,25 @@ def crf_marginals(potentials, lengths, transitions, start_transitions, end_trans
     return tf.where(mask[:, :, None], marginals, tf.zeros_like(marginals))[:, :max_len]
 
 
+def marginal_kl(targets, marginals, lengths):
+    """Per row, the summed token KL divergence sum_t KL(targets_t || marginals_t) of
+    [B, T, K] tag distributions (rows of ``targets`` need only be proportional to one);
+    padding is ignored. Returns [B] float32.
+
+    The distillation loss: ``marginals`` are the student's (``crf_marginals``, which
+    gradients flow through), ``targets`` the teacher's. Marginals below 1e-12 count as
+    1e-12, so a tag the teacher gives some mass and the student none costs a finite 27.6
+    nats per unit of mass instead of infinity."""
+    targets = tf.cast(targets, tf.float32)
+    targets = targets / tf.maximum(tf.reduce_sum(targets, axis=2, keepdims=True), 1e-12)
+    log_ratio = tf.math.xlogy(targets, targets) - targets * tf.math.log(
+        tf.maximum(tf.cast(marginals, tf.float32), 1e-12)
+    )
+    mask = tf.sequence_mask(lengths, tf.shape(targets)[1])
+    per_token = tf.where(mask, tf.reduce_sum(log_ratio, axis=2), 0.0)
+    return tf.reduce_sum(per_token, axis=1)
+
+
 def _parse_tag(tag, scheme):
     """'B-PER' -> ('B', 'PER'), 'O' -> ('O', None), '<pad>'-like -> None."""
     if tag == "O":

@@ -110,6 +110,16 @@ def _document_dataset(
     )
 
 
+def _has(name: str):
+    """A predicate: whether a parsed record carries the optional float16 feature ``name``
+    (one that is absent decodes to [0, 0])."""
+
+    def has(record):
+        return tf.shape(record[name], out_type=tf.int32)[0] == record["length"]
+
+    return has
+
+
 def make_dataset(
     data_dir: str | Path,
     split: str,
@@ -120,6 +130,7 @@ def make_dataset(
     bucket: bool = True,
     cache: bool = True,
     document_context: int = 0,
+    needs: tuple[str, ...] = (),
 ) -> tf.data.Dataset:
     """Batches of dicts: every requested feature padded to [B, T] ([B, T, C] for char_ids),
     plus "length" [B]. Padding ids are 0 (PAD) and padding strings are "".
@@ -131,11 +142,17 @@ def make_dataset(
     With ``document_context`` > 0 an element is a pack of consecutive sentences of one
     document of at most that many tokens (``packing.pack_documents``), with "sentence_lengths"
     [B, S] (0-padded) telling where its sentences end and "index" its first sentence's index.
+
+    ``needs``: optional float16 sequence features (e.g. "soft_tags") that a record must carry
+    to be kept; records without them are left out.
     """
+    names = tuple(names) + tuple(needs)
     if document_context:
         ds = _document_dataset(data_dir, split, set(names) | {"word_id"}, document_context)
     else:
         ds = parsed_records(data_dir, split, names)
+    for name in needs:
+        ds = ds.filter(_has(name))
     if cache:
         ds = ds.cache()
     if shuffle:

@@ -10,6 +10,9 @@ Signatures (B = sentences, T = tokens; padding tokens are "" and mark the senten
                                           marginal of the chosen tag) and entity_confidence
                                           [B,T] float32 (lowest token confidence of the entity
                                           the token belongs to, 0 outside entities)
+  tag_marginals(tokens)                -> marginals [B,T,K] float32 (CRF marginals of every
+                                          tag of the model's training scheme, in the order of
+                                          etagger.json's "tags"; 0 at padding), lengths [B]
 Models trained with POS/chunk features take ``pos`` and ``chunk`` [B,T] string inputs too.
 Models with BERT or ELMo features (``bert_handle``, ``elmo_handle``) get the token strings as
 their "word" feature; the SavedModel then holds the encoder's variables (and BERT's vocab.txt
@@ -75,6 +78,7 @@ class ServingModule(tf.Module):
         self.extra_inputs = extra_inputs
         self.serve = self._signature(self._serve)
         self.serve_with_confidence = self._signature(self._serve_with_confidence)
+        self.serve_marginals = self._signature(self._serve_marginals)
 
     def _signature(self, fn):
         """A tf.function taking the string inputs as named arguments (tokens, [pos, chunk])."""
@@ -114,6 +118,14 @@ class ServingModule(tf.Module):
         out["entity_confidence"] = self._entity_confidence(tag_ids, token_confidence, ids["length"])
         return out
 
+    def _serve_marginals(self, inputs):
+        ids = self._features(inputs)
+        potentials = self.model.serving_potentials(ids)
+        return {
+            "marginals": self.model.marginals(potentials, ids["length"]),
+            "lengths": ids["length"],
+        }
+
     def _entity_confidence(self, tag_ids, confidence, lengths):
         """[B,T]: the lowest token confidence over each token's entity (0 outside entities)."""
         mask = tf.sequence_mask(lengths, tf.shape(tag_ids)[1])
@@ -150,6 +162,7 @@ def export(
         "inputs": ["tokens", *extra],
         "output_scheme": "IOB2",
         "input_scheme": info["input_scheme"],
+        "tags": vocabs["tag"],  # the training scheme's tags: the columns of tag_marginals
     }
     if len(configs) > 1:
         meta["ensemble"] = [
@@ -164,6 +177,7 @@ def export(
             signatures={
                 "serving_default": module.serve,
                 "tag_with_confidence": module.serve_with_confidence,
+                "tag_marginals": module.serve_marginals,
             },
         )
         with fsutil.atomic_write(folder.joinpath(*META_PATH)) as f:

@@ -4,7 +4,8 @@ Inputs are the id features of etagger.data / etagger.features (B = batch, T = to
 C = characters): word_id [B,T], char_ids [B,T,C], shape_id [B,T], pos_id / chunk_id [B,T]
 when configured, and length [B]; with ``bert_handle`` or ``elmo_handle`` also the word
 strings "word" [B,T] ("" at padding), from which etagger.layers.contextual computes BERT or
-ELMo word vectors in-graph (BERT: from "wordpiece_ids" [B,T,P] when preprocessing stored them).
+ELMo word vectors in-graph (BERT: from "wordpiece_ids" [B,T,P] when preprocessing stored them,
+or read whole from "contextual" [B,T,H] when preprocessing stored the vectors themselves).
 """
 
 from __future__ import annotations
@@ -194,14 +195,18 @@ class Tagger(keras.Model):
                 ids = _drop_ids(ids, self.config.gazetteer_dropout, 0, mask)  # id 0: no match
             parts.append(layer(ids))
         if self.bert is not None:  # contextual word vectors, concatenated before embedding dropout
-            parts.append(
-                self.bert(
-                    features["word"],
-                    mask=mask,
-                    pieces=features.get("wordpiece_ids"),
-                    training=training,
+            if "contextual" in features:  # stored by preprocess, from this very encoder
+                stored = tf.cast(features["contextual"], tf.float32)
+                parts.append(tf.ensure_shape(stored, [None, None, self.bert.hidden_size]))
+            else:
+                parts.append(
+                    self.bert(
+                        features["word"],
+                        mask=mask,
+                        pieces=features.get("wordpiece_ids"),
+                        training=training,
+                    )
                 )
-            )
         if self.elmo is not None:
             parts.append(self.elmo(features["word"], mask=mask, training=training))
         x = tf.concat(parts, axis=-1)
@@ -254,6 +259,17 @@ class Tagger(keras.Model):
         if self.lm is not None:
             loss += self.config.lm_weight * self.lm(states, word_ids=features["word_id"], mask=mask)
         return loss
+
+    def distillation_loss(
+        self, features: Mapping[str, tf.Tensor], targets: tf.Tensor, training: bool = True
+    ) -> tf.Tensor:
+        """Mean over sentences of the summed token KL divergence of this model's marginals
+        (CRF marginals, or softmax) from ``targets`` [B, T, K], a teacher's marginals over the
+        same tags (``crf.marginal_kl``)."""
+        potentials, _ = self._encode(features, training)
+        lengths = features["length"]
+        marginals = self.marginals(potentials, lengths)
+        return tf.reduce_mean(crf_lib.marginal_kl(targets, marginals, lengths))
 
     def decode(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Best tag ids [B, T] int32 (0 at padding); the CRF never emits a forbidden path."""

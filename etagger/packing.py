@@ -56,3 +56,21 @@ def split_pack(columns: Mapping[str, Sequence], lengths: Iterable[int]) -> list[
         parts.append({name: values[start : start + n] for name, values in columns.items()})
         start += n
     return parts
+
+
+def length_sorted_calls(
+    lengths: Sequence[int], max_items: int, max_tokens: int
+) -> Iterable[list[int]]:
+    """The indices of items of ``lengths`` tokens, shortest first, cut into model calls of at
+    most ``max_items`` items and ``max_tokens`` tokens (an item longer than that goes alone),
+    so that padding to the longest item of a call wastes little."""
+    chunk: list[int] = []
+    tokens = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if chunk and (len(chunk) == max_items or tokens + lengths[i] > max_tokens):
+            yield chunk
+            chunk, tokens = [], 0
+        chunk.append(i)
+        tokens += lengths[i]
+    if chunk:
+        yield chunk

@@ -111,6 +111,23 @@ class Predictor:
                 outs.append(Tagged(tags))
         return outs
 
+    def marginals(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Per sentence of words, the CRF marginals [T, K] float32 of every tag of the model's
+        training scheme, in the order of ``self.meta["tags"]`` (models exported with the
+        ``tag_marginals`` signature). Only for models that read the words alone."""
+        import tensorflow as tf
+
+        if "tag_marginals" not in self.saved_model.signatures or "tags" not in self.meta:
+            raise ValueError(f"{self.path}: exported without tag marginals; export it again")
+        if self.inputs != ["tokens"]:
+            raise ValueError(f"{self.path}: the model needs {self.inputs[1:]} columns too")
+        from etagger.stored_vectors import padded_words
+
+        signature = self.saved_model.signatures["tag_marginals"]
+        tokens = tf.constant(padded_words(sentences), tf.string)
+        result = signature(tokens=tokens)["marginals"].numpy()
+        return [result[i, : len(words)] for i, words in enumerate(sentences)]
+
     @property
     def document_context(self) -> int:
         """Tokens of neighbouring sentences the model was trained to read together (0: none)."""

@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "sequence_example.json"
-_DTYPES = {"string": tf.string, "int64": tf.int64}
+# How each dtype is parsed: a float16 feature is a bytes value per token (its vector).
+_DTYPES = {"string": tf.string, "int64": tf.int64, "float16": tf.string}
 
 
 @functools.cache
@@ -21,6 +23,10 @@ def load_schema() -> dict[str, Any]:
 
 
 def _feature(dtype: str, values) -> tf.train.Feature:
+    if dtype == "float16":  # one vector: its little-endian float16 bytes
+        return tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[np.asarray(v, "<f2").tobytes() for v in values])
+        )
     if dtype == "string":
         return tf.train.Feature(
             bytes_list=tf.train.BytesList(
@@ -34,7 +40,8 @@ def encode(context: Mapping[str, Any], sequence: Mapping[str, Any]) -> bytes:
     """A serialized SequenceExample; raises ValueError when a value breaks the schema.
 
     ``context`` maps names to scalars; ``sequence`` maps names to per-token lists (for
-    ragged features, per-token lists of ids). Serialization is deterministic, so the same
+    ragged features, per-token lists of ids; for float16 features, per-token vectors, or
+    one [T, D] array). Serialization is deterministic, so the same
     sentence always gives the same bytes.
     """
     schema = load_schema()
@@ -85,7 +92,12 @@ def parsing_spec(names: set[str] | None = None) -> tuple[dict, dict]:
 
 
 def decode(serialized: bytes | tf.Tensor, names: set[str] | None = None) -> dict[str, tf.Tensor]:
-    """One record as a flat dict of tensors (context scalars and [T] / [T,(C)] sequences)."""
+    """One record as a flat dict of tensors (context scalars and [T] / [T,(C)] sequences;
+    [T, D] float16 for float16 features, [0, 0] when the record has none)."""
     context_spec, sequence_spec = parsing_spec(names)
     context, sequence = tf.io.parse_single_sequence_example(serialized, context_spec, sequence_spec)
+    spec = load_schema()["sequence"]
+    for name, value in sequence.items():
+        if spec[name]["dtype"] == "float16":
+            sequence[name] = tf.io.decode_raw(value, tf.float16, little_endian=True)
     return {**context, **sequence}

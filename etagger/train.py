@@ -30,6 +30,7 @@ from etagger import data, features, fsutil, metrics, packing, tagschemes
 from etagger.averaging import WeightAverage
 from etagger.config import Config
 from etagger.model import Tagger
+from etagger.stored_vectors import ContextualSpec
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 def input_names(config: Config, data_info: dict | None = None) -> tuple[str, ...]:
     """The features this model reads: ids, the "word" strings with BERT or ELMo features,
-    and the stored "wordpiece_ids" when ``data_info`` (the data's preprocess.json) says they
-    come from this model's BERT vocabulary."""
+    and what ``data_info`` (the data's preprocess.json) says preprocessing stored for this
+    model's frozen BERT encoder: its "contextual" vectors (same fingerprint), else the
+    "wordpiece_ids" of its vocabulary."""
     m = config.model
     names = ("word_id", "char_ids") + tuple(
         f"{n}_id"
@@ -74,6 +76,16 @@ def input_names(config: Config, data_info: dict | None = None) -> tuple[str, ...
     )
     if m.bert_handle is not None or m.elmo_handle is not None:
         names += ("word",)
+    spec = ContextualSpec.of_model(m)
+    stored = (data_info or {}).get("contextual_fingerprint")
+    if spec is not None and stored and not m.document_context:
+        if stored == spec.fingerprint():
+            return names + ("contextual",)
+        log.warning(
+            "the data's contextual vectors come from another encoder or pooling than %s: "
+            "computing them in-graph",
+            m.bert_handle,
+        )
     if m.bert_handle is not None and data_info and data_info.get("bert_vocab_sha256"):
         from etagger.layers.contextual import vocab_sha256
 
@@ -241,11 +253,19 @@ class _Run:
         """Whether another epoch runs: epochs left, and dev F1 improved within ``patience``."""
         return int(self.epoch) < self.tc.epochs and int(self.stale) < self.tc.patience
 
-    def step(self, batch: dict) -> tuple[tf.Tensor, tf.Tensor]:
-        """One optimizer step on a batch: (loss, gradient norm before clipping)."""
+    def step(self, batch: dict | tuple[dict, dict]) -> tuple[tf.Tensor, tf.Tensor]:
+        """One optimizer step on a gold batch, or on a (gold, silver) pair of batches when
+        distilling: (loss, gradient norm before clipping)."""
         model = self.model
+        gold, silver = batch if isinstance(batch, tuple) else (batch, None)
+        weight = self.tc.distill_weight
         with tf.GradientTape() as tape:
-            loss = model.loss(batch, batch["tag_id"], training=True)
+            if silver is None:
+                loss = model.loss(gold, gold["tag_id"], training=True)
+            else:
+                loss = weight * model.distillation_loss(silver, silver["soft_tags"])
+                if weight < 1.0:
+                    loss += (1.0 - weight) * model.loss(gold, gold["tag_id"], training=True)
         grads = tape.gradient(loss, model.trainable_variables)
         grads, norm = tf.clip_by_global_norm(grads, self.tc.clip_norm)
         self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -284,6 +304,31 @@ class _Run:
             json.dump(self.history, f, indent=1)
 
 
+def silver_dataset(data_dir: Path, config: Config, document_context: int) -> tf.data.Dataset:
+    """Endless shuffled batches of the silver sentences (those with "soft_tags") of
+    ``train.silver_splits`` of ``train.silver_data``, whose vocabularies must be the training
+    data's."""
+    tc = config.train
+    silver = Path(str(tc.silver_data))
+    if document_context:
+        raise ValueError("distillation does not support document_context models yet")
+    if features.load_vocabs(silver / "vocab") != features.load_vocabs(data_dir / "vocab"):
+        raise ValueError(f"silver data {silver} has other vocabularies than {data_dir}")
+    info = data.load_preprocess_info(silver)
+    if not info.get("soft_target_splits"):
+        raise ValueError(f"silver data {silver} has no soft targets (preprocess --soft-targets)")
+    return data.make_dataset(
+        silver,
+        tc.silver_splits,
+        tc.batch_size,
+        input_names(config, info) + ("soft_tags",),
+        shuffle=True,
+        seed=tc.seed + 1,
+        document_context=document_context,
+        needs=("soft_tags",),
+    ).repeat()
+
+
 def _train_epoch(train_step, train_ds: tf.data.Dataset, progress: bool) -> tuple[float, int, float]:
     """One pass over the training data: (mean loss, tokens, seconds)."""
     t0 = time.time()
@@ -294,7 +339,8 @@ def _train_epoch(train_step, train_ds: tf.data.Dataset, progress: bool) -> tuple
     for i, batch in enumerate(train_ds, start=1):
         loss, _ = train_step(batch)
         losses.append(float(loss))
-        tokens += int(tf.reduce_sum(batch["length"]))
+        for part in batch if isinstance(batch, tuple) else (batch,):
+            tokens += int(tf.reduce_sum(part["length"]))
         bar.update(i, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
     return float(np.mean(losses)), tokens, time.time() - t0
 
@@ -321,6 +367,8 @@ def train(
         seed=tc.seed,
         document_context=context,
     )
+    if tc.silver_data is not None:
+        train_ds = tf.data.Dataset.zip((train_ds, silver_dataset(data_dir, config, context)))
     dev_ds = data.make_dataset(
         data_dir, "dev", 64, names + ("word", "tag"), document_context=context
     )

@@ -37,6 +37,7 @@ import apache_beam as beam
 import tqdm
 from apache_beam.coders import coder_impl
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     HadoopFileSystemOptions,
@@ -75,12 +76,20 @@ class RangeSentences(NamedTuple):
     counts: ReadCounts
 
 
+class RangeArrays(NamedTuple):
+    """A range's sentences with arrays that models computed for them: name -> per sentence
+    one [T, D] array (or None where the model gave none), in the order of the sentences."""
+
+    read: RangeSentences
+    arrays: dict[str, tuple[Any, ...]]
+
+
 class RangeCoder(beam.coders.PickleCoder):
-    """How Beam encodes the elements that carry a whole range (``RangeSentences``, and
-    RunInference's results of one): pickled, as by Beam's fallback coder, but sized without
-    encoding them. Beam samples element sizes for its counters by encoding the elements, and
-    pickling a range's sentences only to measure them took 7% of a tag-corpus run over a
-    24-range file (bench/RESULTS.md, section 11)."""
+    """How Beam encodes the elements that carry a whole range (``RangeSentences``,
+    ``RangeArrays`` and RunInference's results of one): pickled, as by Beam's fallback coder,
+    but sized without encoding them. Beam samples element sizes for its counters by encoding
+    the elements, and pickling a range's sentences only to measure them took 7% of a
+    tag-corpus run over a 24-range file (bench/RESULTS.md, section 11)."""
 
     def _create_impl(self):
         dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
@@ -90,14 +99,19 @@ class RangeCoder(beam.coders.PickleCoder):
 
 
 def estimated_size(value: Any) -> int:
-    """Bytes a range's element takes, roughly: 32 a token (a word and its offsets), twice
-    that for a result (predictions beside the sentences)."""
+    """Bytes a range's element takes, roughly: 32 a token (a word and its offsets), plus its
+    arrays; twice the example for a result (predictions beside the sentences)."""
     if isinstance(value, RangeSentences):
         return 32 * sum(len(s) for s in value.sentences)
+    if isinstance(value, RangeArrays):
+        return estimated_size(value.read) + sum(
+            a.nbytes for arrays in value.arrays.values() for a in arrays if a is not None
+        )
     return 2 * estimated_size(value.example)
 
 
-beam.coders.registry.register_coder(RangeSentences, RangeCoder)
+for _type in (RangeSentences, RangeArrays, PredictionResult):  # PredictionResult: of one range
+    beam.coders.registry.register_coder(_type, RangeCoder)
 
 
 # ----------------------------------------------------------------------------- runners

@@ -112,6 +112,30 @@ class PreprocessOptions:
         (),
         help="'train' (the training split's entities) or a file of TYPE<TAB>name lines; repeatable",
     )
+    contextual: str | None = option(
+        None,
+        help="local BERT encoder folder (`etagger convert-bert` output): run it on every "
+        "sentence once (RunInference) and store each token's vector (float16) for training",
+    )
+    contextual_pooling: str = option(
+        "first", choices=("first", "mean"), help="--contextual: a word's first piece, or the mean"
+    )
+    contextual_layers: int = option(
+        1, minimum=1, help="--contextual: the mean of the encoder's last this many layers"
+    )
+    contextual_max_pieces: int = option(
+        256, minimum=3, help="--contextual: [CLS] pieces [SEP] per sentence, at most"
+    )
+    soft_targets: str | None = option(
+        None,
+        help="exported teacher model: store its CRF marginals of every token of the train and "
+        "raw splits (RunInference), the silver labels of `etagger train --silver`",
+    )
+    held_out: tuple[str, ...] = option(
+        (),
+        help="--soft-targets: CoNLL files whose sentences never get soft targets; repeatable "
+        "(default: dev.txt and test.txt of --data-dir)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,9 @@ encoding pass (each range's records written as its shard, with a receipt of its 
 
 Output folder (appears whole or not at all):
   OUT/{split}-SSSSS-of-NNNNN.tfrecord  one shard per input range, records in input order
-                                       (with --bert-handle, also each token's wordpiece ids)
+                                       (with --bert-handle, also each token's wordpiece ids;
+                                       with --contextual, each token's encoder vector; with
+                                       --soft-targets, a teacher's marginals: RunInference)
   OUT/vocab/*.txt                      one entry per line, line i = id i
   OUT/glove_filtered.npy               [len(words.txt), dim] float32
   OUT/preprocess.json                  the options and feature config used
@@ -26,7 +28,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -35,7 +37,8 @@ from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from etagger import clioptions, conll, features, fsutil, glove, ranges, schema, tagschemes
 from etagger.errors import UsageError
-from pipelines import io
+from etagger.stored_vectors import ContextualSpec
+from pipelines import io, token_arrays
 from pipelines.options import PreprocessOptions, PreprocessRun
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ LENGTH_BIN = 10  # width of the sentence-length histogram bins in stats.json
 ENCODE_BATCH = 512  # sentences per feature-extraction call
 WORK_DIR = ".work"  # inside the staging folder: census, parts, receipts; gone before publishing
 GLOVE_WORDS = "glove_words.txt"  # in WORK_DIR: vocabulary words that have a GloVe vector
+# The splits a teacher labels for distillation: never dev or test, which measure the student.
+SOFT_TARGET_SPLITS = ("train", RAW_SPLIT)
 
 
 def _ragged_words(sentences: Sequence[conll.Sentence], column: str = "word"):
@@ -271,7 +276,13 @@ class Encoder:
 
             self.wordpieces = WordPieces(options.bert_handle)
 
-    def __call__(self, sentences: Sequence[conll.Sentence]) -> Iterable[Encoded]:
+    def __call__(
+        self,
+        sentences: Sequence[conll.Sentence],
+        arrays: Mapping[str, Sequence[np.ndarray | None]] | None = None,
+    ) -> Iterable[Encoded]:
+        """The records of ``sentences``; ``arrays``: name -> per sentence a [T, D] array to
+        store as that float16 feature (None: the sentence has none)."""
         import tensorflow as tf
 
         columns: dict[str, Any] = {
@@ -295,13 +306,14 @@ class Encoder:
             pieces = self.wordpieces(columns["word"].flat_values)
             ids["wordpiece_ids"] = _to_lists(columns["word"].with_flat_values(pieces))
         for i, s in enumerate(sentences):
-            sequence: dict[str, list[Any]] = {
-                name: list(values) for name, values in s.columns.items()
-            }
+            sequence: dict[str, Any] = {name: list(values) for name, values in s.columns.items()}
             sequence.update({name: value[i] for name, value in ids.items()})
             if "tag_id" in sequence and -1 in sequence["tag_id"]:
                 line = s.line + sequence["tag_id"].index(-1)
                 raise conll.ConllFormatError(s.source, line, "tag not seen in the training split")
+            for name, values in (arrays or {}).items():
+                if values[i] is not None:
+                    sequence[name] = values[i]
             if s.offsets:
                 sequence["start"] = [a for a, _ in s.offsets]
                 sequence["end"] = [b for _, b in s.offsets]
@@ -356,7 +368,7 @@ def _encoder(options: PreprocessOptions, out_dir: str, run_id: str) -> Encoder:
 
 
 class _EncodeRange(io.FileSystemsDoFn):
-    """RangeSentences -> the range's shard WORK/parts/<range>.tfrecord (records in input
+    """RangeArrays -> the range's shard WORK/parts/<range>.tfrecord (records in input
     order), then its receipt WORK/receipts/<range>.json; yields the range's name. The
     vocabularies are read from the output folder when the DoFn is set up."""
 
@@ -370,13 +382,16 @@ class _EncodeRange(io.FileSystemsDoFn):
         super().setup()
         self.encoder = _encoder(self.options, self.out_dir, self.run_id)
 
-    def process(self, read: io.RangeSentences):
+    def process(self, item: io.RangeArrays):
+        read = item.read
         counts = []
         with fsutil.atomic_write(
             fsutil.join(self.work_dir, "parts", f"{read.range.name}.tfrecord"), "wb"
         ) as f:
-            for batch in _batches(read.sentences):
-                for encoded in self.encoder(batch):
+            for first in range(0, len(read.sentences), ENCODE_BATCH):
+                batch = read.sentences[first : first + ENCODE_BATCH]
+                arrays = {k: v[first : first + ENCODE_BATCH] for k, v in item.arrays.items()}
+                for encoded in self.encoder(batch, arrays):
                     _TFRecordUtil.write_record(f, encoded.record)
                     counts.append(encoded._replace(record=b""))  # the counts, not the bytes
         receipt = {
@@ -384,6 +399,8 @@ class _EncodeRange(io.FileSystemsDoFn):
             "read": read.counts._asdict(),
             "worker": io.worker_name(),
         }
+        if "soft_tags" in item.arrays:
+            receipt["soft_targets"] = sum(a is not None for a in item.arrays["soft_tags"])
         io.write_receipt(fsutil.join(self.work_dir, "receipts"), read.range.name, receipt)
         yield read.range.name
 
@@ -443,6 +460,8 @@ def split_stats(
                 for b, n in sorted(t["lengths"].items(), key=lambda kv: int(kv[0]))
             ],
         }
+        if "soft_targets" in t:
+            out[split]["soft_targets"] = t["soft_targets"]
         if split == RAW_SPLIT:
             out[split]["skipped_lines"] = t["read"]["bad_lines"]
             continue
@@ -503,12 +522,86 @@ def prepare_output(out: str, overwrite: bool) -> str:
     return staging
 
 
+class EncodeRanges(beam.PTransform):
+    """RangeSentences -> the names of the ranges whose shards and receipts are written; the
+    ``handlers``' RunInference steps first add their per-token arrays (encoder vectors,
+    soft targets) to each range."""
+
+    def __init__(
+        self,
+        options: PreprocessOptions,
+        out_dir: str,
+        handlers: Sequence[token_arrays.TokenArraysHandler],
+        fs_options: dict,
+    ):
+        super().__init__()
+        self.options, self.out_dir, self.fs_options = options, out_dir, fs_options
+        self.handlers = handlers
+
+    def expand(self, read):
+        ranges_ = read | "NoArraysYet" >> beam.Map(token_arrays.to_arrays).with_output_types(
+            io.RangeArrays
+        )
+        for handler in self.handlers:
+            ranges_ = ranges_ | f"Add_{handler.name}" >> token_arrays.AddTokenArrays(handler)
+        return ranges_ | "WriteShards" >> beam.ParDo(
+            _EncodeRange(self.options, self.out_dir, self.fs_options)
+        )
+
+
+def array_handlers(
+    options: PreprocessOptions, out_dir: str, held_out: frozenset[str], fs_options: dict
+) -> list[token_arrays.TokenArraysHandler]:
+    """The RunInference steps that --contextual and --soft-targets ask for. The teacher's tags
+    are checked against the vocabulary in ``out_dir`` here, before any worker loads it."""
+    handlers: list[token_arrays.TokenArraysHandler] = []
+    spec = contextual_spec(options)
+    if spec is not None:
+        handlers.append(token_arrays.ContextualHandler(spec))
+    if options.soft_targets is not None:
+        from etagger.predictor import read_meta
+
+        tags = features.load_vocabs(fsutil.join(out_dir, "vocab")).get("tag", [])
+        teacher = read_meta(options.soft_targets)
+        if sorted(teacher.get("tags", [])) != sorted(tags):
+            raise UsageError(
+                f"--soft-targets {options.soft_targets}: its tags "
+                f"{teacher.get('tags', 'are not recorded (export it again)')} are not the "
+                f"data's {tags}"
+            )
+        handlers.append(
+            token_arrays.SoftTargetsHandler(
+                options.soft_targets, tags, held_out, SOFT_TARGET_SPLITS, fs_options
+            )
+        )
+    return handlers
+
+
+def contextual_spec(options: PreprocessOptions) -> ContextualSpec | None:
+    if options.contextual is None:
+        return None
+    return ContextualSpec(
+        options.contextual,
+        options.contextual_pooling,
+        options.contextual_layers,
+        options.contextual_max_pieces,
+    )
+
+
+def held_out_keys(paths: Sequence[str], columns: Sequence[str]) -> frozenset[str]:
+    """``conll.sentence_key`` of every sentence of the CoNLL files ``paths``."""
+    return frozenset(
+        conll.sentence_key(s.words) for path in paths for s in conll.read_conll(path, columns)
+    )
+
+
 def run_passes(
     planned: Sequence[ranges.FileRange],
     staging: str,
     options: PreprocessOptions,
     beam_options,
     where: PreprocessRun,
+    held_out: frozenset[str] = frozenset(),
 ) -> dict[str, dict]:
     """The census, vocabulary and encoding passes; returns the receipts of the ranges."""
     work_dir = fsutil.join(staging, WORK_DIR)
@@ -529,12 +622,13 @@ def run_passes(
         )
         if not fsutil.exists(fsutil.join(work_dir, GLOVE_WORDS)):
             raise RuntimeError("the vocabulary pass wrote no vocabularies: the runner lost work")
+    handlers = array_handlers(options, staging, held_out, fs_options)
     with io.Progress("preprocess", planned, fsutil.join(work_dir, "receipts"), quiet=where.quiet):
         io.run(
             lambda p: (
                 p
                 | "Read" >> io.ReadRanges(planned, options, fs_options)
-                | "Encode" >> beam.ParDo(_EncodeRange(options, staging, fs_options))
+                | "Encode" >> EncodeRanges(options, staging, handlers, fs_options)
             ),
             beam_options,
         )
@@ -567,6 +661,18 @@ def preprocess(
     options = dataclasses.replace(
         options,
         bert_handle=bert_encoder_dir(options.bert_handle),
+        contextual=bert_encoder_dir(options.contextual),
+        soft_targets=(
+            os.path.abspath(options.soft_targets)
+            if options.soft_targets is not None and fsutil.is_local(options.soft_targets)
+            else options.soft_targets
+        ),
+        held_out=tuple(options.held_out)
+        or (
+            tuple(inputs[split] for split in ("dev", "test") if split in inputs)
+            if options.soft_targets is not None
+            else ()
+        ),
         gazetteer=tuple(
             g if g == "train" or not fsutil.is_local(g) else os.path.abspath(g)
             for g in options.gazetteer
@@ -576,7 +682,12 @@ def preprocess(
     staging = prepare_output(where.out, where.overwrite)
     try:
         planned = plan(splits, options)
-        receipts = run_passes(planned, staging, options, beam_options, where)
+        held_out = (
+            held_out_keys(options.held_out, options.columns)
+            if options.soft_targets is not None
+            else frozenset()
+        )
+        receipts = run_passes(planned, staging, options, beam_options, where, held_out)
         stats = split_stats(receipts, planned, options)
         fsutil.write_text(
             fsutil.join(staging, "stats.json"), json.dumps(stats, indent=2, sort_keys=True)
@@ -591,6 +702,12 @@ def preprocess(
             from etagger.layers.contextual import vocab_sha256
 
             config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
+        spec = contextual_spec(options)
+        if spec is not None:
+            config["contextual_fingerprint"] = spec.fingerprint()
+        if options.soft_targets is not None:
+            config["soft_target_splits"] = list(SOFT_TARGET_SPLITS)
+            config["held_out_sentences"] = len(held_out)
         fsutil.write_text(
             fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True)
         )

@@ -41,7 +41,6 @@ from pipelines.options import TagOptions
 
 log = logging.getLogger(__name__)
 NAMESPACE = "tag_corpus"
-beam.coders.registry.register_coder(PredictionResult, io.RangeCoder)  # one range's results
 WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the output folder
 
 
@@ -104,17 +103,19 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
 
     def _tag(self, sentences: Sequence[conll.Sentence], model: Predictor) -> RangeTags:
         packs = pack_sentences(sentences, self.document_context)
-        order = sorted(range(len(packs)), key=lambda i: _tokens(packs[i]))
         results: list[list[Tagged]] = [[] for _ in packs]
         calls = []
-        for chunk in self._calls(order, packs):
+        lengths = [_tokens(pack) for pack in packs]
+        for chunk in packing.length_sorted_calls(
+            lengths, self.max_batch_sentences, self.max_batch_tokens
+        ):
             start = time.perf_counter()
             tagged = model.tag_packs([[s.columns for s in packs[i]] for i in chunk])
             calls.append(
                 (
                     time.perf_counter() - start,
                     sum(len(packs[i]) for i in chunk),
-                    sum(_tokens(packs[i]) for i in chunk),
+                    sum(lengths[i] for i in chunk),
                 )
             )
             for i, parts in zip(chunk, tagged):
@@ -122,24 +123,6 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
         return RangeTags(
             tuple(part for parts in results for part in parts), tuple(calls), model.load_seconds
         )
-
-    def _calls(
-        self, order: list[int], packs: list[tuple[conll.Sentence, ...]]
-    ) -> Iterable[list[int]]:
-        """Runs of the length-sorted packs within the per-call limits."""
-        chunk: list[int] = []
-        tokens = 0
-        for i in order:
-            n = _tokens(packs[i])
-            if chunk and (
-                len(chunk) == self.max_batch_sentences or tokens + n > self.max_batch_tokens
-            ):
-                yield chunk
-                chunk, tokens = [], 0
-            chunk.append(i)
-            tokens += n
-        if chunk:
-            yield chunk
 
     def get_num_bytes(self, batch: Sequence[io.RangeSentences]) -> int:
         return sum(len(w) for example in batch for s in example.sentences for w in s.words)

@@ -1,4 +1,5 @@
 """Every shipped config loads, and each variant (of bilstm_crf: contextual features, gazetteer;
+of bilstm_crf_words, the words-only student: the MiniLM teacher;
 of transformer_crf: relative positions; of both: document context) adds only its own model
 fields (and the document-context variants their batch size and decay steps, as a pack
 holds about three sentences): the same encoder and training budget, so the comparisons in
@@ -19,6 +20,16 @@ DOCUMENT_TRAINING = {"batch_size": 16, "decay_steps": 600}
 VARIANTS = {
     "minilm_bilstm_crf": (
         "bilstm_crf",
+        {
+            "bert_handle": "work/minilm-hub/encoder",
+            "bert_trainable": False,
+            "bert_pooling": "first",
+            "bert_layers": 4,
+            "bert_max_pieces": 256,
+        },
+    ),
+    "minilm_teacher_crf": (
+        "bilstm_crf_words",
         {
             "bert_handle": "work/minilm-hub/encoder",
             "bert_trainable": False,

@@ -355,3 +355,58 @@ def test_preprocess_stores_the_wordpieces_training_reads(
     stored = model(batch).numpy()
     tokenized = model({k: v for k, v in batch.items() if k != "wordpiece_ids"}).numpy()
     np.testing.assert_allclose(stored, tokenized, atol=1e-6)
+
+
+def test_preprocess_stores_the_vectors_training_reads(tiny_data, tiny_bert, frozen_model, tmp_path):
+    """`preprocess --contextual` runs the encoder once per sentence (RunInference) and stores
+    each token's vector with the encoder's fingerprint; a tagger with that encoder reads them
+    instead of running it, and gives the tags the in-graph vectors give."""
+    from etagger import data, records
+    from etagger.stored_vectors import ContextualSpec
+    from etagger.train import input_names, load_model, predict
+    from pipelines import preprocess
+
+    hub_dir = tiny_bert[0]
+    out = tmp_path / "data"
+    preprocess.run(
+        [
+            "--data-dir",
+            str(tiny_data / "conll"),
+            "--out",
+            str(out),
+            "--glove",
+            str(tiny_data / "glove.txt"),
+            "--num-shards",
+            "2",
+            "--contextual",
+            str(hub_dir),
+            "--quiet",
+        ]
+    )
+    info = data.load_preprocess_info(out)
+    spec = ContextualSpec(str(hub_dir))
+    assert info["contextual"] == str(hub_dir / "encoder")
+    assert info["contextual_fingerprint"] == spec.fingerprint()
+    assert ContextualSpec(str(hub_dir), layers=2).fingerprint() != spec.fingerprint()
+    layer = BertWordEmbedding(hub_dir)
+    for record in records.read_records(out, "dev"):
+        vectors = np.asarray(record["contextual"], np.float32)
+        want = layer(tf.constant([record["word"]]))[0].numpy()
+        assert vectors.shape == want.shape
+        np.testing.assert_allclose(vectors, want, rtol=2e-3, atol=2e-3)  # float16 storage
+
+    model_dir, config, _ = frozen_model
+    names = input_names(config, info)
+    assert names[-1] == "contextual"
+    assert "contextual" not in input_names(config, {**info, "contextual_fingerprint": "0" * 64})
+    model, _, vocabs, _ = load_model(model_dir)
+    dev = data.make_dataset(out, "dev", 8, names + ("tag",))
+    batch = next(iter(dev))
+    assert batch["contextual"].dtype == tf.float16 and batch["contextual"].shape.rank == 3
+    stored = model(batch).numpy()
+    in_graph = model({k: v for k, v in batch.items() if k != "contextual"}).numpy()
+    np.testing.assert_allclose(stored, in_graph, atol=1e-2)
+    without = data.make_dataset(out, "dev", 8, input_names(config) + ("tag",))
+    assert [r["pred"] for r in predict(model, dev, vocabs["tag"])] == [
+        r["pred"] for r in predict(model, without, vocabs["tag"])
+    ]
