@@ -25,7 +25,7 @@ def one_epoch(data: str, config: str, model_dir: Path) -> dict:
     shutil.rmtree(model_dir, ignore_errors=True)
     command = [sys.executable, "cli.py", "train", "--data", data, "--config", config]
     command += ["--model-dir", str(model_dir), "--epochs", "1", "--quiet"]
-    subprocess.run(command, cwd=ROOT, check=True)
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     row = json.loads((model_dir / "history.json").read_text())[0]
     return {k: row[k] for k in ("train_seconds", "tokens_per_second", "dev_entity_f1")}
 

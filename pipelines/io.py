@@ -37,7 +37,7 @@ import apache_beam as beam
 import tqdm
 from apache_beam.coders import coder_impl
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import PredictionResult
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     HadoopFileSystemOptions,
@@ -112,6 +112,29 @@ def estimated_size(value: Any) -> int:
 
 for _type in (RangeSentences, RangeArrays, PredictionResult):  # PredictionResult: of one range
     beam.coders.registry.register_coder(_type, RangeCoder)
+
+
+class InferPerRange(beam.PTransform):
+    """Elements that each carry a whole range (of ``element_type``) -> RunInference's
+    ``PredictionResult`` of each, through ``handler``. A range is already a large batch, so
+    each is passed to the handler on its own (``with_no_batching``) rather than through
+    BatchElements, which emits its last batch from ``finish_bundle``: the Dask runner drops
+    whatever ``finish_bundle`` emits."""
+
+    def __init__(self, handler: ModelHandler, element_type: type, namespace: str):
+        super().__init__()
+        self.handler, self.element_type, self.namespace = handler, element_type, namespace
+
+    def expand(self, ranges):
+        one_range = beam.Map(lambda r: [r]).with_output_types(list[self.element_type])
+        return (
+            ranges
+            | "OneRangePerCall" >> one_range
+            | "Infer"
+            >> RunInference(
+                self.handler.with_no_batching(), metrics_namespace=self.namespace
+            ).with_output_types(PredictionResult)
+        )
 
 
 # ----------------------------------------------------------------------------- runners

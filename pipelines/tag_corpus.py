@@ -32,7 +32,7 @@ from typing import NamedTuple, cast
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from etagger import clioptions, conll, fsutil, outputs, packing, ranges, tagschemes
 from etagger.predictor import Predictor, Tagged, document_context, read_meta
@@ -151,11 +151,8 @@ def pack_sentences(
 
 
 class TagRanges(beam.PTransform):
-    """RangeSentences -> PredictionResult(RangeSentences, RangeTags), through RunInference.
-
-    A range is already a large batch, so each is passed to the handler on its own
-    (``with_no_batching``) rather than through BatchElements, which emits its last batch
-    from ``finish_bundle``: the Dask runner drops whatever ``finish_bundle`` emits."""
+    """RangeSentences -> PredictionResult(RangeSentences, RangeTags), through RunInference,
+    one range per model call (``io.InferPerRange``)."""
 
     def __init__(self, options: TagOptions, fs_options: dict | None = None):
         super().__init__()
@@ -170,15 +167,7 @@ class TagRanges(beam.PTransform):
             document_context=self.options.document_context,
             fs_options=self.fs_options,
         )
-        one_range = beam.Map(lambda r: [r]).with_output_types(list[io.RangeSentences])
-        return (
-            read
-            | "OneRangePerCall" >> one_range
-            | "Tag"
-            >> RunInference(
-                handler.with_no_batching(), metrics_namespace=NAMESPACE
-            ).with_output_types(PredictionResult)
-        )
+        return read | "Tag" >> io.InferPerRange(handler, io.RangeSentences, NAMESPACE)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -4,8 +4,8 @@ teacher's CRF marginals (``--soft-targets``).
 
     RangeSentences | ToArrays() | AddTokenArrays(handler) | ... -> RangeArrays
 
-Each step passes one range per model call (``with_no_batching``, as tag-corpus does: a range
-is already a large batch), and the model cuts it into length-sorted calls itself. The models
+Each step passes one range per model call (``io.InferPerRange``, as tag-corpus does), and
+the model cuts it into length-sorted calls itself. The models
 load once per worker process (``functools.lru_cache``), whatever the runner does with the
 handler.
 """
@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from etagger import conll
 from etagger.stored_vectors import ContextualSpec, SoftTargets, WordVectors
@@ -123,14 +123,9 @@ class AddTokenArrays(beam.PTransform):
         self.handler = handler
 
     def expand(self, ranges):
-        one_range = beam.Map(lambda r: [r]).with_output_types(list[io.RangeArrays])
         return (
             ranges
-            | "OneRangePerCall" >> one_range
-            | "Infer"
-            >> RunInference(
-                self.handler.with_no_batching(), metrics_namespace=NAMESPACE
-            ).with_output_types(PredictionResult)
+            | "Infer" >> io.InferPerRange(self.handler, io.RangeArrays, NAMESPACE)
             | "Attach" >> beam.Map(_attach, self.handler.name).with_output_types(io.RangeArrays)
         )
 

@@ -309,18 +309,10 @@ def test_export_serves_the_same_tags_without_the_hub_folder(
     assert sum("encoder.layer." in v.name for v in loaded.model_variables) == 2 * 16
 
 
-def test_preprocess_stores_the_wordpieces_training_reads(
-    tiny_data, tiny_bert, frozen_model, tmp_path
-):
-    """`preprocess --bert-handle` stores each token's pieces (the word-to-subword alignment);
-    a BERT tagger reads them instead of tokenizing, with the same result as in-graph."""
-    from etagger import data, records
-    from etagger.layers.contextual import WordPieces
-    from etagger.train import input_names, load_model
+def preprocess_with(tiny_data, out, *options: str):
+    """The tiny fixture preprocessed again into ``out`` with more ``options``; returns out."""
     from pipelines import preprocess
 
-    hub_dir = tiny_bert[0]
-    out = tmp_path / "data"
     preprocess.run(
         [
             "--data-dir",
@@ -331,10 +323,24 @@ def test_preprocess_stores_the_wordpieces_training_reads(
             str(tiny_data / "glove.txt"),
             "--num-shards",
             "2",
-            "--bert-handle",
-            str(hub_dir),
+            "--quiet",
+            *options,
         ]
     )
+    return out
+
+
+def test_preprocess_stores_the_wordpieces_training_reads(
+    tiny_data, tiny_bert, frozen_model, tmp_path
+):
+    """`preprocess --bert-handle` stores each token's pieces (the word-to-subword alignment);
+    a BERT tagger reads them instead of tokenizing, with the same result as in-graph."""
+    from etagger import data, records
+    from etagger.layers.contextual import WordPieces
+    from etagger.train import input_names, load_model
+
+    hub_dir = tiny_bert[0]
+    out = preprocess_with(tiny_data, tmp_path / "data", "--bert-handle", str(hub_dir))
     info = data.load_preprocess_info(out)
     assert info["bert_handle"] == str(hub_dir / "encoder") and len(info["bert_vocab_sha256"]) == 64
     tokenizer = WordPieces(hub_dir)
@@ -364,25 +370,9 @@ def test_preprocess_stores_the_vectors_training_reads(tiny_data, tiny_bert, froz
     from etagger import data, records
     from etagger.stored_vectors import ContextualSpec
     from etagger.train import input_names, load_model, predict
-    from pipelines import preprocess
 
     hub_dir = tiny_bert[0]
-    out = tmp_path / "data"
-    preprocess.run(
-        [
-            "--data-dir",
-            str(tiny_data / "conll"),
-            "--out",
-            str(out),
-            "--glove",
-            str(tiny_data / "glove.txt"),
-            "--num-shards",
-            "2",
-            "--contextual",
-            str(hub_dir),
-            "--quiet",
-        ]
-    )
+    out = preprocess_with(tiny_data, tmp_path / "data", "--contextual", str(hub_dir))
     info = data.load_preprocess_info(out)
     spec = ContextualSpec(str(hub_dir))
     assert info["contextual"] == str(hub_dir / "encoder")
