@@ -562,12 +562,16 @@ def array_handlers(
         from etagger.predictor import read_meta
 
         tags = features.load_vocabs(fsutil.join(out_dir, "vocab")).get("tag", [])
-        teacher = read_meta(options.soft_targets)
-        if sorted(teacher.get("tags", [])) != sorted(tags):
+        teacher = read_meta(options.soft_targets).get("tags")
+        if teacher is None:
             raise UsageError(
-                f"--soft-targets {options.soft_targets}: its tags "
-                f"{teacher.get('tags', 'are not recorded (export it again)')} are not the "
-                f"data's {tags}"
+                f"--soft-targets {options.soft_targets}: exported without its tag list "
+                "(export it again)"
+            )
+        if sorted(teacher) != sorted(tags):
+            raise UsageError(
+                f"--soft-targets {options.soft_targets}: its tags {sorted(teacher)} are not "
+                f"the data's {sorted(tags)}"
             )
         handlers.append(
             token_arrays.SoftTargetsHandler(

@@ -4,6 +4,7 @@ traceback unless -v; an unexpected error ends with exit status 1."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,33 @@ def test_vocab_from_a_folder_that_is_not_a_preprocess_output(tmp_path):
     assert_one_line(
         result, f"{tmp_path}: not a preprocess output (no vocab/words.txt) for --vocab-from"
     )
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({}, "exported without its tag list (export it again)"),
+        (
+            {"tags": ["O", "S-PER"]},
+            "its tags ['O', 'S-PER'] are not the data's "
+            "['B-LOC', 'B-ORG', 'B-PER', 'E-LOC', 'E-ORG', 'E-PER', 'O', 'S-LOC', 'S-ORG', "
+            "'S-PER']",
+        ),
+    ],
+)
+def test_a_teacher_whose_tags_are_not_the_datas(tmp_path, meta, message):
+    (tmp_path / "in").mkdir()
+    write_conll_split(tmp_path / "in" / "train.txt", 20, seed=1)
+    (tmp_path / "teacher" / "assets.extra").mkdir(parents=True)
+    (tmp_path / "teacher" / "assets.extra" / "etagger.json").write_text(json.dumps(meta))
+    result = invoke(
+        "preprocess",
+        "--data-dir",
+        tmp_path / "in",
+        "--soft-targets",
+        tmp_path / "teacher",
+        "--out",
+        tmp_path / "out",
+    )
+    assert_one_line(result, f"--soft-targets {tmp_path / 'teacher'}: {message}")
+    assert not (tmp_path / "out").exists()
