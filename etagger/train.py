@@ -1,6 +1,6 @@
 """Training: Adam with warm-up and exponential decay, gradient clipping, optional weight
 averaging, early stopping on dev entity F1, best checkpoint kept, TensorBoard summaries,
-resume from the last epoch.
+resume from the last epoch; optionally distilling a teacher's soft targets (silver data).
 
 A model folder holds everything needed to evaluate, export and tag with it:
   config.json  preprocess.json  vocab/  glove_filtered.npy (initial vectors, for rebuilding)
