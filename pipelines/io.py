@@ -30,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TextIO
 
@@ -126,7 +127,9 @@ class InferPerRange(beam.PTransform):
         self.handler, self.element_type, self.namespace = handler, element_type, namespace
 
     def expand(self, ranges):
-        one_range = beam.Map(lambda r: [r]).with_output_types(list[self.element_type])
+        one_range = beam.Map(lambda r: [r]).with_output_types(
+            types.GenericAlias(list, (self.element_type,))  # list[element_type]
+        )
         return (
             ranges
             | "OneRangePerCall" >> one_range
