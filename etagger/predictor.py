@@ -89,16 +89,14 @@ class Predictor:
         ``with_confidence``."""
         import tensorflow as tf
 
-        width = max(len(s["word"]) for s in sentences)
+        from etagger.stored_vectors import padded_words
+
         feeds = {}
         for name in self.inputs:
             column = _column(name)
-            padded = np.full((len(sentences), width), "", dtype=object)
-            for i, s in enumerate(sentences):
-                if column not in s:
-                    raise ValueError(f"the model needs a {column!r} column for every sentence")
-                padded[i, : len(s[column])] = s[column]
-            feeds[name] = tf.constant(padded, tf.string)
+            if any(column not in s for s in sentences):
+                raise ValueError(f"the model needs a {column!r} column for every sentence")
+            feeds[name] = tf.constant(padded_words([s[column] for s in sentences]), tf.string)
         result = {k: v.numpy() for k, v in self.signature(**feeds).items()}
         outs = []
         for i, s in enumerate(sentences):

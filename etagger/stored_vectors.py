@@ -59,10 +59,6 @@ class ContextualSpec:
             str(resolve_handle(self.handle)), self.pooling, self.layers, self.max_pieces
         )
 
-    def describe(self, dim: int) -> dict:
-        """What preprocess.json records of the stored vectors."""
-        return {**dataclasses.asdict(self), "dim": dim, "fingerprint": self.fingerprint()}
-
 
 @functools.cache
 def _fingerprint(folder: str, pooling: str, layers: int, max_pieces: int) -> str:
