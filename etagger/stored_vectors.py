@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -113,14 +113,11 @@ class WordVectors:
     def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         import tensorflow as tf
 
-        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(sentences)
-        lengths = [len(s) for s in sentences]
-        for chunk in packing.length_sorted_calls(lengths, BATCH_SENTENCES, BATCH_TOKENS):
-            words = padded_words([sentences[i] for i in chunk])
-            vectors = self._call(tf.constant(words, tf.string)).numpy()
-            for j, i in enumerate(chunk):
-                out[i] = vectors[j, : lengths[i]]
-        return out
+        return _per_sentence(
+            sentences,
+            self.dim,
+            lambda batch: self._call(tf.constant(padded_words(batch), tf.string)).numpy(),
+        )
 
 
 class SoftTargets:
@@ -145,10 +142,24 @@ class SoftTargets:
         self.columns = [teacher_tags.index(t) for t in tags]
 
     def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        out: list[np.ndarray] = [np.zeros((0, len(self.columns)), np.float16)] * len(sentences)
-        lengths = [len(s) for s in sentences]
-        for chunk in packing.length_sorted_calls(lengths, BATCH_SENTENCES, BATCH_TOKENS):
-            marginals = self.predictor.marginals([sentences[i] for i in chunk])
-            for i, m in zip(chunk, marginals):
-                out[i] = m[:, self.columns].astype(np.float16)
-        return out
+        return _per_sentence(
+            sentences,
+            len(self.columns),
+            lambda batch: [m[:, self.columns] for m in self.predictor.marginals(batch)],
+        )
+
+
+def _per_sentence(
+    sentences: Sequence[Sequence[str]],
+    width: int,
+    call: Callable[[list[Sequence[str]]], Sequence[np.ndarray]],
+) -> list[np.ndarray]:
+    """Per sentence its [T, width] float16 rows, from ``call`` (some sentences -> one array
+    per sentence of at least T rows) on length-sorted batches of at most BATCH_SENTENCES
+    sentences and BATCH_TOKENS padded tokens."""
+    out = [np.zeros((0, width), np.float16)] * len(sentences)
+    lengths = [len(s) for s in sentences]
+    for chunk in packing.length_sorted_calls(lengths, BATCH_SENTENCES, BATCH_TOKENS):
+        for i, rows in zip(chunk, call([sentences[i] for i in chunk])):
+            out[i] = rows[: lengths[i]].astype(np.float16)
+    return out
