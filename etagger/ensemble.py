@@ -77,9 +77,11 @@ class Ensemble(tf.Module):
         log-probabilities)."""
         return self._mean([m(features, training=training) for m in self.members])
 
-    def serving_potentials(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    def serving_potentials(
+        self, features: Mapping[str, tf.Tensor], fused_lstm: bool = False
+    ) -> tf.Tensor:
         """``__call__`` at inference through each member's `Tagger.serving_potentials`."""
-        return self._mean([m.serving_potentials(features) for m in self.members])
+        return self._mean([m.serving_potentials(features, fused_lstm) for m in self.members])
 
     def _mean(self, scores: list[tf.Tensor]) -> tf.Tensor:
         if self.crf is None:

@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from etagger import features, fsutil
+from etagger import features, fsutil, ops
 from etagger.ensemble import as_dirs, load_tagger
+from etagger.errors import InputError
 from etagger.predictor import META_PATH, read_meta
 
 
@@ -54,6 +55,7 @@ class ServingModule(tf.Module):
         feature_config: features.FeatureConfig,
         tag_scheme: str,
         extra_inputs: tuple[str, ...],
+        fused_lstm: bool = False,
     ):
         super().__init__(name="etagger")
         # Track only the variables, not the Keras model: tracking it would make the SavedModel
@@ -76,6 +78,7 @@ class ServingModule(tf.Module):
         )
         self.is_outside = tf.constant([t == "O" for t in vocabs["tag"]])
         self.extra_inputs = extra_inputs
+        self.fused_lstm = fused_lstm
         self.serve = self._signature(self._serve)
         self.serve_with_confidence = self._signature(self._serve_with_confidence)
         self.serve_marginals = self._signature(self._serve_marginals)
@@ -104,12 +107,12 @@ class ServingModule(tf.Module):
 
     def _serve(self, inputs):
         ids = self._features(inputs)
-        potentials = self.model.serving_potentials(ids)
+        potentials = self.model.serving_potentials(ids, self.fused_lstm)
         return self._outputs(self.model.decode_potentials(potentials, ids["length"]), ids["length"])
 
     def _serve_with_confidence(self, inputs):
         ids = self._features(inputs)
-        potentials = self.model.serving_potentials(ids)
+        potentials = self.model.serving_potentials(ids, self.fused_lstm)
         tag_ids = self.model.decode_potentials(potentials, ids["length"])
         marginals = self.model.marginals(potentials, ids["length"])
         token_confidence = tf.gather(marginals, tag_ids, batch_dims=2)
@@ -120,7 +123,7 @@ class ServingModule(tf.Module):
 
     def _serve_marginals(self, inputs):
         ids = self._features(inputs)
-        potentials = self.model.serving_potentials(ids)
+        potentials = self.model.serving_potentials(ids, self.fused_lstm)
         return {
             "marginals": self.model.marginals(potentials, ids["length"]),
             "lengths": ids["length"],
@@ -142,17 +145,27 @@ class ServingModule(tf.Module):
 
 
 def export(
-    model_dirs: str | Path | Sequence[str | Path], out: str | Path, weights: str = "best"
+    model_dirs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    weights: str = "best",
+    fused_lstm: bool = False,
 ) -> Path:
     """Writes the SavedModel of one model folder, or of the ensemble of several
-    (etagger.ensemble), to ``out`` atomically (staging folder, then rename)."""
+    (etagger.ensemble), to ``out`` atomically (staging folder, then rename). ``fused_lstm``:
+    the BiLSTM runs etagger's own one-kernel op (``etagger.ops``), which whoever loads the
+    model must load too."""
     model_dirs = as_dirs(model_dirs)
     model, configs, vocabs, info = load_tagger(model_dirs, weights)
+    if fused_lstm:
+        others = sorted({c.model.encoder for c in configs} - {"bilstm"})
+        if others:
+            raise InputError(f"--fused-lstm needs BiLSTM encoders, not {', '.join(others)}")
+        ops.load()
     extra = tuple(
         name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)
     )
     feature_config = features.FeatureConfig(**info["features"])
-    module = ServingModule(model, vocabs, feature_config, info["tag_scheme"], extra)
+    module = ServingModule(model, vocabs, feature_config, info["tag_scheme"], extra, fused_lstm)
     module.__call__ = module.serve
     # What a user (and tag-corpus) needs to know about the model, beside the graph. An
     # ensemble's "config" is its first member's (members share data and document context).
@@ -163,6 +176,7 @@ def export(
         "output_scheme": "IOB2",
         "input_scheme": info["input_scheme"],
         "tags": vocabs["tag"],  # the training scheme's tags: the columns of tag_marginals
+        "ops": [ops.OP_NAME] if fused_lstm else [],  # custom ops a loader must register
     }
     if len(configs) > 1:
         meta["ensemble"] = [
@@ -202,7 +216,6 @@ def rebuild_model_dir(exported: str | Path, data_dir: str | Path, model_dir: str
     vocabularies against the lookup tables in the graph, and every variable by name and
     shape, so a rebuild from other data fails. Written atomically."""
     from etagger.config import Config
-    from etagger.errors import InputError
     from etagger.train import build_model, copy_data_files
 
     exported, data_dir = Path(exported), Path(data_dir)
@@ -216,6 +229,7 @@ def rebuild_model_dir(exported: str | Path, data_dir: str | Path, model_dir: str
     ):
         raise InputError(f"{data_dir}: other features or tag scheme than {exported} was trained on")
     vocabs = features.load_vocabs(data_dir / "vocab")
+    ops.load_if_needed(meta)
     loaded = tf.saved_model.load(str(exported))
     for name, table in loaded.extractor.tables.items():
         if _table_entries(table) != vocabs.get(name):

@@ -171,13 +171,20 @@ class Tagger(keras.Model):
         """Features -> tag potentials [B, T, K] (zeros at padding)."""
         return self._encode(features, training)[0]
 
-    def serving_potentials(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    def serving_potentials(
+        self, features: Mapping[str, tf.Tensor], fused_lstm: bool = False
+    ) -> tf.Tensor:
         """``call`` at inference through the encoders' inference paths where they have one
-        (``BiLSTMEncoder.serve``): what exported models compute."""
-        return self._encode(features, training=False, serving=True)[0]
+        (``BiLSTMEncoder.serve``, with etagger's fused LSTM op if ``fused_lstm``): what
+        exported models compute."""
+        return self._encode(features, training=False, serving=True, fused_lstm=fused_lstm)[0]
 
     def _encode(
-        self, features: Mapping[str, tf.Tensor], training: bool, serving: bool = False
+        self,
+        features: Mapping[str, tf.Tensor],
+        training: bool,
+        serving: bool = False,
+        fused_lstm: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(tag potentials [B, T, K], the first BiLSTM layer's states when the LM objective
         needs them, else None). ``serving``: through the encoders' ``serve``."""
@@ -216,7 +223,7 @@ class Tagger(keras.Model):
         states = None
         for i, layer in enumerate(self.encoder):
             if serving and hasattr(layer, "serve"):
-                x = layer.serve(x, features["length"])
+                x = layer.serve(x, features["length"], fused=fused_lstm)
             elif i == 0 and self.lm is not None:
                 x, states = layer(x, mask=mask, training=training, return_first=True)
             else:

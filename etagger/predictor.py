@@ -66,7 +66,7 @@ class Predictor:
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op of the graph)
 
-        from etagger import fsutil
+        from etagger import fsutil, ops
 
         start = time.perf_counter()
         self.path = fsutil.local_folder(str(path))
@@ -75,6 +75,7 @@ class Predictor:
         # column; the name stays because every exported model and its clients use it.
         self.inputs: list[str] = self.meta["inputs"]
         self.with_confidence = with_confidence
+        ops.load_if_needed(self.meta)
         self.saved_model = tf.saved_model.load(self.path)
         self.signature = self.saved_model.signatures[
             "tag_with_confidence" if with_confidence else "serving_default"

@@ -265,6 +265,35 @@ def test_bilstm_serving_path_is_keras_bit_for_bit(rng, num_layers):
     np.testing.assert_array_equal(served.numpy()[~mask.numpy()], 0.0)
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_bilstm_fused_serving_path_equals_keras_to_float32_rounding(rng, num_layers):
+    # `export --fused-lstm`: etagger's one-kernel op (etagger.ops) against Keras's masked
+    # Bidirectional(LSTM), with padding of garbage and an empty row.
+    encoder = BiLSTMEncoder(8, num_layers=num_layers)
+    x, mask = CASES[2].inputs(rng, [5, 2, 0, 1, 3], 5)
+    x = tf.where(mask[..., None], x, 1e6)
+    encoder(x, mask=mask)  # builds the weights
+    for weight in encoder.weights:  # non-zero biases, so that every term counts
+        weight.assign(tf.random.normal(weight.shape, seed=int(rng.integers(1 << 30))))
+    expected = encoder(x, mask=mask, training=False)
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    served = tf.function(lambda x, n: encoder.serve(x, n, fused=True))(x, lengths)
+    np.testing.assert_allclose(real(served, mask), real(expected, mask), atol=1e-6)
+    np.testing.assert_array_equal(served.numpy()[~mask.numpy()], 0.0)
+    # An empty batch, and zero-length sentences only.
+    for shape, n in (([0, 0, DIM], []), ([2, 3, DIM], [0, 0])):
+        empty = encoder.serve(tf.zeros(shape), tf.constant(n, tf.int32), fused=True)
+        assert empty.shape == (shape[0], shape[1], 16) and not np.any(empty.numpy())
+
+
+def test_fused_lstm_op_rejects_lengths_beyond_the_sentences():
+    from etagger import ops
+
+    weights = tf.zeros([DIM, 16]), tf.zeros([4, 16]), tf.zeros([16])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="lengths must lie in"):
+        ops.lstm_sequence(tf.zeros([1, 3, DIM]), tf.constant([4]), *weights)
+
+
 def test_bilstm_drops_out_between_layers_only(rng):
     # The tagger drops the encoder's output itself: a second dropout here would drop it twice.
     x, mask = CASES[2].inputs(rng, [5, 2, 3], 5)

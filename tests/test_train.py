@@ -2,6 +2,8 @@
 evaluate it, resume it, and check the files a model folder must hold."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from etagger.errors import InputError
 from etagger.evaluate import evaluate_split
 from etagger.export import export, rebuild_model_dir
 from etagger.model import _drop_ids
+from etagger.predictor import read_meta
 from etagger.train import WarmupExponentialDecay, train
 from tests.fixtures import TINY, predicted_tags, preprocess_tiny, serve_conll
 
@@ -140,20 +143,34 @@ def test_export_serves_the_same_tags_as_evaluation(tiny_data, tiny_model, tmp_pa
     assert (confidence[out["tags"].numpy() == b"O"] == 0).all()
 
 
+def served_test_split(tiny_data, saved):
+    """The ``tag_with_confidence`` outputs of an exported tiny model on the fixture's test split."""
+    loaded = tf.saved_model.load(str(saved))
+    test = tiny_data / "conll" / "test.txt"
+    return serve_conll(loaded, test, "tag_with_confidence", columns=("pos",))[1]
+
+
+def test_fused_lstm_export_serves_the_same_tags(tiny_data, tiny_model, tmp_path):
+    model_dir, _, _ = tiny_model
+    plain = export(model_dir, tmp_path / "plain")
+    fused = export(model_dir, tmp_path / "fused", fused_lstm=True)
+    assert read_meta(fused)["ops"] == ["EtaggerLstmSequence"] and read_meta(plain)["ops"] == []
+    outputs = [served_test_split(tiny_data, saved) for saved in (plain, fused)]
+    np.testing.assert_array_equal(outputs[0]["tags"].numpy(), outputs[1]["tags"].numpy())
+    np.testing.assert_allclose(
+        outputs[0]["token_confidence"].numpy(), outputs[1]["token_confidence"].numpy(), atol=1e-5
+    )
+    # A fresh process: etagger's loader registers the op itself before loading the graph.
+    load = f"from etagger.predictor import Predictor; print(Predictor({str(fused)!r}).load_seconds)"
+    subprocess.run([sys.executable, "-c", load], check=True, capture_output=True)
+
+
 def test_rebuilt_model_exports_the_same_outputs(tiny_data, tiny_model, tmp_path):
     model_dir, _, _ = tiny_model
     first = export(model_dir, tmp_path / "first")
     rebuilt = rebuild_model_dir(first, tiny_data / "data", tmp_path / "rebuilt")
     second = export(rebuilt, tmp_path / "second")
-    outputs = [
-        serve_conll(
-            tf.saved_model.load(str(saved)),
-            tiny_data / "conll" / "test.txt",
-            "tag_with_confidence",
-            columns=("pos",),
-        )[1]
-        for saved in (first, second)
-    ]
+    outputs = [served_test_split(tiny_data, saved) for saved in (first, second)]
     for name in ("tags", "token_confidence", "entity_confidence"):
         np.testing.assert_array_equal(outputs[0][name].numpy(), outputs[1][name].numpy())
     with pytest.raises(InputError, match="not a preprocess output"):

@@ -1,0 +1,60 @@
+"""etagger's own TensorFlow op: ``EtaggerLstmSequence``, one LSTM direction in a single kernel
+(lstm_sequence.cc), for exports made with ``cli.py export --fused-lstm``.
+
+The library is compiled on the machine that uses it (``python -m etagger.ops``, which
+``make install`` runs), against the installed TensorFlow's headers. A SavedModel exported with
+the op needs it loaded (``load()``) before ``tf.saved_model.load``; etagger's own loaders do that.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("lstm_sequence.cc")
+LIBRARY = Path(__file__).with_name("_lstm_sequence.so")
+OP_NAME = "EtaggerLstmSequence"
+# x86-64-v3 (AVX2, FMA): x86 servers since about 2015, so that a library built on one
+# machine runs on its workers too.
+ARCH_FLAGS = ["-march=x86-64-v3"]
+
+
+def build(out: Path = LIBRARY) -> Path:
+    """Compiles lstm_sequence.cc into ``out`` (a temporary name, then renamed)."""
+    import tensorflow as tf
+
+    staging = out.with_suffix(".so.tmp")
+    command = [
+        "g++", "-shared", "-fPIC", "-O3", *ARCH_FLAGS, "-w", str(SOURCE), "-o", str(staging),
+        *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+    staging.replace(out)
+    return out
+
+
+@cache
+def load():
+    """The loaded op library (once per process); a one-line error when it was not built."""
+    import tensorflow as tf
+
+    if not LIBRARY.exists():
+        raise FileNotFoundError(
+            f"{LIBRARY}: etagger's LSTM op is not built; build it with `python -m etagger.ops`"
+        )
+    return tf.load_op_library(str(LIBRARY))
+
+
+def load_if_needed(meta: dict) -> None:
+    """Loads the library when the exported model described by ``meta`` (its etagger.json)
+    was exported with the op."""
+    if meta.get("ops"):
+        load()
+
+
+def lstm_sequence(x, lengths, kernel, recurrent, bias, reverse: bool = False):
+    """One LSTM direction: x [B, T, D] float32, lengths [B] int32 (right padding), a Keras
+    LSTMCell's kernel [D, 4U], recurrent kernel [U, 4U] and bias [4U] -> hidden states
+    [B, T, U], zeros at padding. ``reverse``: each sentence read from its last real token."""
+    return load().etagger_lstm_sequence(x, lengths, kernel, recurrent, bias, reverse=reverse)
