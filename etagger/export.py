@@ -157,9 +157,11 @@ def export(
     model_dirs = as_dirs(model_dirs)
     model, configs, vocabs, info = load_tagger(model_dirs, weights)
     if fused_lstm:
-        others = sorted({c.model.encoder for c in configs} - {"bilstm"})
+        others = sorted(
+            {c.model.encoder for c in configs if not c.model.encoder.startswith("bilstm")}
+        )
         if others:
-            raise InputError(f"--fused-lstm needs BiLSTM encoders, not {', '.join(others)}")
+            raise InputError(f"--fused-lstm needs a BiLSTM encoder, not {', '.join(others)}")
         ops.load()
     extra = tuple(
         name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)

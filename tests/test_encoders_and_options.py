@@ -48,6 +48,12 @@ def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
         tiny_data / "data", config_lib.Config.from_dict(cfg), tmp_path / encoder, progress=False
     )
     assert result["epochs_run"] == 1
+    if not encoder.startswith("bilstm"):  # etagger's fused LSTM op has no LSTM to run here
+        from etagger.errors import InputError
+        from etagger.export import export
+
+        with pytest.raises(InputError, match="--fused-lstm needs a BiLSTM encoder"):
+            export(tmp_path / encoder, tmp_path / "saved", fused_lstm=True)
 
 
 def test_averaging_dropouts_and_document_context_fit_and_tag_alike_everywhere(tiny_data, tmp_path):
