@@ -34,7 +34,7 @@ import tensorflow as tf
 from etagger import features, fsutil, ops
 from etagger.ensemble import as_dirs, load_tagger
 from etagger.errors import InputError
-from etagger.predictor import META_PATH, read_meta
+from etagger.predictor import META_PATH, load_exported, read_meta
 
 
 def iob2_tags(tags: list[str], scheme: str) -> list[str]:
@@ -162,7 +162,6 @@ def export(
         )
         if others:
             raise InputError(f"--fused-lstm needs a BiLSTM encoder, not {', '.join(others)}")
-        ops.load()
     extra = tuple(
         name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)
     )
@@ -231,8 +230,7 @@ def rebuild_model_dir(exported: str | Path, data_dir: str | Path, model_dir: str
     ):
         raise InputError(f"{data_dir}: other features or tag scheme than {exported} was trained on")
     vocabs = features.load_vocabs(data_dir / "vocab")
-    ops.load_if_needed(meta)
-    loaded = tf.saved_model.load(str(exported))
+    loaded = load_exported(exported, meta)
     for name, table in loaded.extractor.tables.items():
         if _table_entries(table) != vocabs.get(name):
             raise InputError(f"{data_dir}: the {name} vocabulary is not the one {exported} uses")

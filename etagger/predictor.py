@@ -33,6 +33,19 @@ def read_meta(path: str | Path) -> dict:
     return json.loads(fsutil.read_text(meta))
 
 
+def load_exported(path: str | Path, meta: dict | None = None):
+    """The SavedModel at the local ``path``, after registering the ops its graph uses besides
+    TensorFlow's own: tensorflow-text's constrained Viterbi, and etagger's LSTM op when the
+    model was exported with ``--fused-lstm`` (``meta``: its etagger.json, read if not given)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op)
+
+    from etagger import ops
+
+    ops.load_if_needed(meta if meta is not None else read_meta(path))
+    return tf.saved_model.load(str(path))
+
+
 def document_context(meta: dict) -> int:
     """Tokens of neighbouring sentences the exported model reads together (0: none)."""
     return meta["config"]["model"].get("document_context", 0)
@@ -63,10 +76,7 @@ class Predictor:
     """
 
     def __init__(self, path: str | Path, with_confidence: bool = False):
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op of the graph)
-
-        from etagger import fsutil, ops
+        from etagger import fsutil
 
         start = time.perf_counter()
         self.path = fsutil.local_folder(str(path))
@@ -75,8 +85,7 @@ class Predictor:
         # column; the name stays because every exported model and its clients use it.
         self.inputs: list[str] = self.meta["inputs"]
         self.with_confidence = with_confidence
-        ops.load_if_needed(self.meta)
-        self.saved_model = tf.saved_model.load(self.path)
+        self.saved_model = load_exported(self.path, self.meta)
         self.signature = self.saved_model.signatures[
             "tag_with_confidence" if with_confidence else "serving_default"
         ]

@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from etagger import ops
 from etagger.layers.dropout import sequence_dropout
 
 
@@ -120,8 +121,6 @@ def bilstm_inference(x, lengths, forward, backward):
 def bilstm_fused(x, lengths, forward, backward):
     """``bilstm_inference`` through ``etagger.ops.lstm_sequence``: two ops per layer instead of
     about twenty per time step, which is what a single sentence's latency is made of."""
-    from etagger import ops
-
     states = [
         ops.lstm_sequence(x, lengths, c.kernel, c.recurrent_kernel, c.bias, reverse=reverse)
         for c, reverse in ((forward, False), (backward, True))
