@@ -3,6 +3,7 @@ timed from outside (interpreter start-up, imports, model loading, census, taggin
 
     python bench/bulk.py [--model models/conll03-bilstm1] [--format jsonl|conll]
                          [--input ../shared/data/wikitext-2/valid.txt ...] [--no-wikitext]
+                         [--inflight-calls N]
 
 Prints one JSON line: the process's wall seconds and tokens/s, and the figures of the run's
 own timing.json (model-call tokens/s, model load, phase seconds).
@@ -23,13 +24,16 @@ WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2"
 MODEL = ROOT / "models" / "conll03-bilstm1"
 
 
-def bulk(model: str, inputs: list[str], fmt: str, wikitext: bool = True) -> dict:
+def bulk(
+    model: str, inputs: list[str], fmt: str, wikitext: bool = True, inflight: int | None = None
+) -> dict:
     """Runs tag-corpus once into a temporary folder and returns its figures."""
     with tempfile.TemporaryDirectory(prefix="etagger-bulk-") as out:
         command = [
             sys.executable, str(ROOT / "cli.py"), "tag-corpus", "--model", model,
             *(a for path in inputs for a in ("--input", path)), "--output", out, "--format", fmt, "--lenient", "--quiet",
             "--runner", "DirectRunner", *(["--wikitext"] if wikitext else []),
+            *(["--inflight-calls", str(inflight)] if inflight else []),
         ]  # fmt: skip
         start = time.perf_counter()
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -39,6 +43,7 @@ def bulk(model: str, inputs: list[str], fmt: str, wikitext: bool = True) -> dict
         "tool": "etagger",
         "mode": "bulk",
         "format": fmt,
+        "inflight_calls": inflight,
         "inputs": inputs,
         "tokens": timing["tokens"],
         "process_seconds": round(seconds, 3),
@@ -59,8 +64,10 @@ def main() -> None:
         "--input", nargs="+", default=[str(WIKITEXT / "valid.txt"), str(WIKITEXT / "test.txt")]
     )
     parser.add_argument("--no-wikitext", action="store_true", help="input is not wikitext")
+    parser.add_argument("--inflight-calls", type=int, help="tag-corpus's; default its own")
     args = parser.parse_args()
-    print(json.dumps(bulk(args.model, args.input, args.format, not args.no_wikitext)))
+    result = bulk(args.model, args.input, args.format, not args.no_wikitext, args.inflight_calls)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

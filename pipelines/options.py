@@ -62,6 +62,12 @@ class TagOptions:
         64, minimum=1, aliases=("--batch-size",), help="most sentences per model call"
     )
     batch_tokens: int = option(4096, minimum=1, help="most tokens per model call")
+    inflight_calls: int = option(
+        2,
+        minimum=1,
+        help="model calls a worker runs at once, on threads (TensorFlow releases the GIL "
+        "in a call, so one call's Python and light ops overlap another's LSTM)",
+    )
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
     quiet: bool = option(False, help=_QUIET_HELP)
     # From the model, not the command line. gold_scheme: the tag scheme of the model's

@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, cast
 
 import apache_beam as beam
@@ -49,11 +50,13 @@ WORK_DIR = ".etagger-work"  # parts and receipts of a run in progress, under the
 
 class RangeTags(NamedTuple):
     """The model's output for one range: per sentence its predictions, per model call its
-    (seconds, sentences, tokens), and how long the worker took to load the model (in the
-    range's receipt, since the Dask runner has no metrics to carry RunInference's own)."""
+    (seconds, sentences, tokens), the wall seconds of all its calls (less than their sum when
+    calls overlap), and how long the worker took to load the model (in the range's receipt,
+    since the Dask runner has no metrics to carry RunInference's own)."""
 
     per_sentence: tuple[Tagged, ...]
     calls: tuple[tuple[float, int, int], ...]
+    seconds: float
     model_load_seconds: float
 
 
@@ -69,7 +72,9 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
     """RunInference handler for an etagger SavedModel. An example is one input range's
     sentences; the handler packs them (document context), sorts them by length and calls
     the model on runs of at most ``max_batch_sentences`` packs and ``max_batch_tokens``
-    tokens, so that padding wastes little."""
+    tokens, so that padding wastes little. ``inflight_calls`` calls run at once, on threads:
+    TensorFlow releases the GIL while a call runs, so one call's feature and decoding ops
+    and another's Python fill the cores that a single call leaves idle outside its LSTM."""
 
     def __init__(
         self,
@@ -79,8 +84,12 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
         max_batch_tokens: int = 4096,
         document_context: int = 0,
         fs_options: dict | None = None,
+        inflight_calls: int = 2,
     ):
         super().__init__()
+        if inflight_calls < 1:
+            raise ValueError(f"inflight_calls must be >= 1, got {inflight_calls}")
+        self.inflight_calls = inflight_calls
         self.model_path = model_path
         self.fs_options = fs_options or {}
         self.with_confidence = with_confidence
@@ -103,25 +112,34 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
 
     def _tag(self, sentences: Sequence[conll.Sentence], model: Predictor) -> RangeTags:
         packs = pack_sentences(sentences, self.document_context)
-        results: list[list[Tagged]] = [[] for _ in packs]
-        calls = []
         lengths = [_tokens(pack) for pack in packs]
-        for chunk in packing.length_sorted_calls(
-            lengths, self.max_batch_sentences, self.max_batch_tokens
-        ):
+        chunks = list(
+            packing.length_sorted_calls(lengths, self.max_batch_sentences, self.max_batch_tokens)
+        )
+
+        def call(chunk: list[int]) -> tuple[list[list[Tagged]], tuple[float, int, int]]:
             start = time.perf_counter()
             tagged = model.tag_packs([[s.columns for s in packs[i]] for i in chunk])
-            calls.append(
-                (
-                    time.perf_counter() - start,
-                    sum(len(packs[i]) for i in chunk),
-                    sum(lengths[i] for i in chunk),
-                )
-            )
+            seconds = time.perf_counter() - start
+            size = sum(len(packs[i]) for i in chunk), sum(lengths[i] for i in chunk)
+            return tagged, (seconds, *size)
+
+        start = time.perf_counter()
+        if self.inflight_calls == 1:
+            done = [call(chunk) for chunk in chunks]
+        else:
+            with ThreadPoolExecutor(self.inflight_calls, thread_name_prefix="etagger-call") as pool:
+                done = list(pool.map(call, chunks))
+        seconds = time.perf_counter() - start
+        results: list[list[Tagged]] = [[] for _ in packs]
+        for chunk, (tagged, _) in zip(chunks, done):
             for i, parts in zip(chunk, tagged):
                 results[i] = parts
         return RangeTags(
-            tuple(part for parts in results for part in parts), tuple(calls), model.load_seconds
+            tuple(part for parts in results for part in parts),
+            tuple(figures for _, figures in done),
+            seconds,
+            model.load_seconds,
         )
 
     def get_num_bytes(self, batch: Sequence[io.RangeSentences]) -> int:
@@ -166,6 +184,7 @@ class TagRanges(beam.PTransform):
             max_batch_tokens=self.options.batch_tokens,
             document_context=self.options.document_context,
             fs_options=self.fs_options,
+            inflight_calls=self.options.inflight_calls,
         )
         return read | "Tag" >> io.InferPerRange(handler, io.RangeSentences, NAMESPACE)
 
@@ -221,6 +240,7 @@ class _WritePart(io.FileSystemsDoFn):
             "entities": sum(t.startswith("B-") for out in tags.per_sentence for t in out.tags),
             "read": read.counts._asdict(),
             "calls": tags.calls,
+            "model_seconds": tags.seconds,
             "model_load_seconds": tags.model_load_seconds,
             "worker": io.worker_name(),
         }
@@ -299,7 +319,6 @@ def latency_summary(calls: Sequence[Sequence[float]]) -> dict:
     return {
         "batches": len(calls),
         "mean_batch_sentences": round(float(sizes.mean()), 2) if len(sizes) else 0,
-        "inference_seconds": round(float(seconds.sum()), 3),
         "batch_latency": _percentiles(seconds),
         "sentence_latency": _percentiles(np.repeat(seconds / np.maximum(sizes, 1), sizes)),
     }
@@ -342,6 +361,8 @@ def summarise(receipts: dict[str, dict], planned: Sequence[ranges.FileRange]) ->
         "model_load_ms": round(max(loads) * 1000, 1) if loads else None,
         "ranges": len(planned),
         "workers": workers,
+        # Wall seconds in model calls, summed over ranges: calls of a range may overlap.
+        "inference_seconds": round(sum(receipts[r.name]["model_seconds"] for r in planned), 3),
         **latency_summary(calls),
         "bad_records": {k: bad[k] for k in BAD_COUNTERS if bad.get(k)},
     }

@@ -37,26 +37,36 @@ def run(tmp_path: Path, inputs: list[Path], fmt: str = "conll", *extra: str) -> 
 # ----------------------------------------------------------------------------- transforms
 
 
-def test_tag_ranges_transform_matches_the_predictor(predictor):
+@pytest.mark.parametrize("inflight_calls", [1, 3])
+def test_tag_ranges_transform_matches_the_predictor(predictor, inflight_calls):
     sentences = [
         conll.Sentence(columns={"word": tuple(words.split())}, index=i, source="s.txt")
         for i, words in enumerate(
-            ["John Smith visited Paris .", "Reuters", "He left Berlin on Monday ."]
+            ["John Smith visited Paris .", "Reuters", "He left Berlin on Monday .", "Bonn"]
         )
     ]
     expected = [tuple(t.tags) for t in predictor([s.columns for s in sentences])]
     read = io.RangeSentences(
         ranges.FileRange("s.txt", "conll", 0, 9, 0, 0, 1), tuple(sentences), io.ReadCounts()
     )
-    options = tag_corpus.TagOptions(model=MODEL, format="jsonl", batch_sentences=2)
+    # Calls of at most 2 sentences, shortest first: with several in flight, each sentence's
+    # tags still come back to it, in the range's order.
+    options = tag_corpus.TagOptions(
+        model=MODEL, format="jsonl", batch_sentences=2, inflight_calls=inflight_calls
+    )
     with TestPipeline() as p:
         tagged = (
             p
             | beam.Create([read])
             | tag_corpus.TagRanges(options)
-            | beam.Map(lambda result: [tuple(t.tags) for t in result.inference.per_sentence])
+            | beam.Map(
+                lambda result: (
+                    [tuple(t.tags) for t in result.inference.per_sentence],
+                    [call[1:] for call in result.inference.calls],
+                )
+            )
         )
-        assert_that(tagged, equal_to([expected]))
+        assert_that(tagged, equal_to([(expected, [(2, 2), (2, 11)])]))
 
 
 def test_read_ranges_reads_conll_and_raw_cut_into_ranges(tmp_path):
@@ -189,6 +199,7 @@ def test_timing_json_and_table(tmp_path):
     timing = run(tmp_path, [raw])
     assert json.loads((tmp_path / "out" / "timing.json").read_text()) == timing
     assert timing["model_load_ms"] > 0 and timing["batches"] >= 1
+    assert 0 < timing["inference_seconds"] <= timing["wall_seconds"]
     assert set(timing["sentence_latency"]) == {"mean_ms", "p50_ms", "p95_ms", "p99_ms"}
     table = tag_corpus.format_table(timing)
     assert "sentence latency" in table and "tokens/s" in table
