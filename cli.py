@@ -258,7 +258,13 @@ def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
     help="run the BiLSTM through etagger's own one-kernel LSTM op (built by `make install`): "
     "faster per sentence; whoever loads the model needs the op (etagger's loaders load it)",
 )
-def export(model_dirs, out, weights, fused_lstm) -> None:
+@click.option(
+    "--fused-crf",
+    is_flag=True,
+    help="compute the CRF marginals behind confidences with etagger's one-kernel op (built by "
+    "`make install`): the same numbers, faster per sentence; loaders need the op, as above",
+)
+def export(model_dirs, out, weights, fused_lstm, fused_crf) -> None:
     """Export a trained model (or an ensemble) as a SavedModel that takes token strings.
 
     \b
@@ -267,7 +273,7 @@ def export(model_dirs, out, weights, fused_lstm) -> None:
     """
     from etagger.export import export as run_export
 
-    click.echo(str(run_export(model_dirs, out, weights, fused_lstm)))
+    click.echo(str(run_export(model_dirs, out, weights, fused_lstm, fused_crf)))
 
 
 @main.command()

@@ -11,7 +11,7 @@ setup(
     ),
     packages=find_packages(include=["etagger", "etagger.*", "pipelines", "pipelines.*"]),
     py_modules=["cli"],
-    package_data={"etagger.ops": ["lstm_sequence.cc"]},  # compiled by `python -m etagger.ops`
+    package_data={"etagger.ops": ["*.cc"]},  # compiled by `python -m etagger.ops`
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow==2.21.0",

@@ -155,6 +155,16 @@ def crf_marginals(potentials, lengths, transitions, start_transitions, end_trans
     return tf.where(mask[:, :, None], marginals, tf.zeros_like(marginals))[:, :max_len]
 
 
+def serving_marginals(potentials, lengths, params, fused: bool):
+    """``crf_marginals`` (params: transitions, start, end), or the same numbers from etagger's
+    one-kernel op (``fused``: no gradient, about ten times fewer ops a sentence to dispatch)."""
+    if fused:
+        from etagger import ops
+
+        return ops.crf_marginals(potentials, lengths, *params)
+    return crf_marginals(potentials, lengths, *params)
+
+
 def marginal_kl(targets, marginals, lengths):
     """Per row, the summed token KL divergence sum_t KL(targets_t || marginals_t) of
     [B, T, K] tag distributions (rows of ``targets`` need only be proportional to one);
@@ -279,10 +289,11 @@ class CRF(keras.layers.Layer):
         potentials = tf.cast(potentials, self.transitions.dtype)
         return crf_log_likelihood(potentials, tags, lengths, *self.params())
 
-    def marginals(self, potentials, lengths):
-        """potentials [B, T, K], lengths [B] int32 -> [B, T, K] posterior marginals."""
+    def marginals(self, potentials, lengths, fused: bool = False):
+        """potentials [B, T, K], lengths [B] int32 -> [B, T, K] posterior marginals
+        (``fused``: through etagger's one-kernel op, for serving graphs)."""
         potentials = tf.cast(potentials, self.transitions.dtype)
-        return crf_marginals(potentials, lengths, *self.params())
+        return serving_marginals(potentials, lengths, self.params(), fused)
 
     def decode(self, potentials, lengths):
         """Best allowed paths: potentials [B, T, K], lengths [B] int32 -> [B, T] int32.

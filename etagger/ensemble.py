@@ -103,9 +103,12 @@ class Ensemble(tf.Module):
             return crf_lib.viterbi_decode(potentials, lengths, self.params(), self.crf.decode_mask)
         return self.members[0].decode_potentials(potentials, lengths)
 
-    def marginals(self, potentials: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    def marginals(
+        self, potentials: tf.Tensor, lengths: tf.Tensor, fused: bool = False
+    ) -> tf.Tensor:
         if self.crf is not None:
-            return crf_lib.crf_marginals(tf.cast(potentials, tf.float32), lengths, *self.params())
+            potentials = tf.cast(potentials, tf.float32)
+            return crf_lib.serving_marginals(potentials, lengths, self.params(), fused)
         return tf.nn.softmax(potentials)
 
 

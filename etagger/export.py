@@ -56,6 +56,7 @@ class ServingModule(tf.Module):
         tag_scheme: str,
         extra_inputs: tuple[str, ...],
         fused_lstm: bool = False,
+        fused_crf: bool = False,
     ):
         super().__init__(name="etagger")
         # Track only the variables, not the Keras model: tracking it would make the SavedModel
@@ -79,6 +80,7 @@ class ServingModule(tf.Module):
         self.is_outside = tf.constant([t == "O" for t in vocabs["tag"]])
         self.extra_inputs = extra_inputs
         self.fused_lstm = fused_lstm
+        self.fused_crf = fused_crf
         self.serve = self._signature(self._serve)
         self.serve_with_confidence = self._signature(self._serve_with_confidence)
         self.serve_marginals = self._signature(self._serve_marginals)
@@ -114,7 +116,7 @@ class ServingModule(tf.Module):
         ids = self._features(inputs)
         potentials = self.model.serving_potentials(ids, self.fused_lstm)
         tag_ids = self.model.decode_potentials(potentials, ids["length"])
-        marginals = self.model.marginals(potentials, ids["length"])
+        marginals = self.model.marginals(potentials, ids["length"], self.fused_crf)
         token_confidence = tf.gather(marginals, tag_ids, batch_dims=2)
         out = self._outputs(tag_ids, ids["length"])
         out["token_confidence"] = token_confidence
@@ -125,7 +127,7 @@ class ServingModule(tf.Module):
         ids = self._features(inputs)
         potentials = self.model.serving_potentials(ids, self.fused_lstm)
         return {
-            "marginals": self.model.marginals(potentials, ids["length"]),
+            "marginals": self.model.marginals(potentials, ids["length"], self.fused_crf),
             "lengths": ids["length"],
         }
 
@@ -149,11 +151,12 @@ def export(
     out: str | Path,
     weights: str = "best",
     fused_lstm: bool = False,
+    fused_crf: bool = False,
 ) -> Path:
     """Writes the SavedModel of one model folder, or of the ensemble of several
-    (etagger.ensemble), to ``out`` atomically (staging folder, then rename). ``fused_lstm``:
-    the BiLSTM runs etagger's own one-kernel op (``etagger.ops``), which whoever loads the
-    model must load too."""
+    (etagger.ensemble), to ``out`` atomically (staging folder, then rename). ``fused_lstm``,
+    ``fused_crf``: the BiLSTM, or the CRF marginals behind the confidences, run etagger's own
+    one-kernel ops (``etagger.ops``), which whoever loads the model must load too."""
     model_dirs = as_dirs(model_dirs)
     model, configs, vocabs, info = load_tagger(model_dirs, weights)
     if fused_lstm:
@@ -162,11 +165,15 @@ def export(
         )
         if others:
             raise InputError(f"--fused-lstm needs a BiLSTM encoder, not {', '.join(others)}")
+    if fused_crf and any(c.model.decoder != "crf" for c in configs):
+        raise InputError("--fused-crf needs a model with a CRF")
     extra = tuple(
         name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)
     )
     feature_config = features.FeatureConfig(**info["features"])
-    module = ServingModule(model, vocabs, feature_config, info["tag_scheme"], extra, fused_lstm)
+    module = ServingModule(
+        model, vocabs, feature_config, info["tag_scheme"], extra, fused_lstm, fused_crf
+    )
     module.__call__ = module.serve
     # What a user (and tag-corpus) needs to know about the model, beside the graph. An
     # ensemble's "config" is its first member's (members share data and document context).
@@ -177,7 +184,8 @@ def export(
         "output_scheme": "IOB2",
         "input_scheme": info["input_scheme"],
         "tags": vocabs["tag"],  # the training scheme's tags: the columns of tag_marginals
-        "ops": [ops.OP_NAME] if fused_lstm else [],  # custom ops a loader must register
+        # etagger's own ops in the graph, which a loader must register
+        "ops": [op for op, used in ((ops.LSTM_OP, fused_lstm), (ops.CRF_OP, fused_crf)) if used],
     }
     if len(configs) > 1:
         meta["ensemble"] = [

@@ -289,9 +289,11 @@ class Tagger(keras.Model):
         mask = tf.sequence_mask(lengths, tf.shape(potentials)[1])
         return tf.where(mask, tf.argmax(potentials, axis=-1, output_type=tf.int32), 0)
 
-    def marginals(self, potentials: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    def marginals(
+        self, potentials: tf.Tensor, lengths: tf.Tensor, fused: bool = False
+    ) -> tf.Tensor:
         """potentials [B, T, K], lengths [B] -> posterior tag probabilities [B, T, K]
-        (CRF marginals, or softmax)."""
+        (CRF marginals, or softmax); ``fused``: the CRF's through etagger's op."""
         if self.crf is not None:
-            return self.crf.marginals(potentials, lengths)
+            return self.crf.marginals(potentials, lengths, fused)
         return tf.nn.softmax(potentials)

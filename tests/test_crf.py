@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from etagger import crf
+from etagger import crf, ops
 from etagger.crf import CRF, allowed_transitions
 
 TOL = 1e-4
@@ -105,6 +105,8 @@ def test_score_log_norm_likelihood_marginals_match_brute_force(num_tags, max_len
     log_lik = crf.crf_log_likelihood(p, y, n, *tf_params).numpy()
     marginals = crf.crf_marginals(p, n, *tf_params).numpy()
     assert marginals.shape == pot.shape
+    # `export --fused-crf`: etagger's one-kernel op does the same arithmetic in the same order.
+    np.testing.assert_array_equal(ops.crf_marginals(p, n, *tf_params).numpy(), marginals)
     for b, length in enumerate(lengths):
         ref_score = path_score(pot[b], tuple(tags[b, :length]), *params)
         ref_log_norm, ref_marginals = brute_force(pot[b], length, *params)
@@ -219,12 +221,24 @@ def test_constrained_likelihood_and_marginals(tags, scheme):
     gold = best_paths(pot, lengths, params, allowed)
     log_lik = layer.log_likelihood(pot, gold, lengths).numpy()
     marginals = layer.marginals(pot, lengths).numpy()
+    np.testing.assert_array_equal(layer.marginals(pot, lengths, fused=True).numpy(), marginals)
     for b, length in enumerate(lengths):
         ref_log_norm, ref_marginals = brute_force(pot[b], length, *effective)
         ref_score = path_score(pot[b], tuple(gold[b, :length]), *effective)
         np.testing.assert_allclose(log_lik[b], ref_score - ref_log_norm, atol=TOL, rtol=TOL)
         np.testing.assert_allclose(marginals[b], ref_marginals, atol=TOL)
     assert marginals[:, 0, ~allowed[1]].max() < 1e-6  # no mass on tags that cannot start
+
+
+def test_fused_marginals_op_edge_cases_and_errors():
+    params = [tf.zeros(s) for s in [(3, 3), (3,), (3,)]]
+    for shape, lengths in (([0, 0, 3], []), ([2, 0, 3], [0, 0]), ([2, 4, 3], [0, 0])):
+        out = ops.crf_marginals(tf.zeros(shape), tf.constant(lengths, tf.int32), *params)
+        assert out.shape == shape and not np.any(out.numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="lengths must lie in"):
+        ops.crf_marginals(tf.zeros([1, 2, 3]), tf.constant([3]), *params)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="do not match"):
+        ops.crf_marginals(tf.zeros([1, 2, 4]), tf.constant([2]), *params)
 
 
 def test_gradients_are_finite():

@@ -150,15 +150,20 @@ def served_test_split(tiny_data, saved):
     return serve_conll(loaded, test, "tag_with_confidence", columns=("pos",))[1]
 
 
-def test_fused_lstm_export_serves_the_same_tags(tiny_data, tiny_model, tmp_path):
+def test_fused_exports_serve_the_same_tags(tiny_data, tiny_model, tmp_path):
     model_dir, _, _ = tiny_model
     plain = export(model_dir, tmp_path / "plain")
-    fused = export(model_dir, tmp_path / "fused", fused_lstm=True)
-    assert read_meta(fused)["ops"] == ["EtaggerLstmSequence"] and read_meta(plain)["ops"] == []
-    outputs = [served_test_split(tiny_data, saved) for saved in (plain, fused)]
-    np.testing.assert_array_equal(outputs[0]["tags"].numpy(), outputs[1]["tags"].numpy())
+    crf_only = export(model_dir, tmp_path / "crf", fused_crf=True)
+    fused = export(model_dir, tmp_path / "fused", fused_lstm=True, fused_crf=True)
+    assert read_meta(plain)["ops"] == [] and read_meta(crf_only)["ops"] == ["EtaggerCrfMarginals"]
+    assert read_meta(fused)["ops"] == ["EtaggerLstmSequence", "EtaggerCrfMarginals"]
+    outputs = [served_test_split(tiny_data, saved) for saved in (plain, crf_only, fused)]
+    # The CRF op computes the marginals exactly as the graph does; the LSTM op rounds apart.
+    for name in ("tags", "token_confidence", "entity_confidence"):
+        np.testing.assert_array_equal(outputs[0][name].numpy(), outputs[1][name].numpy())
+    np.testing.assert_array_equal(outputs[0]["tags"].numpy(), outputs[2]["tags"].numpy())
     np.testing.assert_allclose(
-        outputs[0]["token_confidence"].numpy(), outputs[1]["token_confidence"].numpy(), atol=1e-5
+        outputs[0]["token_confidence"].numpy(), outputs[2]["token_confidence"].numpy(), atol=1e-5
     )
     # A fresh process: etagger's loader registers the op itself before loading the graph.
     load = f"from etagger.predictor import Predictor; print(Predictor({str(fused)!r}).load_seconds)"

@@ -1,5 +1,7 @@
-"""etagger's own TensorFlow op: ``EtaggerLstmSequence``, one LSTM direction in a single kernel
-(lstm_sequence.cc), for exports made with ``cli.py export --fused-lstm``.
+"""etagger's own TensorFlow ops, for exports made with ``cli.py export --fused-lstm`` and
+``--fused-crf``: ``EtaggerLstmSequence``, one LSTM direction in a single kernel
+(lstm_sequence.cc), and ``EtaggerCrfMarginals``, a CRF's forward-backward marginals in a
+single kernel (crf_marginals.cc).
 
 The library is compiled on the machine that uses it (``python -m etagger.ops``, which
 ``make install`` runs), against the installed TensorFlow's headers. A SavedModel exported with
@@ -12,21 +14,22 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("lstm_sequence.cc")
-LIBRARY = Path(__file__).with_name("_lstm_sequence.so")
-OP_NAME = "EtaggerLstmSequence"
+SOURCES = [Path(__file__).with_name(name) for name in ("lstm_sequence.cc", "crf_marginals.cc")]
+LIBRARY = Path(__file__).with_name("_etagger_ops.so")
+LSTM_OP = "EtaggerLstmSequence"
+CRF_OP = "EtaggerCrfMarginals"
 # x86-64-v3 (AVX2, FMA): x86 servers since about 2015, so that a library built on one
 # machine runs on its workers too.
 ARCH_FLAGS = ["-march=x86-64-v3"]
 
 
 def build(out: Path = LIBRARY) -> Path:
-    """Compiles lstm_sequence.cc into ``out`` (a temporary name, then renamed)."""
+    """Compiles the ops' sources into ``out`` (a temporary name, then renamed)."""
     import tensorflow as tf
 
     staging = out.with_suffix(".so.tmp")
     command = [
-        "g++", "-shared", "-fPIC", "-O3", *ARCH_FLAGS, "-w", str(SOURCE), "-o", str(staging),
+        "g++", "-shared", "-fPIC", "-O3", *ARCH_FLAGS, "-w", *map(str, SOURCES), "-o", str(staging),
         *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
     ]  # fmt: skip
     subprocess.run(command, check=True)
@@ -41,14 +44,14 @@ def load():
 
     if not LIBRARY.exists():
         raise FileNotFoundError(
-            f"{LIBRARY}: etagger's LSTM op is not built; build it with `python -m etagger.ops`"
+            f"{LIBRARY}: etagger's ops are not built; build them with `python -m etagger.ops`"
         )
     return tf.load_op_library(str(LIBRARY))
 
 
 def load_if_needed(meta: dict) -> None:
     """Loads the library when the exported model described by ``meta`` (its etagger.json)
-    was exported with the op."""
+    was exported with etagger's ops."""
     if meta.get("ops"):
         load()
 
@@ -58,3 +61,12 @@ def lstm_sequence(x, lengths, kernel, recurrent, bias, reverse: bool = False):
     LSTMCell's kernel [D, 4U], recurrent kernel [U, 4U] and bias [4U] -> hidden states
     [B, T, U], zeros at padding. ``reverse``: each sentence read from its last real token."""
     return load().etagger_lstm_sequence(x, lengths, kernel, recurrent, bias, reverse=reverse)
+
+
+def crf_marginals(potentials, lengths, transitions, start_transitions, end_transitions):
+    """``etagger.crf.crf_marginals`` in one op (no gradient: for serving): potentials
+    [B, T, K] float32, lengths [B] int32, the CRF's [K, K], [K], [K] -> marginals [B, T, K]
+    float32, zeros at padding."""
+    return load().etagger_crf_marginals(
+        potentials, lengths, transitions, start_transitions, end_transitions
+    )
