@@ -23,6 +23,7 @@ ENCODERS = {
         "scale_attention": False,
     },
     "qrnn": {},
+    "qrnn_softmax": {"encoder": "qrnn", "decoder": "softmax"},
     "bilstm_transformer": {},
     "bilstm_mha": {},
 }
@@ -54,6 +55,9 @@ def test_every_encoder_trains_one_epoch(tiny_data, tmp_path, encoder):
 
         with pytest.raises(InputError, match="--fused-lstm needs a BiLSTM encoder"):
             export(tmp_path / encoder, tmp_path / "saved", fused_lstm=True)
+        if encoder.endswith("softmax"):  # nor has the CRF-marginals op a CRF to run
+            with pytest.raises(InputError, match="--fused-crf needs a model with a CRF"):
+                export(tmp_path / encoder, tmp_path / "saved", fused_crf=True)
 
 
 def test_averaging_dropouts_and_document_context_fit_and_tag_alike_everywhere(tiny_data, tmp_path):
