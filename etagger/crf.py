@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras as keras
 
-from etagger import tagschemes
+from etagger import ops, tagschemes
 
 # Score of transitions forbidden by the tagging scheme. Finite rather than -inf
 # so logsumexp and its gradients stay NaN-free, yet exp(-1e4) underflows to 0:
@@ -159,8 +159,6 @@ def serving_marginals(potentials, lengths, params, fused: bool):
     """``crf_marginals`` (params: transitions, start, end), or the same numbers from etagger's
     one-kernel op (``fused``: no gradient, about ten times fewer ops a sentence to dispatch)."""
     if fused:
-        from etagger import ops
-
         return ops.crf_marginals(potentials, lengths, *params)
     return crf_marginals(potentials, lengths, *params)
 

@@ -35,8 +35,9 @@ def read_meta(path: str | Path) -> dict:
 
 def load_exported(path: str | Path, meta: dict | None = None):
     """The SavedModel at the local ``path``, after registering the ops its graph uses besides
-    TensorFlow's own: tensorflow-text's constrained Viterbi, and etagger's LSTM op when the
-    model was exported with ``--fused-lstm`` (``meta``: its etagger.json, read if not given)."""
+    TensorFlow's own: tensorflow-text's constrained Viterbi, and etagger's ops when the model
+    was exported with ``--fused-lstm`` or ``--fused-crf`` (``meta``: its etagger.json, read
+    if not given)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op)
 

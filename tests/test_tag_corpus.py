@@ -103,7 +103,7 @@ BEAM_TF_HANDLER = """
 import apache_beam as beam, tensorflow as tf, tensorflow_text  # noqa: F401
 from apache_beam.ml.inference.base import RunInference
 from etagger import ops
-ops.load()  # the bundled model runs etagger's LSTM op (export --fused-lstm)
+ops.load()  # the bundled model runs etagger's ops (export --fused-lstm --fused-crf)
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 from apache_beam.testing.util import assert_that, equal_to
 with beam.Pipeline() as p:

@@ -5,7 +5,8 @@ single kernel (crf_marginals.cc).
 
 The library is compiled on the machine that uses it (``python -m etagger.ops``, which
 ``make install`` runs), against the installed TensorFlow's headers. A SavedModel exported with
-the op needs it loaded (``load()``) before ``tf.saved_model.load``; etagger's own loaders do that.
+them needs the library loaded (``load()``) before ``tf.saved_model.load``; etagger's own loaders
+do that.
 """
 
 from __future__ import annotations
