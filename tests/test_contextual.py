@@ -400,3 +400,54 @@ def test_preprocess_stores_the_vectors_training_reads(tiny_data, tiny_bert, froz
     assert [r["pred"] for r in predict(model, dev, vocabs["tag"])] == [
         r["pred"] for r in predict(model, without, vocabs["tag"])
     ]
+
+
+def test_a_contextual_student_reads_stored_vectors_from_the_silver_data(
+    tiny_data, tiny_bert, frozen_model, tmp_path
+):
+    """`preprocess --contextual --soft-targets` stores a teacher's marginals and the encoder's
+    vectors side by side, so a student with that encoder (a teacher distilled from a teacher
+    ensemble) reads both from the silver data and runs no encoder on its silver batches."""
+    import dataclasses
+
+    from etagger import data, records
+    from etagger.export import export
+    from etagger.train import input_names, silver_dataset, train
+
+    model_dir, config, _ = frozen_model
+    teacher = export(model_dir, tmp_path / "teacher")
+    hub_dir = tiny_bert[0]
+    silver = preprocess_with(
+        tiny_data,
+        tmp_path / "silver",
+        "--vocab-from",
+        str(tiny_data / "data"),
+        "--contextual",
+        str(hub_dir),
+        "--soft-targets",
+        str(teacher),
+    )
+    student = dataclasses.replace(
+        config,
+        train=dataclasses.replace(
+            config.train, silver_data=str(silver), silver_splits="train", seed=3
+        ),
+    )
+    assert input_names(student, data.load_preprocess_info(silver))[-1] == "contextual"
+    batch = next(iter(silver_dataset(tiny_data / "data", student, 0)))
+    assert {"contextual", "soft_tags"} <= set(batch)
+    assert batch["contextual"].dtype == tf.float16
+    stored = {
+        tuple(r["word"]): np.asarray(r["contextual"], np.float32)
+        for r in records.read_records(silver, "train", {"word", "contextual"})
+    }
+    layer = BertWordEmbedding(hub_dir)
+    for words, length, vectors in zip(
+        batch["word"].numpy(), batch["length"].numpy(), batch["contextual"].numpy()
+    ):
+        words = tuple(w.decode() for w in words[:length])
+        want = layer(tf.constant([words]))[0].numpy()
+        np.testing.assert_allclose(stored[words], want, rtol=2e-3, atol=2e-3)
+        np.testing.assert_array_equal(vectors[:length].astype(np.float32), stored[words])
+    result = train(tiny_data / "data", student, tmp_path / "student", progress=False)
+    assert result["epochs_run"] == 1
