@@ -363,6 +363,13 @@ def test_preprocess_stores_the_wordpieces_training_reads(
     np.testing.assert_allclose(stored, tokenized, atol=1e-6)
 
 
+def assert_encoder_vectors(layer, words, stored) -> None:
+    """``stored`` [T, H] float32 equals ``layer``'s vectors for ``words``, to float16 storage."""
+    want = layer(tf.constant([list(words)]))[0].numpy()
+    assert stored.shape == want.shape
+    np.testing.assert_allclose(stored, want, rtol=2e-3, atol=2e-3)
+
+
 def test_preprocess_stores_the_vectors_training_reads(tiny_data, tiny_bert, frozen_model, tmp_path):
     """`preprocess --contextual` runs the encoder once per sentence (RunInference) and stores
     each token's vector with the encoder's fingerprint; a tagger with that encoder reads them
@@ -380,10 +387,7 @@ def test_preprocess_stores_the_vectors_training_reads(tiny_data, tiny_bert, froz
     assert ContextualSpec(str(hub_dir), layers=2).fingerprint() != spec.fingerprint()
     layer = BertWordEmbedding(hub_dir)
     for record in records.read_records(out, "dev"):
-        vectors = np.asarray(record["contextual"], np.float32)
-        want = layer(tf.constant([record["word"]]))[0].numpy()
-        assert vectors.shape == want.shape
-        np.testing.assert_allclose(vectors, want, rtol=2e-3, atol=2e-3)  # float16 storage
+        assert_encoder_vectors(layer, record["word"], np.asarray(record["contextual"], np.float32))
 
     model_dir, config, _ = frozen_model
     names = input_names(config, info)
@@ -446,8 +450,7 @@ def test_a_contextual_student_reads_stored_vectors_from_the_silver_data(
         batch["word"].numpy(), batch["length"].numpy(), batch["contextual"].numpy()
     ):
         words = tuple(w.decode() for w in words[:length])
-        want = layer(tf.constant([words]))[0].numpy()
-        np.testing.assert_allclose(stored[words], want, rtol=2e-3, atol=2e-3)
+        assert_encoder_vectors(layer, words, stored[words])
         np.testing.assert_array_equal(vectors[:length].astype(np.float32), stored[words])
     result = train(tiny_data / "data", student, tmp_path / "student", progress=False)
     assert result["epochs_run"] == 1
