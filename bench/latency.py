@@ -34,7 +34,6 @@ def main(argv=None) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import tensorflow_text  # noqa: F401  (imported before the clock starts, not inside it)
 
     from etagger.conll import read_conll
     from etagger.predictor import load_exported

@@ -18,10 +18,9 @@ decoded path all padding (0).
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 import tf_keras as keras
 
-from etagger import ops, tagschemes
+from etagger import ops, tagschemes, textops
 
 # Score of transitions forbidden by the tagging scheme. Finite rather than -inf
 # so logsumexp and its gradients stay NaN-free, yet exp(-1e4) underflows to 0:
@@ -317,12 +316,8 @@ def viterbi_decode(potentials, lengths, params, decode_mask=None):
     weights = tf.concat(
         [tf.concat([trans, end[:, None]], axis=1), tf.concat([start, [0.0]], axis=0)[None]], axis=0
     )
-    paths = tf_text.viterbi_constrained_sequence(
-        potentials,
-        lengths,
-        allowed_transitions=decode_mask,
-        transition_weights=weights,
-        use_log_space=True,
-        use_start_and_end_states=True,
-    )
+    allowed = tf.constant([], tf.bool) if decode_mask is None else decode_mask
+    paths, splits = textops.viterbi_constrained_sequence(potentials, lengths, allowed, weights)
+    # Unvalidated: the splits come from the op (validation would add assertion branches).
+    paths = tf.RaggedTensor.from_row_splits(paths, splits, validate=False)
     return paths.to_tensor(default_value=0, shape=tf.shape(potentials)[:2])

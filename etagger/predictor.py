@@ -35,15 +35,20 @@ def read_meta(path: str | Path) -> dict:
 
 def load_exported(path: str | Path, meta: dict | None = None):
     """The SavedModel at the local ``path``, after registering the ops its graph uses besides
-    TensorFlow's own: tensorflow-text's constrained Viterbi, and etagger's ops when the model
-    was exported with ``--fused-lstm`` or ``--fused-crf`` (``meta``: its etagger.json, read
-    if not given)."""
+    TensorFlow's own: tensorflow-text's constrained Viterbi (all of tensorflow-text for a
+    model with contextual features, whose graph tokenizes word pieces), and etagger's ops
+    when the model was exported with ``--fused-lstm`` or ``--fused-crf`` (``meta``: its
+    etagger.json, read if not given)."""
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the constrained Viterbi op)
 
-    from etagger import ops
+    from etagger import ops, textops
 
-    ops.load_if_needed(meta if meta is not None else read_meta(path))
+    meta = meta if meta is not None else read_meta(path)
+    members = [meta["config"]] + [m["config"] for m in meta.get("ensemble", [])]
+    if any(m["model"].get("bert_handle") or m["model"].get("elmo_handle") for m in members):
+        import tensorflow_text  # noqa: F401  (registers every tensorflow-text op)
+    textops.load()
+    ops.load_if_needed(meta)
     return tf.saved_model.load(str(path))
 
 

@@ -41,7 +41,8 @@ import re
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
+
+from etagger import textops
 
 __all__ = ["TokenSpans", "Tokenizer", "detokenize_wikitext"]
 
@@ -216,37 +217,35 @@ def _make_splitter(token_pattern: str):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def split(lines):
         # Chunks: runs of non-separators, found with a cheap pattern.
-        chunks, chunk_starts, chunk_ends = tf_text.regex_split_with_offsets(
+        chunks, chunk_starts, chunk_ends, chunks_by_line = textops.regex_split_with_offsets(
             lines, rf"[{_SEPARATOR_CHARS}]+"
         )
-        chunk_starts, chunk_ends = chunk_starts.flat_values, chunk_ends.flat_values
         # regex_split costs mostly per match (RE2 extracts the capture group that its
         # wrapper adds, running the large Unicode token program), so chunks that are one
         # token anyway skip it: most words, and every single character. An empty string
         # yields no pieces.
-        whole = tf.strings.regex_full_match(chunks.flat_values, _ONE_TOKEN)
+        whole = tf.strings.regex_full_match(chunks, _ONE_TOKEN)
         # Text between two matches would come back as a piece too, but the last token
         # alternative matches any character of a chunk, so every piece is a match.
-        words, word_starts, _ = tf_text.regex_split_with_offsets(
-            tf.where(whole, "", chunks.flat_values), token_pattern, token_pattern
+        words, word_starts, _, words_by_chunk = textops.regex_split_with_offsets(
+            tf.where(whole, "", chunks), token_pattern, token_pattern
         )
-        pieces, piece_starts, piece_ends = tf_text.regex_split_with_offsets(
-            words.flat_values, _CLITIC, _CLITIC
+        _, piece_starts, piece_ends, pieces_by_word = textops.regex_split_with_offsets(
+            words, _CLITIC, _CLITIC
         )
-        # Line offsets of the pieces, grouped by chunk. (Flat tensors and unvalidated ragged
-        # ones: ragged broadcasting and validation would make tracing several times slower.)
-        word_offsets = tf.repeat(chunk_starts, words.row_lengths()) + word_starts.flat_values
-        piece_offsets = tf.repeat(word_offsets, pieces.row_lengths())
-        pieces_by_chunk = tf.gather(pieces.row_splits, words.row_splits)
-        piece_starts = _rows(piece_starts.flat_values + piece_offsets, pieces_by_chunk)
-        piece_ends = _rows(piece_ends.flat_values + piece_offsets, pieces_by_chunk)
+        # Line offsets of the pieces, grouped by chunk.
+        word_offsets = tf.repeat(chunk_starts, _lengths(words_by_chunk)) + word_starts
+        piece_offsets = tf.repeat(word_offsets, _lengths(pieces_by_word))
+        pieces_by_chunk = tf.gather(pieces_by_word, words_by_chunk)
+        piece_starts = _rows(piece_starts + piece_offsets, pieces_by_chunk)
+        piece_ends = _rows(piece_ends + piece_offsets, pieces_by_chunk)
         whole_by_chunk = tf.concat([[0], tf.cumsum(tf.cast(whole, tf.int64))], axis=0)
         whole_starts = _rows(tf.boolean_mask(chunk_starts, whole), whole_by_chunk)
         whole_ends = _rows(tf.boolean_mask(chunk_ends, whole), whole_by_chunk)
         # Per chunk, one of the two is empty; then regroup the tokens by line.
         starts = tf.concat([whole_starts, piece_starts], axis=1)
         ends = tf.concat([whole_ends, piece_ends], axis=1)
-        return starts.flat_values, ends.flat_values, tf.gather(starts.row_splits, chunks.row_splits)
+        return starts.flat_values, ends.flat_values, tf.gather(starts.row_splits, chunks_by_line)
 
     # The first run optimizes the graph and compiles the regular expressions: about a
     # second, better spent here than on the first batch.
@@ -257,7 +256,13 @@ def _make_splitter(token_pattern: str):
 
 
 def _rows(values, row_splits) -> tf.RaggedTensor:
+    # Unvalidated: the splits come from the ops, and validation would put assertion
+    # branches into the graph (tracing several times slower).
     return tf.RaggedTensor.from_row_splits(values, row_splits, validate=False)
+
+
+def _lengths(row_splits):
+    return row_splits[1:] - row_splits[:-1]
 
 
 def _encode(text: str) -> bytes:
