@@ -60,8 +60,16 @@ def word_shapes(words: tf.Tensor, config: FeatureConfig) -> tf.Tensor:
 
 def word_chars(words: tf.Tensor, config: FeatureConfig) -> tf.RaggedTensor:
     """The first ``max_word_chars`` characters of each word: shape words.shape + [(C)]."""
-    chars = tf.strings.unicode_split(words, "UTF-8")
-    return chars[..., : config.max_word_chars]
+    return _first_in_rows(tf.strings.unicode_split(words, "UTF-8"), config.max_word_chars)
+
+
+def _first_in_rows(chars, n: int):
+    """``chars[..., :n]``, slicing only the innermost ragged rows: slicing a ragged tensor
+    with uniform outer dimensions puts assertion branches into the graph (a third of the
+    serving graph's functions), which also block some of Grappler's optimizations."""
+    if isinstance(chars, tf.RaggedTensor) and chars.ragged_rank > 1:
+        return chars.with_values(_first_in_rows(chars.values, n))
+    return chars[..., :n]
 
 
 def vocab_keys(words: tf.Tensor, config: FeatureConfig) -> dict[str, tf.Tensor]:
