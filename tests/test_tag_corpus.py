@@ -88,6 +88,11 @@ def test_read_ranges_reads_conll_and_raw_cut_into_ranges(tmp_path):
         tag_corpus.plan(paths, options), options, io.pipeline_options([]), str(tmp_path / "w")
     )
     assert len(planned) > 4
+    # A census pipeline (driver_bytes=0) numbers the ranges as the driver's own count does.
+    by_pipeline = io.take_census(
+        tag_corpus.plan(paths, options), options, io.pipeline_options([]), str(tmp_path / "w"), 0
+    )
+    assert by_pipeline == planned
     with TestPipeline() as p:
         read = (
             p
