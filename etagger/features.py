@@ -65,8 +65,8 @@ def word_chars(words: tf.Tensor, config: FeatureConfig) -> tf.RaggedTensor:
 
 def _first_in_rows(chars, n: int):
     """``chars[..., :n]``, slicing only the innermost ragged rows: slicing a ragged tensor
-    with uniform outer dimensions puts assertion branches into the graph (a third of the
-    serving graph's functions), which also block some of Grappler's optimizations."""
+    with uniform outer dimensions puts assertion branches into every graph that does it,
+    the serving graph included, and they also block some of Grappler's optimizations."""
     if isinstance(chars, tf.RaggedTensor) and chars.ragged_rank > 1:
         return chars.with_values(_first_in_rows(chars.values, n))
     return chars[..., :n]

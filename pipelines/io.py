@@ -409,7 +409,7 @@ class Progress:
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(wikitext: bool, max_sentence_tokens: int):
-    # One per worker process (building its graph takes about a second): the Dask runner sets
+    # One per worker process (building its graph takes about 0.3 s): the Dask runner sets
     # a DoFn up again for every partition, that is for every range.
     from etagger.tokenize import Tokenizer
 
