@@ -153,6 +153,11 @@ class ModelConfig:
                 f"bert_max_pieces must be an integer >= 3, not {self.bert_max_pieces!r}"
             )
 
+    @property
+    def reads_words(self) -> bool:
+        """Whether the model reads the word strings (feature "word"): BERT or ELMo features."""
+        return self.bert_handle is not None or self.elmo_handle is not None
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:

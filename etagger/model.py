@@ -235,7 +235,7 @@ class Tagger(keras.Model):
     @property
     def reads_words(self) -> bool:
         """Whether the model reads the word strings (feature "word"): BERT or ELMo features."""
-        return self.config.bert_handle is not None or self.config.elmo_handle is not None
+        return self.config.reads_words
 
     def serving_resources(self) -> list:
         """Trackables besides the variables that a graph calling this model must save (the

@@ -42,10 +42,11 @@ def load_exported(path: str | Path, meta: dict | None = None):
     import tensorflow as tf
 
     from etagger import ops, textops
+    from etagger.config import Config
 
     meta = meta if meta is not None else read_meta(path)
     members = [meta["config"]] + [m["config"] for m in meta.get("ensemble", [])]
-    if any(m["model"].get("bert_handle") or m["model"].get("elmo_handle") for m in members):
+    if any(Config.from_dict(m).model.reads_words for m in members):
         import tensorflow_text  # noqa: F401  (registers every tensorflow-text op)
     textops.load()
     ops.load_if_needed(meta)

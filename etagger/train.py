@@ -74,7 +74,7 @@ def input_names(config: Config, data_info: dict | None = None) -> tuple[str, ...
         )
         if use
     )
-    if m.bert_handle is not None or m.elmo_handle is not None:
+    if m.reads_words:
         names += ("word",)
     spec = ContextualSpec.of_model(m)
     stored = (data_info or {}).get("contextual_fingerprint")
