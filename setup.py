@@ -42,7 +42,7 @@ setup(
             "pytest>=8",
             "pytest-xdist>=3.8",
             "hypothesis>=6",
-            "seqeval==1.2.2",
+            "conlleval==0.2",  # the Python port of conlleval.pl, a reference for etagger.metrics
             "apache-beam[dask,aws]==2.77.0",
             "moto[server]>=5",
             "psutil>=5",
