@@ -259,12 +259,19 @@ def evaluate(model_dirs, data_dir, split, pred_out, weights) -> None:
     "faster per sentence; whoever loads the model needs the op (etagger's loaders load it)",
 )
 @click.option(
+    "--bf16",
+    is_flag=True,
+    help="with --fused-lstm: on CPUs with AVX512-BF16, the LSTM's matrix products take "
+    "bfloat16-rounded operands, summed in float32, at about 1.7x their float32 rate (float32 "
+    "elsewhere); the tags change within rounding (bench/RESULTS.md)",
+)
+@click.option(
     "--fused-crf",
     is_flag=True,
     help="compute the CRF marginals behind confidences with etagger's one-kernel op (built by "
     "`make install`): the same numbers, faster per sentence; loaders need the op, as above",
 )
-def export(model_dirs, out, weights, fused_lstm, fused_crf) -> None:
+def export(model_dirs, out, weights, fused_lstm, bf16, fused_crf) -> None:
     """Export a trained model (or an ensemble) as a SavedModel that takes token strings.
 
     \b
@@ -272,8 +279,12 @@ def export(model_dirs, out, weights, fused_lstm, fused_crf) -> None:
       etagger export --model work/models/bilstm --out work/saved/bilstm
     """
     from etagger.export import export as run_export
+    from etagger.ops import LstmProducts
 
-    click.echo(str(run_export(model_dirs, out, weights, fused_lstm, fused_crf)))
+    if bf16 and not fused_lstm:
+        raise click.UsageError("--bf16 needs --fused-lstm")
+    products: LstmProducts | None = ("bfloat16" if bf16 else "float32") if fused_lstm else None
+    click.echo(str(run_export(model_dirs, out, weights, products, fused_crf)))
 
 
 @main.command()

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from etagger import crf as crf_lib
+from etagger import ops
 from etagger.model import Tagger
 
 
@@ -78,7 +79,7 @@ class Ensemble(tf.Module):
         return self._mean([m(features, training=training) for m in self.members])
 
     def serving_potentials(
-        self, features: Mapping[str, tf.Tensor], fused_lstm: bool = False
+        self, features: Mapping[str, tf.Tensor], fused_lstm: ops.LstmProducts | None = None
     ) -> tf.Tensor:
         """``__call__`` at inference through each member's `Tagger.serving_potentials`."""
         return self._mean([m.serving_potentials(features, fused_lstm) for m in self.members])

@@ -55,7 +55,7 @@ class ServingModule(tf.Module):
         feature_config: features.FeatureConfig,
         tag_scheme: str,
         extra_inputs: tuple[str, ...],
-        fused_lstm: bool = False,
+        fused_lstm: ops.LstmProducts | None = None,
         fused_crf: bool = False,
     ):
         super().__init__(name="etagger")
@@ -150,13 +150,14 @@ def export(
     model_dirs: str | Path | Sequence[str | Path],
     out: str | Path,
     weights: str = "best",
-    fused_lstm: bool = False,
+    fused_lstm: ops.LstmProducts | None = None,
     fused_crf: bool = False,
 ) -> Path:
     """Writes the SavedModel of one model folder, or of the ensemble of several
     (etagger.ensemble), to ``out`` atomically (staging folder, then rename). ``fused_lstm``,
-    ``fused_crf``: the BiLSTM, or the CRF marginals behind the confidences, run etagger's own
-    one-kernel ops (``etagger.ops``), which whoever loads the model must load too."""
+    ``fused_crf``: the BiLSTM (with its products in that precision), or the CRF marginals
+    behind the confidences, run etagger's own one-kernel ops (``etagger.ops``), which whoever
+    loads the model must load too."""
     model_dirs = as_dirs(model_dirs)
     model, configs, vocabs, info = load_tagger(model_dirs, weights)
     if fused_lstm:
@@ -186,6 +187,8 @@ def export(
         "tags": vocabs["tag"],  # the training scheme's tags: the columns of tag_marginals
         # etagger's own ops in the graph, which a loader must register
         "ops": [op for op, used in ((ops.LSTM_OP, fused_lstm), (ops.CRF_OP, fused_crf)) if used],
+        # the precision of the fused LSTM's matrix products (their operands), if fused
+        "lstm_products": fused_lstm,
     }
     if len(configs) > 1:
         meta["ensemble"] = [

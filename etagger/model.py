@@ -18,6 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from etagger import crf as crf_lib
+from etagger import ops
 from etagger.config import ModelConfig
 from etagger.features import UNK_ID
 from etagger.layers.bilstm import BiLSTMEncoder
@@ -172,11 +173,11 @@ class Tagger(keras.Model):
         return self._encode(features, training)[0]
 
     def serving_potentials(
-        self, features: Mapping[str, tf.Tensor], fused_lstm: bool = False
+        self, features: Mapping[str, tf.Tensor], fused_lstm: ops.LstmProducts | None = None
     ) -> tf.Tensor:
         """``call`` at inference through the encoders' inference paths where they have one
-        (``BiLSTMEncoder.serve``, with etagger's fused LSTM op if ``fused_lstm``): what
-        exported models compute."""
+        (``BiLSTMEncoder.serve``, with etagger's fused LSTM op and products in that precision
+        if ``fused_lstm``): what exported models compute."""
         return self._encode(features, training=False, serving=True, fused_lstm=fused_lstm)[0]
 
     def _encode(
@@ -184,7 +185,7 @@ class Tagger(keras.Model):
         features: Mapping[str, tf.Tensor],
         training: bool,
         serving: bool = False,
-        fused_lstm: bool = False,
+        fused_lstm: ops.LstmProducts | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(tag potentials [B, T, K], the first BiLSTM layer's states when the LM objective
         needs them, else None). ``serving``: through the encoders' ``serve``."""

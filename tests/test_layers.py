@@ -1,7 +1,11 @@
 """Tests for etagger.layers: shapes, explicit masking (padding never leaks), gradients, tf.function."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,13 +281,85 @@ def test_bilstm_fused_serving_path_equals_keras_to_float32_rounding(rng, num_lay
         weight.assign(tf.random.normal(weight.shape, seed=int(rng.integers(1 << 30))))
     expected = encoder(x, mask=mask, training=False)
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-    served = tf.function(lambda x, n: encoder.serve(x, n, fused=True))(x, lengths)
+    served = tf.function(lambda x, n: encoder.serve(x, n, fused="float32"))(x, lengths)
     np.testing.assert_allclose(real(served, mask), real(expected, mask), atol=1e-6)
     np.testing.assert_array_equal(served.numpy()[~mask.numpy()], 0.0)
     # An empty batch, and zero-length sentences only.
     for shape, n in (([0, 0, DIM], []), ([2, 3, DIM], [0, 0])):
-        empty = encoder.serve(tf.zeros(shape), tf.constant(n, tf.int32), fused=True)
+        empty = encoder.serve(tf.zeros(shape), tf.constant(n, tf.int32), fused="float32")
         assert empty.shape == (shape[0], shape[1], 16) and not np.any(empty.numpy())
+
+
+def round_to_bf16(a):
+    """float32 values rounded to bfloat16 (to nearest, ties to even), as float32."""
+    bits = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def lstm_reference(x, lengths, kernel, recurrent, bias, reverse, bf16):
+    """One Keras-LSTMCell direction in numpy, products in float64 of the (rounded) operands."""
+    r = round_to_bf16 if bf16 else (lambda a: a)
+    batch, steps, units = x.shape[0], x.shape[1], recurrent.shape[0]
+    projected = np.einsum("btd,dn->btn", r(x), r(kernel), dtype=np.float64).astype(np.float32)
+    projected += bias
+    h, c = np.zeros((batch, units), np.float32), np.zeros((batch, units), np.float32)
+    out = np.zeros((batch, steps, units), np.float32)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for s in range(steps):
+        z = (r(h).astype(np.float64) @ r(recurrent)).astype(np.float32)
+        for b in range(batch):
+            if s < lengths[b]:
+                t = lengths[b] - 1 - s if reverse else s
+                g = np.split(z[b] + projected[b, t], 4)
+                c[b] = sigmoid(g[1]) * c[b] + sigmoid(g[0]) * np.tanh(g[2])
+                h[b] = out[b, t] = sigmoid(g[3]) * np.tanh(c[b])
+    return out
+
+
+BF16_CASE = """
+import numpy as np, sys
+from etagger import ops
+rng = np.random.default_rng(5)
+x = rng.normal(size=(6, 5, 7)).astype(np.float32)  # odd width: a zero pads the last pair
+lengths = np.array([5, 2, 0, 1, 3, 2], np.int32)  # six rows: a tile of four and one of two
+weights = [(rng.normal(size=shape) * 0.5).astype(np.float32) for shape in ((7, 36), (9, 36), (36,))]
+np.savez(sys.argv[1], x=x, lengths=lengths, kernel=weights[0], recurrent=weights[1], bias=weights[2],
+         **{f"{direction}_{products}": ops.lstm_sequence(x, lengths, *weights, reverse=direction == "backward",
+                                                         products=products).numpy()
+            for direction in ("forward", "backward") for products in ("float32", "bfloat16")})
+"""
+
+
+@pytest.mark.parametrize("kernels", ["native", "portable"])
+def test_fused_lstm_op_bf16_products_round_their_operands(tmp_path, kernels):
+    # `export --fused-lstm --bf16`: where the CPU has AVX512-BF16, the op's states are the
+    # numpy reference's with bfloat16-rounded operands; elsewhere (or with
+    # ETAGGER_PORTABLE_KERNELS=1) its products stay float32. Past the first steps a state may
+    # round to the neighbouring bfloat16 in one computation and not in the other, so later
+    # steps agree to that rounding's effect, not to float32's.
+    portable = kernels == "portable" or "avx512_bf16" not in Path("/proc/cpuinfo").read_text()
+    env = {**os.environ, **({"ETAGGER_PORTABLE_KERNELS": "1"} if kernels == "portable" else {})}
+    out = tmp_path / "out.npz"
+    subprocess.run([sys.executable, "-c", BF16_CASE, str(out)], check=True, env=env)
+    got = np.load(out)
+    args = [got[k] for k in ("x", "lengths", "kernel", "recurrent", "bias")]
+    for direction in ("forward", "backward"):
+        reverse = direction == "backward"
+        float32 = lstm_reference(*args, reverse=reverse, bf16=False)
+        np.testing.assert_allclose(got[f"{direction}_float32"], float32, atol=1e-5)
+        served = got[f"{direction}_bfloat16"]
+        if portable:
+            np.testing.assert_array_equal(served, got[f"{direction}_float32"])
+            continue
+        bf16 = lstm_reference(*args, reverse=reverse, bf16=True)
+        t, n = np.arange(5)[None, :], args[1][:, None]
+        step = n - 1 - t if reverse else t + 0 * n  # the step at which position t is read
+        early = (step < 2) & (t < n)
+        np.testing.assert_allclose(served[early], bf16[early], atol=1e-5)
+        np.testing.assert_allclose(served, bf16, atol=2e-2)
+        assert np.abs(served - float32).max() > 1e-4  # the rounding is real
+        assert not np.any(served[t + 0 * n >= n])  # zeros at padding
 
 
 def test_fused_lstm_op_rejects_lengths_beyond_the_sentences():

@@ -154,7 +154,7 @@ def test_fused_exports_serve_the_same_tags(tiny_data, tiny_model, tmp_path):
     model_dir, _, _ = tiny_model
     plain = export(model_dir, tmp_path / "plain")
     crf_only = export(model_dir, tmp_path / "crf", fused_crf=True)
-    fused = export(model_dir, tmp_path / "fused", fused_lstm=True, fused_crf=True)
+    fused = export(model_dir, tmp_path / "fused", fused_lstm="float32", fused_crf=True)
     assert read_meta(plain)["ops"] == [] and read_meta(crf_only)["ops"] == ["EtaggerCrfMarginals"]
     assert read_meta(fused)["ops"] == ["EtaggerLstmSequence", "EtaggerCrfMarginals"]
     outputs = [served_test_split(tiny_data, saved) for saved in (plain, crf_only, fused)]
@@ -165,6 +165,14 @@ def test_fused_exports_serve_the_same_tags(tiny_data, tiny_model, tmp_path):
     np.testing.assert_allclose(
         outputs[0]["token_confidence"].numpy(), outputs[2]["token_confidence"].numpy(), atol=1e-5
     )
+    # `--bf16`: the same graph, with the LSTM's products in bfloat16 where the CPU allows.
+    bf16 = export(model_dir, tmp_path / "bf16", fused_lstm="bfloat16", fused_crf=True)
+    assert (read_meta(fused)["lstm_products"], read_meta(bf16)["lstm_products"]) == (
+        "float32",
+        "bfloat16",
+    )
+    tags = [outputs[2]["tags"].numpy(), served_test_split(tiny_data, bf16)["tags"].numpy()]
+    assert np.mean(tags[0] == tags[1]) > 0.99
     # A fresh process: etagger's loader registers the op itself before loading the graph.
     load = f"from etagger.predictor import Predictor; print(Predictor({str(fused)!r}).load_seconds)"
     subprocess.run([sys.executable, "-c", load], check=True, capture_output=True)

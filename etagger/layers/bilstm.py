@@ -75,14 +75,19 @@ class BiLSTMEncoder(keras.layers.Layer):
             x = rnn(self.dropout(x, training=training), mask=mask, training=training)
         return (zeroed(x), zeroed(first)) if return_first else zeroed(x)
 
-    def serve(self, inputs, lengths, fused: bool = False):
+    def serve(self, inputs, lengths, fused: ops.LstmProducts | None = None):
         """``call`` at inference (zeros at padding): what exported models run. Through
         ``lstm_inference``, bit for bit at real tokens; with ``fused``, through etagger's own
-        one-kernel LSTM op (``etagger.ops``), equal to float32 rounding."""
-        layer = bilstm_fused if fused else bilstm_inference
+        one-kernel LSTM op (``etagger.ops``) with products in that precision: "float32" is
+        equal to float32 rounding, "bfloat16" rounds the products' operands where the CPU
+        has AVX512-BF16."""
         x = inputs
         for rnn in self.rnns:
-            x = layer(x, lengths, rnn.forward_layer.cell, rnn.backward_layer.cell)
+            cells = rnn.forward_layer.cell, rnn.backward_layer.cell
+            if fused:
+                x = bilstm_fused(x, lengths, *cells, products=fused)
+            else:
+                x = bilstm_inference(x, lengths, *cells)
         return x
 
     def compute_output_shape(self, input_shape):
@@ -118,11 +123,13 @@ def bilstm_inference(x, lengths, forward, backward):
     return out * tf.cast(tf.sequence_mask(lengths, tf.shape(x)[1]), out.dtype)[..., None]
 
 
-def bilstm_fused(x, lengths, forward, backward):
+def bilstm_fused(x, lengths, forward, backward, products: ops.LstmProducts = "float32"):
     """``bilstm_inference`` through ``etagger.ops.lstm_sequence``: two ops per layer instead of
     about twenty per time step, which is what a single sentence's latency is made of."""
     states = [
-        ops.lstm_sequence(x, lengths, c.kernel, c.recurrent_kernel, c.bias, reverse=reverse)
+        ops.lstm_sequence(
+            x, lengths, c.kernel, c.recurrent_kernel, c.bias, reverse=reverse, products=products
+        )
         for c, reverse in ((forward, False), (backward, True))
     ]
     return tf.concat(states, axis=-1)

@@ -5,7 +5,19 @@
 // Keras LSTMCell (tanh/sigmoid, gates i f c o, zero initial state) in one call: one
 // [B*T, D] x [D, 4U] product for every token's input projection, then per step one
 // [B, U] x [U, 4U] product and the gates. Built by `python -m etagger.ops`.
+//
+// The attr bf16 allows bfloat16 products where the CPU has AVX512-BF16, whose VDPBF16PS does
+// twice the multiply-adds per cycle of a float32 FMA: both products then take their operands
+// rounded to bfloat16 (to nearest, ties to even) and sum in float32, in a small packed kernel;
+// the gates and states stay float32. Elsewhere the products stay float32 (as oneDNN's
+// "fpmath mode bf16" allows, and does not oblige, bfloat16 arithmetic).
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -21,10 +33,143 @@ using tensorflow::TensorShape;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMatrix = Eigen::Map<const RowMatrix>;
 
+uint16_t ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// ETAGGER_PORTABLE_KERNELS=1 keeps float32 products on any CPU (for tests and comparisons).
+bool UseAvx512Bf16() {
+  static const bool use = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bf16") &&
+                          std::getenv("ETAGGER_PORTABLE_KERNELS") == nullptr;
+  return use;
+}
+
+// The right-hand side for VDPBF16PS: [ceil(K/2)][n_pad][2] bfloat16, so that one 64-byte load
+// holds rows 2p and 2p+1 of 16 columns, interleaved; n_pad rounds N up to 16, zero-filled.
+struct PackedBf16 {
+  int64_t k2 = 0, n = 0, n_pad = 0;
+  std::vector<uint16_t> data;
+
+  PackedBf16(const float* rhs, int64_t k, int64_t n_)
+      : k2((k + 1) / 2), n(n_), n_pad((n_ + 15) / 16 * 16), data(k2 * n_pad * 2, 0) {
+    for (int64_t r = 0; r < k; ++r)
+      for (int64_t j = 0; j < n; ++j) data[((r / 2) * n_pad + j) * 2 + r % 2] = ToBf16(rhs[r * n + j]);
+  }
+};
+
+// c[MR rows, NR*16 columns from n0] = a[MR rows] (bfloat16, lda apart) x b.
+template <int MR, int NR>
+__attribute__((target("avx512f,avx512bf16"))) void Bf16Tile(const uint16_t* a, int64_t lda,
+                                                             const PackedBf16& b, int64_t n0,
+                                                             float* c, int64_t ldc) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  const uint16_t* bp = b.data.data() + n0 * 2;
+  for (int64_t p = 0; p < b.k2; ++p, bp += b.n_pad * 2) {
+    __m512bh bv[NR];
+    for (int j = 0; j < NR; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(bp + 32 * j);
+    for (int i = 0; i < MR; ++i) {
+      int32_t pair;
+      std::memcpy(&pair, a + i * lda + 2 * p, 4);
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      const int64_t col = n0 + 16 * j, left = b.n - col;
+      if (left >= 16) {
+        _mm512_storeu_ps(c + i * ldc + col, acc[i][j]);
+      } else if (left > 0) {
+        _mm512_mask_storeu_ps(c + i * ldc + col, static_cast<__mmask16>((1u << left) - 1),
+                              acc[i][j]);
+      }
+    }
+}
+
+using TileFn = void (*)(const uint16_t*, int64_t, const PackedBf16&, int64_t, float*, int64_t);
+constexpr int kRowsPerTile = 4, kVectorsPerTile = 5;  // 20 accumulators of the 32 registers
+
+template <int MR>
+TileFn TileFor(int nr) {
+  switch (nr) {
+    case 1: return Bf16Tile<MR, 1>;
+    case 2: return Bf16Tile<MR, 2>;
+    case 3: return Bf16Tile<MR, 3>;
+    case 4: return Bf16Tile<MR, 4>;
+    default: return Bf16Tile<MR, kVectorsPerTile>;
+  }
+}
+
+TileFn TileFor(int mr, int nr) {
+  switch (mr) {
+    case 1: return TileFor<1>(nr);
+    case 2: return TileFor<2>(nr);
+    case 3: return TileFor<3>(nr);
+    default: return TileFor<kRowsPerTile>(nr);
+  }
+}
+
+// Rounds rows of a float matrix to bfloat16 pairs (odd widths padded with a zero).
+__attribute__((target("avx512f,avx512bf16"))) void ToBf16Rows(const float* src, int64_t rows,
+                                                              int64_t cols, uint16_t* dst,
+                                                              int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = src + r * cols;
+    uint16_t* out = dst + r * ld;
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j),
+                          (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(in + j)));
+    for (; j < cols; ++j) out[j] = ToBf16(in[j]);
+    for (; j < ld; ++j) out[j] = 0;
+  }
+}
+
+// out[M, N] = lhs[M, K] x rhs[K, N], all row-major float32, for one fixed rhs: in float32,
+// or with bfloat16 operands where allowed and supported (see the top of this file).
+class Product {
+ public:
+  Product(const float* rhs, int64_t k, int64_t n, bool allow_bf16)
+      : rhs_(rhs), k_(k), n_(n) {
+    if (allow_bf16 && UseAvx512Bf16()) packed_.emplace_back(rhs, k, n);
+  }
+
+  void operator()(const float* lhs, int64_t m, float* out) {
+    if (packed_.empty()) {
+      Eigen::Map<RowMatrix>(out, m, n_).noalias() =
+          ConstMatrix(lhs, m, k_) * ConstMatrix(rhs_, k_, n_);
+      return;
+    }
+    const PackedBf16& b = packed_.front();
+    const int64_t ld = 2 * b.k2;
+    lhs_bf16_.resize(m * ld);
+    ToBf16Rows(lhs, m, k_, lhs_bf16_.data(), ld);
+    for (int64_t v = 0; v < b.n_pad / 16; v += kVectorsPerTile) {
+      const int nr = static_cast<int>(std::min<int64_t>(kVectorsPerTile, b.n_pad / 16 - v));
+      for (int64_t i = 0; i < m; i += kRowsPerTile) {
+        const int mr = static_cast<int>(std::min<int64_t>(kRowsPerTile, m - i));
+        TileFor(mr, nr)(lhs_bf16_.data() + i * ld, ld, b, 16 * v, out + i * n_, n_);
+      }
+    }
+  }
+
+ private:
+  const float* rhs_;
+  int64_t k_, n_;
+  std::vector<PackedBf16> packed_;  // the packed rhs, when the products are bfloat16
+  std::vector<uint16_t> lhs_bf16_;
+};
+
 class LstmSequenceOp : public OpKernel {
  public:
   explicit LstmSequenceOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("reverse", &reverse_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("bf16", &bf16_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -56,13 +201,14 @@ class LstmSequenceOp : public OpKernel {
     h_out.setZero();  // padding stays zero, as the Keras path's outputs are zeroed there
     if (steps == 0) return;
 
-    RowMatrix projected = ConstMatrix(x.flat<float>().data(), B * T, D) *
-                          ConstMatrix(kernel.flat<float>().data(), D, 4 * U);
+    RowMatrix projected(B * T, 4 * U);
+    Product(kernel.flat<float>().data(), D, 4 * U, bf16_)(x.flat<float>().data(), B * T,
+                                                         projected.data());
     projected.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.flat<float>().data(), 4 * U);
-    ConstMatrix R(recurrent.flat<float>().data(), U, 4 * U);
+    Product recurrent_product(recurrent.flat<float>().data(), U, 4 * U, bf16_);
     RowMatrix h = RowMatrix::Zero(B, U), c = RowMatrix::Zero(B, U), z(B, 4 * U);
     for (int64_t s = 0; s < steps; ++s) {
-      z.noalias() = h * R;
+      recurrent_product(h.data(), B, z.data());
       for (int64_t b = 0; b < B; ++b) {
         if (s >= len(b)) continue;  // this sentence has ended; its state is never read again
         const int64_t t = reverse_ ? len(b) - 1 - s : s;
@@ -78,7 +224,7 @@ class LstmSequenceOp : public OpKernel {
   }
 
  private:
-  bool reverse_;
+  bool reverse_, bf16_;
 };
 
 }  // namespace
@@ -90,6 +236,7 @@ REGISTER_OP("EtaggerLstmSequence")
     .Input("recurrent: float")
     .Input("bias: float")
     .Attr("reverse: bool = false")
+    .Attr("bf16: bool = false")
     .Output("h: float")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       auto x = c->input(0);
