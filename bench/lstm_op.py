@@ -1,5 +1,7 @@
 """One BiLSTM layer at inference, TensorFlow's ops (the plain export) against etagger's fused
-LSTM op (``export --fused-lstm``): milliseconds per call on one thread, one JSON line.
+LSTM op (``export --fused-lstm``), with float32 and with bfloat16 products (``--bf16``, which
+needs a CPU with AVX512-BF16, float32 elsewhere): milliseconds per call on one thread, one
+JSON line.
 
 Usage: python bench/lstm_op.py [--dim 110] [--units 200]
 """
@@ -42,6 +44,7 @@ def main(argv=None) -> dict:
         cell.bias.assign(tf.random.normal(cell.bias.shape, seed=1))
     plain = tf.function(lambda x, n: bilstm_inference(x, n, *cells))
     fused = tf.function(lambda x, n: bilstm_fused(x, n, *cells))
+    bf16 = tf.function(lambda x, n: bilstm_fused(x, n, *cells, products="bfloat16"))
     result: dict = {"dim": args.dim, "units": args.units, "threads": 1}
     for batch, tokens in ((1, 13), (1, 40), (64, 30)):
         x = tf.random.normal([batch, tokens, args.dim], seed=2)
@@ -50,7 +53,9 @@ def main(argv=None) -> dict:
         result[f"{batch}x{tokens}"] = {
             "tensorflow_ops_ms": mean_ms(lambda x=x, n=n: plain(x, n), calls),
             "fused_op_ms": mean_ms(lambda x=x, n=n: fused(x, n), calls),
+            "fused_op_bf16_ms": mean_ms(lambda x=x, n=n: bf16(x, n), calls),
             "max_abs_difference": float(np.abs(plain(x, n) - fused(x, n)).max()),
+            "max_abs_difference_bf16": float(np.abs(plain(x, n) - bf16(x, n)).max()),
         }
     print(json.dumps(result))
     return result
