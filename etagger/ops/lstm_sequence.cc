@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -160,16 +161,16 @@ class Product {
  public:
   Product(const float* rhs, int64_t k, int64_t n, bool allow_bf16)
       : rhs_(rhs), k_(k), n_(n) {
-    if (allow_bf16 && UseAvx512Bf16()) packed_.emplace_back(rhs, k, n);
+    if (allow_bf16 && UseAvx512Bf16()) packed_.emplace(rhs, k, n);
   }
 
   void operator()(const float* lhs, int64_t m, float* out) {
-    if (packed_.empty()) {
+    if (!packed_) {
       Eigen::Map<RowMatrix>(out, m, n_).noalias() =
           ConstMatrix(lhs, m, k_) * ConstMatrix(rhs_, k_, n_);
       return;
     }
-    const PackedBf16& b = packed_.front();
+    const PackedBf16& b = *packed_;
     const int64_t ld = 2 * b.k2;
     lhs_bf16_.resize(m * ld);
     ToBf16Rows(lhs, m, k_, lhs_bf16_.data(), ld);
@@ -185,7 +186,7 @@ class Product {
  private:
   const float* rhs_;
   int64_t k_, n_;
-  std::vector<PackedBf16> packed_;  // the packed rhs, when the products are bfloat16
+  std::optional<PackedBf16> packed_;  // the packed rhs, when the products are bfloat16
   std::vector<uint16_t> lhs_bf16_;
 };
 
