@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -59,15 +60,15 @@ __attribute__((target("avx512f"))) __m512i RoundHigh(__m512i bits) {
 // Packed at every call, so vectorized: a scalar loop cost a single sentence 0.1 ms.
 struct PackedBf16 {
   int64_t k2 = 0, n = 0, n_pad = 0;
-  std::vector<uint16_t> data;
+  std::unique_ptr<uint32_t[]> pairs;  // not zeroed first: Pack writes every element
 
   PackedBf16(const float* rhs, int64_t k, int64_t n_)
-      : k2((k + 1) / 2), n(n_), n_pad((n_ + 15) / 16 * 16), data(k2 * n_pad * 2) {
+      : k2((k + 1) / 2), n(n_), n_pad((n_ + 15) / 16 * 16), pairs(new uint32_t[k2 * n_pad]) {
     Pack(rhs, k);
   }
 
   __attribute__((target("avx512f"))) void Pack(const float* rhs, int64_t k) {
-    auto* out = reinterpret_cast<uint32_t*>(data.data());
+    uint32_t* out = pairs.get();
     for (int64_t p = 0; p < k2; ++p) {
       const float* even = rhs + 2 * p * n;
       const float* odd = 2 * p + 1 < k ? even + n : nullptr;  // an odd K's last row pairs with 0
@@ -93,10 +94,10 @@ __attribute__((target("avx512f,avx512bf16"))) void Bf16Tile(const uint16_t* a, i
   __m512 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
-  const uint16_t* bp = b.data.data() + n0 * 2;
-  for (int64_t p = 0; p < b.k2; ++p, bp += b.n_pad * 2) {
+  const uint32_t* bp = b.pairs.get() + n0;
+  for (int64_t p = 0; p < b.k2; ++p, bp += b.n_pad) {
     __m512bh bv[NR];
-    for (int j = 0; j < NR; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(bp + 32 * j);
+    for (int j = 0; j < NR; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(bp + 16 * j);
     for (int i = 0; i < MR; ++i) {
       int32_t pair;
       std::memcpy(&pair, a + i * lda + 2 * p, 4);
