@@ -35,18 +35,17 @@ using tensorflow::TensorShape;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMatrix = Eigen::Map<const RowMatrix>;
 
-uint16_t ToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-
 // ETAGGER_PORTABLE_KERNELS=1 keeps float32 products on any CPU (for tests and comparisons).
 bool UseAvx512Bf16() {
   static const bool use = __builtin_cpu_supports("avx512f") &&
                           __builtin_cpu_supports("avx512bf16") &&
                           std::getenv("ETAGGER_PORTABLE_KERNELS") == nullptr;
   return use;
+}
+
+// The first n of 16 lanes (none if n <= 0).
+__mmask16 Lanes(int64_t n) {
+  return n >= 16 ? 0xFFFF : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
 }
 
 // Rounds float32 bit patterns to bfloat16 (to nearest, ties to even), in the high halves.
@@ -73,7 +72,7 @@ struct PackedBf16 {
       const float* even = rhs + 2 * p * n;
       const float* odd = 2 * p + 1 < k ? even + n : nullptr;  // an odd K's last row pairs with 0
       for (int64_t j = 0; j < n_pad; j += 16) {
-        const __mmask16 valid = j + 16 <= n ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+        const __mmask16 valid = Lanes(n - j);
         const __m512i lo = RoundHigh(_mm512_maskz_loadu_epi32(valid, even + j));
         const __m512i hi = odd ? RoundHigh(_mm512_maskz_loadu_epi32(valid, odd + j))
                                : _mm512_setzero_si512();
@@ -107,13 +106,8 @@ __attribute__((target("avx512f,avx512bf16"))) void Bf16Tile(const uint16_t* a, i
   }
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) {
-      const int64_t col = n0 + 16 * j, left = b.n - col;
-      if (left >= 16) {
-        _mm512_storeu_ps(c + i * ldc + col, acc[i][j]);
-      } else if (left > 0) {
-        _mm512_mask_storeu_ps(c + i * ldc + col, static_cast<__mmask16>((1u << left) - 1),
-                              acc[i][j]);
-      }
+      const int64_t col = n0 + 16 * j;
+      _mm512_mask_storeu_ps(c + i * ldc + col, Lanes(b.n - col), acc[i][j]);
     }
 }
 
@@ -140,20 +134,15 @@ TileFn TileFor(int mr, int nr) {
   }
 }
 
-// Rounds rows of a float matrix to bfloat16 pairs (odd widths padded with a zero).
-__attribute__((target("avx512f,avx512bf16"))) void ToBf16Rows(const float* src, int64_t rows,
-                                                              int64_t cols, uint16_t* dst,
-                                                              int64_t ld) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* in = src + r * cols;
-    uint16_t* out = dst + r * ld;
-    int64_t j = 0;
-    for (; j + 16 <= cols; j += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j),
-                          (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(in + j)));
-    for (; j < cols; ++j) out[j] = ToBf16(in[j]);
-    for (; j < ld; ++j) out[j] = 0;
-  }
+// Rounds rows of a float matrix to bfloat16, each row padded with zeros to ld (>= cols).
+__attribute__((target("avx512f"))) void ToBf16Rows(const float* src, int64_t rows, int64_t cols,
+                                                   uint16_t* dst, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < ld; j += 16) {
+      const __m512i bits = _mm512_maskz_loadu_epi32(Lanes(cols - j), src + r * cols + j);
+      _mm512_mask_cvtepi32_storeu_epi16(dst + r * ld + j, Lanes(ld - j),
+                                        _mm512_srli_epi32(RoundHigh(bits), 16));
+    }
 }
 
 // out[M, N] = lhs[M, K] x rhs[K, N], all row-major float32, for one fixed rhs: in float32,
