@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "conll03-bilstm1")  # the bundled model
+# Whether etagger's LSTM op computes bfloat16 products here (`export --bf16`): the CPU has
+# AVX512-BF16 and ETAGGER_PORTABLE_KERNELS does not keep them float32.
+CPUINFO = Path("/proc/cpuinfo")
+BF16_KERNELS = (
+    CPUINFO.exists()
+    and "avx512_bf16" in CPUINFO.read_text()
+    and "ETAGGER_PORTABLE_KERNELS" not in os.environ
+)
 # Raw news text (a blank line between its documents) for tag-corpus and run-job tests.
 RAW_NEWS = (
     "Angela Merkel met Emmanuel Macron in Paris on Monday. Shares of Siemens rose.\n"
