@@ -98,6 +98,11 @@ class ModelConfig:
     bert_layers: int = 1  # 1: sequence_output; n: mean of the last n encoder layers
     bert_trainable: bool = False  # fine-tune the encoder (else frozen)
     bert_max_pieces: int = 256  # packed length per sentence, [CLS] and [SEP] included
+    # > 0: the frozen encoder reads packs of consecutive sentences of one document of at most
+    # this many tokens (etagger.packing), so a word's vector sees the sentences around it; the
+    # rest of the model reads each sentence alone. Training reads these vectors as preprocess
+    # --contextual-pack-tokens stored them; 0: the encoder reads each sentence alone.
+    bert_pack_tokens: int = 0
     # ELMo word features (etagger.layers.contextual.ElmoWordEmbedding): a LOCAL hub module with
     # ELMo's "tokens" signature (`cli.py pretrain-bilm --out DIR` writes DIR/module); None = none.
     elmo_handle: str | None = None
@@ -113,13 +118,21 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a non-empty path or null, not {handle!r}")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), not {self.word_dropout!r}")
-        if (
-            not isinstance(self.document_context, int)
-            or isinstance(self.document_context, bool)
-            or self.document_context < 0
+        for name, minimum in (
+            ("document_context", 0),
+            ("bert_pack_tokens", 0),
+            ("bert_layers", 1),
+            ("bert_max_pieces", 3),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+        if self.bert_pack_tokens and (
+            self.bert_handle is None or self.bert_trainable or self.document_context
         ):
             raise ValueError(
-                f"document_context must be an integer >= 0, not {self.document_context!r}"
+                "bert_pack_tokens needs a frozen BERT encoder (bert_handle, bert_trainable "
+                "false) in a model without document_context"
             )
         if not 0.0 <= self.gazetteer_dropout < 1.0:
             raise ValueError(f"gazetteer_dropout must be in [0, 1), not {self.gazetteer_dropout!r}")
@@ -136,22 +149,8 @@ class ModelConfig:
             )
         if self.bert_pooling not in ("first", "mean"):
             raise ValueError(f"bert_pooling must be 'first' or 'mean', not {self.bert_pooling!r}")
-        if (
-            not isinstance(self.bert_layers, int)
-            or isinstance(self.bert_layers, bool)
-            or self.bert_layers < 1
-        ):
-            raise ValueError(f"bert_layers must be an integer >= 1, not {self.bert_layers!r}")
         if not isinstance(self.bert_trainable, bool):
             raise ValueError(f"bert_trainable must be true or false, not {self.bert_trainable!r}")
-        if (
-            not isinstance(self.bert_max_pieces, int)
-            or isinstance(self.bert_max_pieces, bool)
-            or self.bert_max_pieces < 3
-        ):
-            raise ValueError(
-                f"bert_max_pieces must be an integer >= 3, not {self.bert_max_pieces!r}"
-            )
 
     @property
     def reads_words(self) -> bool:

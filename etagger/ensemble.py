@@ -116,7 +116,8 @@ class Ensemble(tf.Module):
 def same_data(model_dirs: Sequence[Path], loaded: Sequence[tuple]) -> None:
     """Raises unless every model (``loaded``: `load_model` results of ``model_dirs``) was
     trained on the same preprocessing (vocabularies, feature definitions, tag scheme) and
-    document context: their ids and tags must mean the same things."""
+    document context (of the model, or of its encoder): their ids and tags must mean the same
+    things, and they must read the same packs of sentences."""
 
     def fingerprint(model, config, vocabs, info):
         return (
@@ -125,6 +126,7 @@ def same_data(model_dirs: Sequence[Path], loaded: Sequence[tuple]) -> None:
             info["tag_scheme"],
             info["input_scheme"],
             config.model.document_context,
+            config.model.bert_pack_tokens,
         )
 
     first = fingerprint(*loaded[0])

@@ -14,6 +14,9 @@ Signatures (B = sentences, T = tokens; padding tokens are "" and mark the senten
                                           tag of the model's training scheme, in the order of
                                           etagger.json's "tags"; 0 at padding), lengths [B]
 Models trained with POS/chunk features take ``pos`` and ``chunk`` [B,T] string inputs too.
+Models whose BERT encoder reads packs of sentences (``bert_pack_tokens``) take ``pack_ids``
+[B] int32 too: rows with equal ids (0, 1, ... in row order) are consecutive sentences of one
+pack, which the encoder reads joined; every row is still tagged as a sentence of its own.
 Models with BERT or ELMo features (``bert_handle``, ``elmo_handle``) get the token strings as
 their "word" feature; the SavedModel then holds the encoder's variables (and BERT's vocab.txt
 asset), so it no longer needs the handle's folder.
@@ -57,6 +60,7 @@ class ServingModule(tf.Module):
         extra_inputs: tuple[str, ...],
         fused_lstm: ops.LstmProducts | None = None,
         fused_crf: bool = False,
+        pack_inputs: bool = False,
     ):
         super().__init__(name="etagger")
         # Track only the variables, not the Keras model: tracking it would make the SavedModel
@@ -81,14 +85,19 @@ class ServingModule(tf.Module):
         self.extra_inputs = extra_inputs
         self.fused_lstm = fused_lstm
         self.fused_crf = fused_crf
+        self.pack_inputs = pack_inputs
         self.serve = self._signature(self._serve)
         self.serve_with_confidence = self._signature(self._serve_with_confidence)
         self.serve_marginals = self._signature(self._serve_marginals)
 
     def _signature(self, fn):
-        """A tf.function taking the string inputs as named arguments (tokens, [pos, chunk])."""
+        """A tf.function taking the inputs as named arguments: tokens, [pos, chunk], and
+        [pack_ids] for a model whose encoder reads packs of sentences."""
         names = ("tokens",) + self.extra_inputs
         specs = [tf.TensorSpec([None, None], tf.string, name=name) for name in names]
+        if self.pack_inputs:
+            names += ("pack_ids",)
+            specs.append(tf.TensorSpec([None], tf.int32, name="pack_ids"))
         return tf.function(lambda *args: fn(dict(zip(names, args))), input_signature=specs)
 
     def _features(self, inputs):
@@ -100,6 +109,8 @@ class ServingModule(tf.Module):
         ids["length"] = lengths
         if self.feed_words:
             ids["word"] = tokens
+        if self.pack_inputs:
+            ids["pack_id"] = inputs["pack_ids"]
         return ids
 
     def _outputs(self, tag_ids, lengths):
@@ -173,7 +184,14 @@ def export(
     )
     feature_config = features.FeatureConfig(**info["features"])
     module = ServingModule(
-        model, vocabs, feature_config, info["tag_scheme"], extra, fused_lstm, fused_crf
+        model,
+        vocabs,
+        feature_config,
+        info["tag_scheme"],
+        extra,
+        fused_lstm,
+        fused_crf,
+        pack_inputs=bool(configs[0].model.bert_pack_tokens),
     )
     module.__call__ = module.serve
     # What a user (and tag-corpus) needs to know about the model, beside the graph. An

@@ -213,6 +213,7 @@ class Tagger(keras.Model):
                         mask=mask,
                         pieces=features.get("wordpiece_ids"),
                         training=training,
+                        pack_ids=features.get("pack_id"),
                     )
                 )
         if self.elmo is not None:

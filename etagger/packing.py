@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from etagger.conll import DOCSTART
+from etagger.conll import DOCSTART, Sentence
 
 T = TypeVar("T")
 # Raw-text sentence index = line number * RAW_LINE_STRIDE + the sentence's number in the line.
@@ -46,6 +46,21 @@ def pack_documents(
         packs[-1].append(sentence)
         tokens += n
     return packs
+
+
+def pack_sentences(sentences: Sequence[Sentence], pack_tokens: int) -> list[tuple[Sentence, ...]]:
+    """Packs of consecutive sentences of one document, at most ``pack_tokens`` tokens each
+    (``pack_documents``), cut where ``starts_pack`` says, as in training and evaluation; with
+    ``pack_tokens`` 0 every sentence is a pack of its own. A raw-text line is a document, and
+    a pipeline that packs reads each CoNLL file as one range, so a range never cuts a pack."""
+    if not pack_tokens:
+        return [(s,) for s in sentences]
+    return [
+        tuple(pack)
+        for pack in pack_documents(
+            sentences, pack_tokens, len, lambda s: starts_pack(s.index, s.leading)
+        )
+    ]
 
 
 def split_pack(columns: Mapping[str, Sequence], lengths: Iterable[int]) -> list[dict]:

@@ -54,8 +54,15 @@ def load_exported(path: str | Path, meta: dict | None = None):
 
 
 def document_context(meta: dict) -> int:
-    """Tokens of neighbouring sentences the exported model reads together (0: none)."""
-    return meta["config"]["model"].get("document_context", 0)
+    """Tokens of neighbouring sentences the exported model reads together, as one sequence
+    (``document_context``) or in its BERT encoder only (``bert_pack_tokens``); 0: none."""
+    model = meta["config"]["model"]
+    return model.get("document_context", 0) or model.get("bert_pack_tokens", 0)
+
+
+def takes_pack_ids(meta: dict) -> bool:
+    """Whether the exported model's signatures take ``pack_ids`` (``bert_pack_tokens``)."""
+    return bool(meta["config"]["model"].get("bert_pack_tokens", 0))
 
 
 def _column(signature_input: str) -> str:
@@ -91,6 +98,7 @@ class Predictor:
         # The signature's inputs: "tokens", then "pos"/"chunk" if used. "tokens" is the "word"
         # column; the name stays because every exported model and its clients use it.
         self.inputs: list[str] = self.meta["inputs"]
+        self.takes_pack_ids = takes_pack_ids(self.meta)
         self.with_confidence = with_confidence
         self.saved_model = load_exported(self.path, self.meta)
         self.signature = self.saved_model.signatures[
@@ -100,15 +108,29 @@ class Predictor:
         self([{_column(name): ["Warm", "up"] for name in self.inputs}])
         self.load_seconds = time.perf_counter() - start
 
-    def __call__(self, sentences: Sequence[Mapping[str, Sequence[str]]]) -> list[Tagged]:
+    def _pack_feed(self, count: int, pack_ids: Sequence[int] | None) -> dict:
+        """The ``pack_ids`` input of a model that takes it (each sentence its own pack unless
+        given), else nothing."""
+        import tensorflow as tf
+
+        if not self.takes_pack_ids:
+            return {}
+        return {"pack_ids": tf.constant(range(count) if pack_ids is None else pack_ids, tf.int32)}
+
+    def __call__(
+        self,
+        sentences: Sequence[Mapping[str, Sequence[str]]],
+        pack_ids: Sequence[int] | None = None,
+    ) -> list[Tagged]:
         """Tags sentences given as column dicts ({"word": [...], "pos": [...], ...}; only
         "word" unless the model takes POS/chunk); the confidences only when
-        ``with_confidence``."""
+        ``with_confidence``. ``pack_ids``: for a model whose encoder reads packs of sentences,
+        the pack of each sentence (0, 1, ... in order); by default each is a pack of its own."""
         import tensorflow as tf
 
         from etagger.stored_vectors import padded_words
 
-        feeds = {}
+        feeds = self._pack_feed(len(sentences), pack_ids)
         for name in self.inputs:
             column = _column(name)
             if any(column not in s for s in sentences):
@@ -126,10 +148,13 @@ class Predictor:
                 outs.append(Tagged(tags))
         return outs
 
-    def marginals(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def marginals(
+        self, sentences: Sequence[Sequence[str]], pack_ids: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
         """Per sentence of words, the CRF marginals [T, K] float32 of every tag of the model's
         training scheme, in the order of ``self.meta["tags"]`` (models exported with the
-        ``tag_marginals`` signature). Only for models that read the words alone."""
+        ``tag_marginals`` signature). Only for models that read the words alone.
+        ``pack_ids`` as for ``__call__``."""
         import tensorflow as tf
 
         if "tag_marginals" not in self.saved_model.signatures or "tags" not in self.meta:
@@ -140,7 +165,8 @@ class Predictor:
 
         signature = self.saved_model.signatures["tag_marginals"]
         tokens = tf.constant(padded_words(sentences), tf.string)
-        result = signature(tokens=tokens)["marginals"].numpy()
+        feeds = self._pack_feed(len(sentences), pack_ids)
+        result = signature(tokens=tokens, **feeds)["marginals"].numpy()
         return [result[i, : len(words)] for i, words in enumerate(sentences)]
 
     @property
@@ -152,13 +178,21 @@ class Predictor:
         self, packs: Sequence[Sequence[Mapping[str, Sequence[str]]]]
     ) -> list[list[Tagged]]:
         """Tags packs of consecutive sentences (``packing.pack_documents``), each read as one
-        sequence; returns per pack the predictions of its sentences, as ``__call__`` does.
+        sequence (by the whole model, or by its encoder only when it takes ``pack_ids``);
+        returns per pack the predictions of its sentences, as ``__call__`` does.
 
         An entity the model runs across a sentence boundary is cut there: each sentence's tags
         are valid IOB2 on their own (a sentence opening inside it starts with B-), as
         ``cli.py evaluate`` reads them. Its entity confidence stays that of the whole run."""
         if not packs:
             return []
+        if self.takes_pack_ids:  # the encoder joins each pack; every sentence is tagged alone
+            flat = self(
+                [s for pack in packs for s in pack],
+                [i for i, pack in enumerate(packs) for _ in pack],
+            )
+            starts = np.cumsum([0] + [len(pack) for pack in packs])
+            return [flat[a:b] for a, b in zip(starts[:-1], starts[1:])]
         joined = [
             {name: [token for s in pack for token in s[name]] for name in pack[0]} for pack in packs
         ]

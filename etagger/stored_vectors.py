@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from etagger import packing
+from etagger import conll, packing
 
 if TYPE_CHECKING:
     from etagger.config import ModelConfig
@@ -39,6 +39,9 @@ class ContextualSpec:
     pooling: str = "first"
     layers: int = 1
     max_pieces: int = 256
+    # > 0: the encoder reads packs of consecutive sentences of one document of at most this
+    # many tokens (packing.pack_sentences), so each word's vector sees the sentences around it.
+    pack_tokens: int = 0
 
     @classmethod
     def of_model(cls, config: ModelConfig) -> ContextualSpec | None:
@@ -47,7 +50,11 @@ class ContextualSpec:
         if config.bert_handle is None or config.bert_trainable:
             return None
         return cls(
-            config.bert_handle, config.bert_pooling, config.bert_layers, config.bert_max_pieces
+            config.bert_handle,
+            config.bert_pooling,
+            config.bert_layers,
+            config.bert_max_pieces,
+            config.bert_pack_tokens,
         )
 
     def fingerprint(self) -> str:
@@ -56,12 +63,16 @@ class ContextualSpec:
         from etagger.layers.contextual import resolve_handle
 
         return _fingerprint(
-            str(resolve_handle(self.handle)), self.pooling, self.layers, self.max_pieces
+            str(resolve_handle(self.handle)),
+            self.pooling,
+            self.layers,
+            self.max_pieces,
+            self.pack_tokens,
         )
 
 
 @functools.cache
-def _fingerprint(folder: str, pooling: str, layers: int, max_pieces: int) -> str:
+def _fingerprint(folder: str, pooling: str, layers: int, max_pieces: int, pack_tokens: int) -> str:
     from etagger.layers.contextual import read_bert_config
 
     root = Path(folder)
@@ -79,6 +90,8 @@ def _fingerprint(folder: str, pooling: str, layers: int, max_pieces: int) -> str
         "layers": layers,
         "max_pieces": max_pieces,
     }
+    if pack_tokens:  # absent when 0, so sentence-level vectors keep their fingerprint
+        settings["pack_tokens"] = pack_tokens
     digest.update(json.dumps(settings, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()
 
@@ -111,6 +124,7 @@ class WordVectors:
         self.dim = int(self._call(tf.constant([["."]])).shape[-1])
 
     def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Each of ``sentences`` encoded on its own."""
         import tensorflow as tf
 
         return _per_sentence(
@@ -119,14 +133,28 @@ class WordVectors:
             lambda batch: self._call(tf.constant(padded_words(batch), tf.string)).numpy(),
         )
 
+    def of_sentences(self, sentences: Sequence[conll.Sentence]) -> list[np.ndarray]:
+        """Per sentence its vectors, from the packs of ``spec.pack_tokens`` (consecutive
+        sentences of a file, in file order) when that is set, else from each sentence alone."""
+        packs = packing.pack_sentences(sentences, self.spec.pack_tokens)
+        vectors = self([[w for s in pack for w in s.words] for pack in packs])
+        out = []
+        for pack, rows in zip(packs, vectors):
+            start = 0
+            for s in pack:
+                out.append(rows[start : start + len(s)])
+                start += len(s)
+        return out
+
 
 class SoftTargets:
     """A teacher (an exported tagger) as preprocessing runs it: sentences -> per sentence its
-    CRF marginals [T, K] float16 over the data's tags ``tags`` (vocab/tags.txt order).
+    CRF marginals [T, K] float16 over the data's tags ``tags`` (vocab/tags.txt order). A
+    teacher whose encoder reads packs of sentences (``bert_pack_tokens``) gets them in packs.
 
     Raises ValueError when the teacher tags in another scheme or set of tags, reads POS or
-    chunk columns, or reads document context (its marginals would then depend on the
-    neighbouring sentences)."""
+    chunk columns, or reads whole packs of sentences as one sequence (``document_context``:
+    its marginals would then run across sentence boundaries)."""
 
     def __init__(self, model_path: str, tags: Sequence[str]):
         from etagger.predictor import Predictor
@@ -137,22 +165,36 @@ class SoftTargets:
             raise ValueError(
                 f"teacher {model_path} tags {sorted(teacher_tags)}, the data {sorted(tags)}"
             )
-        if self.predictor.document_context:
+        if self.predictor.document_context and not self.predictor.takes_pack_ids:
             raise ValueError(f"teacher {model_path} reads document context: not supported")
+        self.pack_tokens = self.predictor.document_context
         self.columns = [teacher_tags.index(t) for t in tags]
 
-    def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        return _per_sentence(
-            sentences,
-            len(self.columns),
-            lambda batch: [m[:, self.columns] for m in self.predictor.marginals(batch)],
-        )
+    def of_sentences(self, sentences: Sequence[conll.Sentence]) -> list[np.ndarray]:
+        """Per sentence (consecutive sentences of a file, in file order) its marginals, from
+        length-sorted calls of at most BATCH_SENTENCES packs and BATCH_TOKENS tokens."""
+        packs = packing.pack_sentences(sentences, self.pack_tokens)
+        per_pack: list[list[np.ndarray]] = [[] for _ in packs]
+        lengths = [sum(len(s) for s in pack) for pack in packs]
+        for chunk in packing.length_sorted_calls(lengths, BATCH_SENTENCES, BATCH_TOKENS):
+            marginals = self.predictor.marginals(
+                [s.words for i in chunk for s in packs[i]],
+                [k for k, i in enumerate(chunk) for _ in packs[i]],
+            )
+            start = 0
+            for i in chunk:
+                per_pack[i] = [
+                    m[:, self.columns].astype(np.float16)
+                    for m in marginals[start : start + len(packs[i])]
+                ]
+                start += len(packs[i])
+        return [m for rows in per_pack for m in rows]
 
 
 def _per_sentence(
     sentences: Sequence[Sequence[str]],
     width: int,
-    call: Callable[[list[Sequence[str]]], Sequence[np.ndarray]],
+    call: Callable[[list[Sequence[str]]], np.ndarray],
 ) -> list[np.ndarray]:
     """Per sentence its [T, width] float16 rows, from ``call`` (some sentences -> one array
     per sentence of at least T rows) on length-sorted batches of at most BATCH_SENTENCES

@@ -78,6 +78,14 @@ def input_names(config: Config, data_info: dict | None = None) -> tuple[str, ...
         names += ("word",)
     spec = ContextualSpec.of_model(m)
     stored = (data_info or {}).get("contextual_fingerprint")
+    if spec is not None and spec.pack_tokens and stored != spec.fingerprint():
+        # The in-graph encoder of a training or evaluation batch sees one sentence, not a pack.
+        raise ValueError(
+            f"a model with bert_pack_tokens {spec.pack_tokens} reads the vectors that "
+            f"`preprocess --contextual {m.bert_handle} --contextual-pack-tokens "
+            f"{spec.pack_tokens}` stores, with its pooling and layers: this data has "
+            + ("other vectors" if stored else "none")
+        )
     if spec is not None and stored and not m.document_context:
         if stored == spec.fingerprint():
             return names + ("contextual",)

@@ -132,6 +132,13 @@ class PreprocessOptions:
     contextual_max_pieces: int = option(
         256, minimum=3, help="--contextual: [CLS] pieces [SEP] per sentence, at most"
     )
+    contextual_pack_tokens: int = option(
+        0,
+        minimum=0,
+        help="--contextual: run the encoder on packs of consecutive sentences of one document "
+        "of at most this many tokens, so each vector sees the sentences around its word "
+        "(the model's bert_pack_tokens); 0: each sentence alone",
+    )
     soft_targets: str | None = option(
         None,
         help="exported teacher model: store its CRF marginals of every token of the train and "

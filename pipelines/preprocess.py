@@ -492,10 +492,27 @@ def resolve_inputs(
     return inputs, splits
 
 
+def reads_packs(options: PreprocessOptions) -> bool:
+    """Whether the --contextual encoder (--contextual-pack-tokens) or the --soft-targets
+    teacher (its ``bert_pack_tokens``) reads packs of consecutive sentences."""
+    if options.contextual is not None and options.contextual_pack_tokens:
+        return True
+    if options.soft_targets is not None:
+        from etagger.predictor import document_context, read_meta
+
+        return bool(document_context(read_meta(options.soft_targets)))
+    return False
+
+
 def plan(splits: dict[str, str], options: PreprocessOptions) -> list[ranges.FileRange]:
-    """The input ranges: at least ``num_shards`` per file, at most ``range_bytes`` each."""
+    """The input ranges: at least ``num_shards`` per file, at most ``range_bytes`` each. When
+    a model of the run reads packs of sentences (``reads_packs``), a CoNLL file is one range,
+    since a pack may run on across any byte boundary (a raw line is a document)."""
     kinds = {path: "raw" if split == RAW_SPLIT else "conll" for path, split in splits.items()}
-    return io.plan_ranges(kinds, options.range_bytes, splits, min_ranges=options.num_shards)
+    whole = [p for p, kind in kinds.items() if kind == "conll"] if reads_packs(options) else []
+    return io.plan_ranges(
+        kinds, options.range_bytes, splits, whole=whole, min_ranges=options.num_shards
+    )
 
 
 def resolve_input_scheme(inputs: dict[str, str], options: PreprocessOptions) -> PreprocessOptions:
@@ -589,6 +606,7 @@ def contextual_spec(options: PreprocessOptions) -> ContextualSpec | None:
         options.contextual_pooling,
         options.contextual_layers,
         options.contextual_max_pieces,
+        options.contextual_pack_tokens,
     )
 
 

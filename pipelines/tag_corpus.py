@@ -111,7 +111,7 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
         return [PredictionResult(example, self._tag(example.sentences, model)) for example in batch]
 
     def _tag(self, sentences: Sequence[conll.Sentence], model: Predictor) -> RangeTags:
-        packs = pack_sentences(sentences, self.document_context)
+        packs = packing.pack_sentences(sentences, self.document_context)
         lengths = [_tokens(pack) for pack in packs]
         chunks = list(
             packing.length_sorted_calls(lengths, self.max_batch_sentences, self.max_batch_tokens)
@@ -148,24 +148,6 @@ class TaggerModelHandler(ModelHandler[io.RangeSentences, PredictionResult, Predi
 
 def _tokens(pack: Sequence[conll.Sentence]) -> int:
     return sum(len(s) for s in pack)
-
-
-def pack_sentences(
-    sentences: Sequence[conll.Sentence], pack_tokens: int
-) -> list[tuple[conll.Sentence, ...]]:
-    """Packs of consecutive sentences of one document, at most ``pack_tokens`` tokens each
-    (``packing.pack_documents``), for a model trained with document context, cut where
-    ``packing.starts_pack`` says, as in training and evaluation; with ``pack_tokens`` 0 every
-    sentence is a pack of its own. A raw-text line is a document, and a CoNLL file is one
-    range when the model reads document context, so a range never cuts a pack."""
-    if not pack_tokens:
-        return [(s,) for s in sentences]
-    return [
-        tuple(pack)
-        for pack in packing.pack_documents(
-            sentences, pack_tokens, len, lambda s: packing.starts_pack(s.index, s.leading)
-        )
-    ]
 
 
 class TagRanges(beam.PTransform):

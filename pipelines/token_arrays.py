@@ -53,14 +53,16 @@ class TokenArraysHandler(ModelHandler[io.RangeArrays, PredictionResult, Any]):
         return [PredictionResult(example, self.compute(example.read, model)) for example in batch]
 
     def compute(self, read: io.RangeSentences, model: Any) -> tuple[np.ndarray | None, ...]:
-        return tuple(model([s.words for s in read.sentences]))
+        """Per sentence of ``read`` its array, or None."""
+        raise NotImplementedError
 
     def get_num_bytes(self, batch: Sequence[io.RangeArrays]) -> int:
         return sum(len(w) for example in batch for s in example.read.sentences for w in s.words)
 
 
 class ContextualHandler(TokenArraysHandler):
-    """Contextual word vectors [T, H] float16 of a frozen BERT encoder (a local folder)."""
+    """Contextual word vectors [T, H] float16 of a frozen BERT encoder (a local folder), of
+    each sentence alone or of packs of them (``ContextualSpec.pack_tokens``)."""
 
     name = "contextual"
 
@@ -70,6 +72,9 @@ class ContextualHandler(TokenArraysHandler):
 
     def load_model(self) -> WordVectors:
         return _word_vectors(self.spec)
+
+    def compute(self, read: io.RangeSentences, model: Any) -> tuple[np.ndarray | None, ...]:
+        return tuple(model.of_sentences(read.sentences))
 
 
 class SoftTargetsHandler(TokenArraysHandler):
@@ -103,9 +108,10 @@ class SoftTargetsHandler(TokenArraysHandler):
             if conll.sentence_key(s.words) not in self.held_out
         ]
         out: list[np.ndarray | None] = [None] * len(read.sentences)
-        if wanted:
-            for i, marginals in zip(wanted, model([read.sentences[i].words for i in wanted])):
-                out[i] = marginals
+        if wanted:  # all sentences go in: a held-out one may be a wanted one's context
+            marginals = model.of_sentences(read.sentences)
+            for i in wanted:
+                out[i] = marginals[i]
         return tuple(out)
 
 

@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the ops of exported graphs)
 
-from etagger import bert
+from etagger import bert, tagschemes
 from etagger import config as config_lib
 from etagger.layers.contextual import BertWordEmbedding, resolve_handle
+from etagger.stored_vectors import padded_words
 from tests.fixtures import predicted_tags, preprocess_tiny, serve_conll, write_small_bert_checkpoint
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -189,7 +190,8 @@ def test_config_fields_default_and_validate():
         model.bert_layers,
         model.bert_trainable,
         model.bert_max_pieces,
-    ) == (None, "first", 1, False, 256)
+        model.bert_pack_tokens,
+    ) == (None, "first", 1, False, 256, 0)
     # An old config.json without the fields loads with them at their defaults.
     assert config_lib.Config.from_dict({"model": {"lstm_units": 8}}).model.bert_handle is None
     for bad in (
@@ -198,6 +200,11 @@ def test_config_fields_default_and_validate():
         {"bert_max_pieces": 2},
         {"bert_handle": ""},
         {"bert_trainable": "yes"},
+        {"bert_handle": "hub", "bert_pack_tokens": -1},
+        {"bert_handle": "hub", "bert_pack_tokens": True},
+        {"bert_pack_tokens": 64},  # no encoder to read the packs
+        {"bert_handle": "hub", "bert_pack_tokens": 64, "bert_trainable": True},
+        {"bert_handle": "hub", "bert_pack_tokens": 64, "document_context": 64},
     ):
         with pytest.raises(ValueError):
             config_lib.ModelConfig(**bad)
@@ -404,6 +411,128 @@ def test_preprocess_stores_the_vectors_training_reads(tiny_data, tiny_bert, froz
     assert [r["pred"] for r in predict(model, dev, vocabs["tag"])] == [
         r["pred"] for r in predict(model, without, vocabs["tag"])
     ]
+
+
+@pytest.fixture(scope="module")
+def packed_data(tiny_data, tiny_bert, tmp_path_factory):
+    """The tiny fixture preprocessed with the tiny encoder's vectors of packs of <= 30 tokens."""
+    return preprocess_with(
+        tiny_data,
+        tmp_path_factory.mktemp("packed") / "data",
+        "--contextual",
+        str(tiny_bert[0]),
+        "--contextual-pack-tokens",
+        "30",
+    )
+
+
+def test_preprocess_stores_vectors_of_packs_of_sentences(tiny_data, tiny_bert, packed_data):
+    """`preprocess --contextual-pack-tokens N` runs the encoder on packs of consecutive
+    sentences of one document (etagger.packing, as tag-corpus cuts them) and stores each
+    sentence's slice of its pack's vectors, under a fingerprint of its own. The layer's
+    ``pack_ids`` path, which exported models run, gives the same vectors."""
+    from etagger import conll, data, packing, records
+    from etagger.stored_vectors import ContextualSpec
+
+    hub_dir = tiny_bert[0]
+    info = data.load_preprocess_info(packed_data)
+    spec = ContextualSpec(str(hub_dir), pack_tokens=30)
+    assert info["contextual_fingerprint"] == spec.fingerprint()
+    assert spec.fingerprint() != ContextualSpec(str(hub_dir)).fingerprint()
+    stored = {
+        r["index"]: np.asarray(r["contextual"], np.float32)
+        for r in records.read_records(packed_data, "dev", {"index", "contextual"})
+    }
+    layer = BertWordEmbedding(hub_dir)
+    packs = packing.pack_sentences(list(conll.read_conll(tiny_data / "conll" / "dev.txt")), 30)
+    assert any(len(pack) > 1 for pack in packs) and len(stored) == sum(map(len, packs))
+    rows = tf.constant(padded_words([s.words for pack in packs for s in pack]))
+    pack_ids = tf.constant([i for i, pack in enumerate(packs) for _ in pack])
+    by_rows = layer(rows, pack_ids=pack_ids).numpy()
+    alone = layer(rows).numpy()
+    row = 0
+    for pack in packs:
+        joined = layer(tf.constant([[w for s in pack for w in s.words]]))[0].numpy()
+        start = 0
+        for s in pack:
+            want = joined[start : start + len(s)]
+            np.testing.assert_allclose(stored[s.index], want, rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(by_rows[row, : len(s)], want, atol=1e-5)
+            assert not by_rows[row, len(s) :].any()
+            if len(pack) > 1:  # the neighbours change the vectors
+                assert np.abs(alone[row, : len(s)] - want).max() > 1e-3
+            start += len(s)
+            row += 1
+
+
+def test_a_tagger_whose_encoder_reads_packs_trains_exports_and_teaches(
+    tiny_data, tiny_bert, packed_data, tmp_path
+):
+    """A model with ``bert_pack_tokens`` trains on the stored vectors of packs (and refuses
+    data without them); its export computes them in-graph from the sentences of each pack and
+    tags every sentence as evaluation on the stored vectors does; as a --soft-targets teacher
+    it gets the sentences of the train file in the same packs."""
+    from etagger import conll, data, packing, records
+    from etagger.export import export
+    from etagger.predictor import Predictor
+    from etagger.train import input_names, load_model, predict, train
+
+    model = {**TINY["model"], "bert_handle": str(tiny_bert[0] / "encoder"), "bert_pack_tokens": 30}
+    config = config_lib.Config.from_dict({"model": model, "train": TINY["train"]})
+    info = data.load_preprocess_info(packed_data)
+    assert input_names(config, info)[-1] == "contextual"
+    for other in (
+        data.load_preprocess_info(tiny_data / "data"),
+        {**info, "contextual_fingerprint": "0" * 64},
+    ):
+        with pytest.raises(ValueError, match="bert_pack_tokens 30"):
+            input_names(config, other)
+    train(packed_data, config, tmp_path / "model", progress=False)
+    tagger, _, vocabs, _ = load_model(tmp_path / "model")
+    dev = data.make_dataset(packed_data, "dev", 8, input_names(config, info) + ("index",))
+    stored = {r["index"]: r["pred"] for r in predict(tagger, dev, vocabs["tag"])}
+
+    predictor = Predictor(export(tmp_path / "model", tmp_path / "export"))
+    assert predictor.takes_pack_ids and predictor.document_context == 30
+    sentences = list(conll.read_conll(tiny_data / "conll" / "dev.txt"))
+    packs = packing.pack_sentences(sentences, 30)
+    tagged = predictor.tag_packs([[s.columns for s in pack] for pack in packs])
+    in_graph = {s.index: t.tags for pack, out in zip(packs, tagged) for s, t in zip(pack, out)}
+    assert in_graph == {
+        i: tagschemes.convert_tags(t, info["tag_scheme"], "IOB2") for i, t in stored.items()
+    }
+
+    silver = preprocess_with(
+        tiny_data,
+        tmp_path / "silver",
+        "--vocab-from",
+        str(tiny_data / "data"),
+        "--soft-targets",
+        str(tmp_path / "export"),
+        "--held-out",
+        str(tiny_data / "conll" / "test.txt"),
+    )
+    targets = {
+        r["index"]: np.asarray(r["soft_tags"], np.float32)
+        for r in records.read_records(silver, "train", {"index", "soft_tags"})
+        if "soft_tags" in r  # not for a sentence equal to a test sentence
+    }
+    held_out = {
+        conll.sentence_key(s.words) for s in conll.read_conll(tiny_data / "conll" / "test.txt")
+    }
+    packs = packing.pack_sentences(list(conll.read_conll(tiny_data / "conll" / "train.txt")), 30)
+    in_order = [s for pack in packs for s in pack]
+    ids = [i for i, pack in enumerate(packs) for _ in pack]
+    packed = predictor.marginals([s.words for s in in_order], ids)
+    alone = predictor.marginals([s.words for s in in_order])
+    columns = [predictor.meta["tags"].index(t) for t in vocabs["tag"]]
+    assert set(targets) == {
+        s.index for s in in_order if conll.sentence_key(s.words) not in held_out
+    }
+    for s, want in zip(in_order, packed):
+        if s.index in targets:  # held-out neighbours were still read as context
+            np.testing.assert_allclose(targets[s.index], want[:, columns], atol=2e-3)
+    assert max(np.abs(a - b).max() for a, b in zip(packed, alone)) > 1e-4
 
 
 def test_a_contextual_student_reads_stored_vectors_from_the_silver_data(

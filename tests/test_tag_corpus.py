@@ -388,9 +388,9 @@ def test_pack_sentences_packs_each_documents_sentences_in_order(tmp_path):
     ]
     assert max(map(len, expected)) > 1 and len(expected) < len(sentences)
     assert [
-        tuple(s.index for s in pack) for pack in tag_corpus.pack_sentences(sentences, 20)
+        tuple(s.index for s in pack) for pack in packing.pack_sentences(sentences, 20)
     ] == expected
-    assert tag_corpus.pack_sentences(sentences, 0) == [(s,) for s in sentences]
+    assert packing.pack_sentences(sentences, 0) == [(s,) for s in sentences]
     # With document context a CoNLL file is one range, so no range boundary cuts a pack.
     paths = {str(path): "conll"}
     options = tag_corpus.TagOptions(model=MODEL, range_bytes=64, document_context=20)

@@ -139,6 +139,9 @@ class BertWordEmbedding(keras.layers.Layer):
       mask: optional bool [B, T], True at real words (default: words != "").
       pieces: optional int [B, T, P] wordpiece ids per word from preprocessing (``--bert-handle``),
         0 at padding; when given, the words are not tokenized again.
+      pack_ids: optional int [B]: the encoder reads the rows of each pack (runs of equal ids,
+        numbered 0, 1, ... in row order) joined as one sequence, so each sentence's vectors
+        see its neighbours; ``max_pieces`` then caps each pack.
 
     Returns:
       float32 [B, T, H]; zeros at padding and for words cut off by ``max_pieces``.
@@ -226,9 +229,11 @@ class BertWordEmbedding(keras.layers.Layer):
         }
         return inputs, pieces, sentence_of_word, pieces_per_sentence
 
-    def call(self, words, mask=None, pieces=None, training=None):
+    def call(self, words, mask=None, pieces=None, training=None, pack_ids=None):
         words = tf.convert_to_tensor(words, tf.string)
         mask = tf.not_equal(words, "") if mask is None else tf.cast(mask, tf.bool)
+        if pack_ids is not None:
+            return self._of_packs(words, mask, pieces, pack_ids, training)
         inputs, pieces, sentence_of_word, pieces_per_sentence = self.pack(words, mask, pieces)
         outputs = self.encoder(inputs, training=training)
         if self.num_layers == 1:
@@ -274,6 +279,29 @@ class BertWordEmbedding(keras.layers.Layer):
         )
         out = tf.scatter_nd(tf.where(mask), word_vectors, shape)
         out.set_shape(words.shape.concatenate([hidden.shape[-1]]))
+        return out
+
+    def _of_packs(self, words, mask, pieces, pack_ids, training):
+        """The vectors of the sentences (rows) of ``words`` when the encoder reads each run of
+        rows with the same ``pack_ids`` [B] (0, 1, ... in row order) as one sequence: the
+        sentences of a pack joined in row order (``bert_pack_tokens``)."""
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)  # [B]
+        pack_ids = tf.cast(pack_ids, tf.int64)
+        num_packs = tf.reduce_max(tf.concat([pack_ids, [-1]], axis=0)) + 1
+        pack_lengths = tf.math.unsorted_segment_sum(lengths, pack_ids, num_packs)
+
+        def joined(values, default):
+            flat = tf.boolean_mask(values, mask)  # row-major: each pack's rows, in order
+            return tf.RaggedTensor.from_row_lengths(flat, pack_lengths).to_tensor(default)
+
+        packed_pieces = None if pieces is None else joined(pieces, 0)
+        vectors = self.call(joined(words, ""), pieces=packed_pieces, training=training)
+        flat = tf.boolean_mask(vectors, tf.sequence_mask(pack_lengths, tf.shape(vectors)[1]))
+        shape = tf.concat(
+            [tf.shape(words, out_type=tf.int64), tf.shape(flat, out_type=tf.int64)[1:]], axis=0
+        )
+        out = tf.scatter_nd(tf.where(mask), flat, shape)
+        out.set_shape(words.shape.concatenate([vectors.shape[-1]]))
         return out
 
     def compute_output_shape(self, input_shape):
