@@ -404,11 +404,14 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
             for out in pack
         ]
         if spans:
-            entities = [
-                e
-                for s, t in zip(sentences, tagged)
-                for e in outputs.entity_spans(s, t.tags, t.entity_confidence)
-            ]
+            # Token spans count from the line's first token, as character spans do.
+            entities, before = [], 0
+            for s, t in zip(sentences, tagged):
+                for e in outputs.entity_spans(s, t.tags, t.entity_confidence):
+                    e["token_start"] += before
+                    e["token_end"] += before
+                    entities.append(e)
+                before += len(s)
             click.echo(
                 json.dumps(
                     {"line": line_no, "text": line, "entities": entities}, ensure_ascii=False

@@ -291,16 +291,22 @@ def test_tag_reads_stdin_lines():
         "Paris B-LOC",
         ". O",
     ]
+    line = "John Smith visited Paris. Then John left."
     spans = [
-        json.loads(line)
-        for line in cli(
-            "tag", "--model", MODEL, "--spans", stdin="John Smith visited Paris.\n"
-        ).stdout.splitlines()
+        json.loads(row)
+        for row in cli("tag", "--model", MODEL, "--spans", stdin=line + "\n").stdout.splitlines()
     ]
-    assert [(e["text"], e["type"]) for e in spans[0]["entities"]] == [
+    entities = spans[0]["entities"]
+    assert [(e["text"], e["type"]) for e in entities] == [
         ("John Smith", "PER"),
         ("Paris", "LOC"),
+        ("John", "PER"),
     ]
+    # Token and character spans both count from the start of the line, across its sentences.
+    tokens = line.replace(".", " .").split()
+    for e in entities:
+        assert " ".join(tokens[e["token_start"] : e["token_end"]]) == e["text"]
+        assert line[e["start"] : e["end"]] == e["text"]
 
 
 def test_tag_skips_bad_lines_and_tags_the_rest():
