@@ -408,7 +408,7 @@ def test_pack_sentences_packs_each_documents_sentences_in_order(tmp_path):
 def test_a_packs_sentences_get_tags_valid_on_their_own():
     class TwoSentencePack(Predictor):
         def __init__(self):  # no SavedModel: the model call is stubbed below
-            pass
+            self.takes_pack_ids = False  # the whole model reads each pack (document_context)
 
         def __call__(self, sentences):
             assert sentences == [{"word": ["English", "Challenge", "Cup", "."]}]  # one sequence
