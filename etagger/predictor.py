@@ -56,13 +56,19 @@ def load_exported(path: str | Path, meta: dict | None = None):
 def document_context(meta: dict) -> int:
     """Tokens of neighbouring sentences the exported model reads together, as one sequence
     (``document_context``) or in its BERT encoder only (``bert_pack_tokens``); 0: none."""
-    model = meta["config"]["model"]
+    model = _model_config(meta)
     return model.get("document_context", 0) or model.get("bert_pack_tokens", 0)
 
 
 def takes_pack_ids(meta: dict) -> bool:
     """Whether the exported model's signatures take ``pack_ids`` (``bert_pack_tokens``)."""
-    return bool(meta["config"]["model"].get("bert_pack_tokens", 0))
+    return bool(_model_config(meta).get("bert_pack_tokens", 0))
+
+
+def _model_config(meta: dict) -> dict:
+    """The exported model's ModelConfig fields; empty for metadata without them, which the
+    callers that need more report."""
+    return meta.get("config", {}).get("model", {})
 
 
 def _column(signature_input: str) -> str:

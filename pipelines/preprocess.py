@@ -680,6 +680,8 @@ def preprocess(
         raise UsageError("nothing to preprocess: give --data-dir and/or --raw")
     if not inputs.get("train") and not where.vocab_from:
         raise UsageError("raw text alone needs --vocab-from DIR (an earlier preprocess output)")
+    if options.contextual_pack_tokens and options.contextual is None:
+        raise UsageError("--contextual-pack-tokens needs --contextual ENCODER")
     options = dataclasses.replace(
         options,
         bert_handle=bert_encoder_dir(options.bert_handle),

@@ -232,6 +232,21 @@ def test_the_model_may_come_from_etagger_model(tmp_path):
     )
 
 
+def test_pack_tokens_without_an_encoder(tmp_path):
+    write_conll_split(tmp_path / "train.txt", 4, seed=1)
+    result = invoke(
+        "preprocess",
+        "--data-dir",
+        tmp_path,
+        "--contextual-pack-tokens",
+        "96",
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line(result, "--contextual-pack-tokens needs --contextual ENCODER")
+    assert not (tmp_path / "o").exists()
+
+
 def test_vocab_from_a_folder_that_is_not_a_preprocess_output(tmp_path):
     (tmp_path / "raw.txt").write_text("John left .\n")
     result = invoke(
