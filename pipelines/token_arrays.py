@@ -107,11 +107,16 @@ class SoftTargetsHandler(TokenArraysHandler):
             for i, s in enumerate(read.sentences)
             if conll.sentence_key(s.words) not in self.held_out
         ]
+        wanted_set = set(wanted)
         out: list[np.ndarray | None] = [None] * len(read.sentences)
-        if wanted:  # all sentences go in: a held-out one may be a wanted one's context
-            marginals = model.of_sentences(read.sentences)
-            for i in wanted:
-                out[i] = marginals[i]
+        if wanted:
+            # A teacher that reads packs gets every sentence: a held-out one may be a wanted
+            # one's context. Any other teacher gets the wanted ones only.
+            given = range(len(read.sentences)) if model.pack_tokens else wanted
+            marginals = model.of_sentences([read.sentences[i] for i in given])
+            for i, rows in zip(given, marginals):
+                if i in wanted_set:
+                    out[i] = rows
         return tuple(out)
 
 
