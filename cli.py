@@ -18,7 +18,7 @@ import click
 
 from etagger import clioptions, packing
 from etagger.errors import InputError
-from pipelines.options import PreprocessOptions, PreprocessRun, TagOptions
+from pipelines.options import AugmentOptions, PreprocessOptions, PreprocessRun, TagOptions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # etagger is Keras 2 (tf-keras) throughout; this makes tf.keras the same (as Beam's
@@ -331,6 +331,24 @@ def tag_corpus(ctx: click.Context, **values) -> None:
     click.echo(
         pipeline.format_table(pipeline.tag_corpus(clioptions.build(TagOptions, values), ctx.args))
     )
+
+
+@main.command(**BEAM_COMMAND)
+@clioptions.click_options(AugmentOptions)
+@click.pass_context
+def augment(ctx: click.Context, **values) -> None:
+    """New training sentences by mention replacement: the input, then copies of it with each
+    entity mention swapped, with some probability, for another of its type; prints counts.
+
+    \b
+    Example (silver sentences for a teacher to label, then `preprocess --soft-targets`):
+      etagger augment --input ../shared/data/conll2003/train.txt \\
+          --output work/train_aug/train.txt --copies 2
+    """
+    from pipelines import augment as pipeline
+
+    stats = pipeline.augment(clioptions.build(AugmentOptions, values), ctx.args)
+    click.echo(json.dumps(stats, indent=2, sort_keys=True))
 
 
 @main.command()

@@ -7,7 +7,7 @@ into the dataclass. A field whose type is a dataclass contributes that dataclass
 no field declares are left over for Beam.
 
     bool         --name (default False) or --name/--no-name (default True)
-    int, str     --name VALUE; ``choices`` makes it a choice
+    int, float, str  --name VALUE; ``choices`` makes it a choice
     str | None   --name VALUE, or absent
     tuple[str, ...]  --name VALUE repeated; with ``separator``: one VALUE split on it
 """
@@ -103,6 +103,8 @@ def _click_option(field: dataclasses.Field, kind: Any) -> Callable[[F], F]:
     value_type: Any = click.Choice(spec.choices) if spec.choices else str
     if kind is int:
         value_type = click.IntRange(min=spec.minimum) if spec.minimum is not None else int
+    if kind is float:
+        value_type = float
     return click.option(flag, *spec.aliases, field.name, type=value_type, **settings)
 
 

@@ -165,3 +165,30 @@ class PreprocessRun:
     )
     overwrite: bool = option(False, help="replace an existing output folder")
     quiet: bool = option(False, help=_QUIET_HELP)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentOptions:
+    """What `augment` reads and writes, and how it draws the new sentences."""
+
+    input: str = option(help="CoNLL file with gold tags (local, gs://, s3://)", required=True)
+    output: str = option(
+        help="the CoNLL file to write: the input's sentences, then COPIES rewritten copies",
+        required=True,
+    )
+    copies: int = option(1, minimum=0, help="rewritten copies of every sentence")
+    probability: float = option(
+        0.5, help="chance that a mention is swapped for another of its type (0 to 1)"
+    )
+    seed: int = option(0, help="seed of the draws; the same seed writes the same file")
+    columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
+    lenient: bool = option(False, help=_LENIENT_HELP)
+    max_sentence_tokens: int = option(
+        1000,
+        minimum=1,
+        aliases=("--max-tokens",),
+        help="a longer sentence is an error (with --lenient: a counted skip)",
+    )
+    range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
+    overwrite: bool = option(False, help="replace an existing output file")
+    quiet: bool = option(False, help=_QUIET_HELP)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from etagger import conll, fsutil, metrics
-from pipelines import io, preprocess, tag_corpus
+from pipelines import augment, io, preprocess, tag_corpus
 from tests import fixtures
 from tests.fixtures import MODEL, write_conll_split
 
@@ -327,3 +327,34 @@ def test_run_job_on_s3_tags_only_what_is_missing(inputs, s3_server, tmp_path):
         k: v for k, v in first.items() if k not in timing(first)
     }
     assert timing(again) == timing(first)
+
+
+def _augment(source: Path | str, output: Path | str, *beam_args: str) -> dict:
+    args = ["--input", str(source), "--output", str(output), "--copies", "2"]
+    return augment.run([*args, "--range-bytes", RANGE_BYTES, *beam_args])
+
+
+@pytest.fixture(scope="module")
+def augmented(inputs, tmp_path_factory) -> tuple[dict, bytes]:
+    out = tmp_path_factory.mktemp("augment") / "train.txt"
+    stats = _augment(inputs / "gold.txt", out)
+    return stats, out.read_bytes()
+
+
+def test_augment_gives_the_same_bytes_on_dask(inputs, augmented, tmp_path, dask_cluster):
+    stats, expected = augmented
+    out = tmp_path / "train.txt"
+    again = _augment(
+        inputs / "gold.txt", out, *DASK, f"--dask_client_address={dask_cluster.address}"
+    )
+    assert {**again, "output": None} == {**stats, "output": None}
+    assert out.read_bytes() == expected
+
+
+def test_augment_on_s3(inputs, augmented, s3_server):
+    stats, expected = augmented
+    bucket = s3_server.make_bucket("etagger-augment")
+    _upload(s3_server, inputs, f"{bucket}/in")
+    again = _augment(f"{bucket}/in/gold.txt", f"{bucket}/out/train.txt", *s3_server.beam_args)
+    assert again["replaced"] == stats["replaced"] and again["sentences"] == stats["sentences"]
+    assert _download(s3_server, f"{bucket}/out") == {"train.txt": expected}

@@ -1,0 +1,96 @@
+"""Mention replacement (Dai and Adel 2020, "An Analysis of Simple Data Augmentation for Named
+Entity Recognition"): a new sentence from a tagged one, each entity mention swapped, with some
+probability, for another mention of the same type drawn from a pool. The new sentences keep
+their source's contexts with other names in them; a teacher's soft targets on them
+(`preprocess --soft-targets`) give a student in-domain sentences the teacher never trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+from etagger import tagschemes
+from etagger.conll import Sentence
+
+
+class Mention(NamedTuple):
+    """An entity mention: its type and, per token, the values of the sentence's columns
+    other than "tag", in column order (word first where the file has it so)."""
+
+    kind: str
+    rows: tuple[tuple[str, ...], ...]
+
+
+def untagged_columns(sentence: Sentence) -> tuple[str, ...]:
+    return tuple(name for name in sentence.columns if name != "tag")
+
+
+def mentions(sentence: Sentence) -> list[Mention]:
+    """The gold mentions of a sentence, read from its "tag" column (any IOB scheme)."""
+    names = untagged_columns(sentence)
+    rows = list(zip(*(sentence.columns[name] for name in names)))
+    return [
+        Mention(kind, tuple(rows[start:end]))
+        for kind, start, end in tagschemes.chunks(sentence.columns["tag"])
+    ]
+
+
+def pool_of(found: Iterable[Mention]) -> dict[str, tuple[Mention, ...]]:
+    """type -> its distinct mentions, sorted, so that a seeded draw is the same on every
+    worker and runner."""
+    by_kind: dict[str, set[Mention]] = {}
+    for mention in found:
+        by_kind.setdefault(mention.kind, set()).add(mention)
+    return {kind: tuple(sorted(values)) for kind, values in sorted(by_kind.items())}
+
+
+def sentence_scheme(tags: Sequence[str]) -> str:
+    """The scheme a sentence's tags are written in, so that its copy is written in the same:
+    IOB1 files start each chunk with I-, which ``detect_scheme`` sees in any one sentence."""
+    return tagschemes.detect_scheme([tags])
+
+
+def replace_mentions(
+    sentence: Sentence,
+    pool: Mapping[str, Sequence[Mention]],
+    probability: float,
+    rng: random.Random,
+) -> tuple[Sentence, int]:
+    """(the sentence with each mention replaced with ``probability`` by a different mention
+    of its type from ``pool``, drawn uniformly; the number replaced). Tokens outside
+    mentions, the sentence's leading text and its line stay; tags are written in the
+    sentence's own scheme."""
+    names = untagged_columns(sentence)
+    rows = list(zip(*(sentence.columns[name] for name in names)))
+    out_rows: list[tuple[str, ...]] = []
+    spans: list[tuple[str, int, int]] = []
+    replaced, position = 0, 0
+    for kind, start, end in tagschemes.chunks(sentence.columns["tag"]):
+        out_rows.extend(rows[position:start])
+        mention = tuple(rows[start:end])
+        choices = pool.get(kind, ())
+        # One draw per mention whatever the pool holds, so a mention's fate does not shift
+        # the draws of the mentions after it when a pool changes.
+        swap, pick = rng.random() < probability, rng.random()
+        if swap and choices:
+            other = choices[int(pick * len(choices))]
+            if other.rows != mention:
+                mention, replaced = other.rows, replaced + 1
+        spans.append((kind, len(out_rows), len(out_rows) + len(mention)))
+        out_rows.extend(mention)
+        position = end
+    out_rows.extend(rows[position:])
+    columns = {name: tuple(row[i] for row in out_rows) for i, name in enumerate(names)}
+    tags = tagschemes.from_chunks(len(out_rows), spans, sentence_scheme(sentence.columns["tag"]))
+    columns["tag"] = tuple(tags)
+    ordered = {name: columns[name] for name in sentence.columns}
+    return dataclasses.replace(sentence, columns=ordered), replaced
+
+
+def copy_rng(seed: int, copy: int, sentence: Sentence) -> random.Random:
+    """The generator of one copy of one sentence: a string seed (hashed with SHA-512 by
+    ``random``), so every worker and runner draws the same."""
+    return random.Random(f"{seed}/{copy}/{sentence.index}")
