@@ -126,7 +126,11 @@ class _WriteCopies(io.FileSystemsDoFn):
         io.write_receipt(
             fsutil.join(self.work, "receipts"),
             read.range.name,
-            {**counts, **read.counts._asdict()},
+            {
+                **counts,
+                "skipped_sentences": read.counts.skipped_sentences,
+                "skipped_lines": read.counts.skipped_lines,
+            },
         )
         yield read.range.name
 

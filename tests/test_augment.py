@@ -209,3 +209,12 @@ def test_cli_augment_errors(tmp_path, train):
     result = invoke(*args, "--overwrite")
     assert_one_line(result, f"{source}:{lines}: malformed tag 'X-FOO'")
     assert (tmp_path / "aug.txt").read_text() == "kept\n"  # a failed run writes nothing
+
+
+def test_lenient_augment_counts_the_sentences_it_skips(tmp_path, train):
+    source = tmp_path / "train.txt"
+    source.write_text(train + "EU NNP B-NP X-FOO\n\n")
+    stats = augment.augment(_options(tmp_path, lenient=True))
+    assert (stats["sentences"], stats["skipped_sentences"]) == (60, 1)
+    assert (tmp_path / "out" / "train.txt").read_text().startswith(train)
+    assert "X-FOO" not in (tmp_path / "out" / "train.txt").read_text()
