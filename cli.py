@@ -1,4 +1,4 @@
-"""etagger command line: preprocess, train, evaluate, export, tag-corpus, tag.
+"""etagger command line: preprocess, augment, train, evaluate, export, tag-corpus, tag.
 
 Beam-backed commands pass any option they do not know (``--runner``,
 ``--direct_num_workers``, ``--project`` ...) on to Beam.

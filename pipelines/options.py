@@ -26,6 +26,11 @@ _QUIET_HELP = "no progress bar (there is none when stderr is not a terminal eith
 _WIKITEXT_HELP = "raw text is wikitext-2/-103 style (@-@ markers, <unk>)"
 
 
+def _max_tokens(help: str) -> int:
+    """The --max-sentence-tokens option (alias --max-tokens) of every pipeline."""
+    return option(1000, minimum=1, aliases=("--max-tokens",), help=help)
+
+
 @dataclasses.dataclass(frozen=True)
 class TagOptions:
     """What tag-corpus tags, with which model, and how it writes the result."""
@@ -52,12 +57,7 @@ class TagOptions:
     columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
     lenient: bool = option(False, help=_LENIENT_HELP)
     wikitext: bool = option(False, help=_WIKITEXT_HELP)
-    max_sentence_tokens: int = option(
-        1000,
-        minimum=1,
-        aliases=("--max-tokens",),
-        help="raw text: longer sentences are cut into several",
-    )
+    max_sentence_tokens: int = _max_tokens("raw text: longer sentences are cut into several")
     batch_sentences: int = option(
         64, minimum=1, aliases=("--batch-size",), help="most sentences per model call"
     )
@@ -99,12 +99,9 @@ class PreprocessOptions:
     )
     num_shards: int = option(1, minimum=1, help="at least this many shards per input file")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
-    max_sentence_tokens: int = option(
-        1000,
-        minimum=1,
-        aliases=("--max-tokens",),
-        help="CoNLL: a longer sentence is an error (with --lenient: a counted skip); raw text: "
-        "longer sentences are cut into several",
+    max_sentence_tokens: int = _max_tokens(
+        "CoNLL: a longer sentence is an error (with --lenient: a counted skip); raw text: "
+        "longer sentences are cut into several"
     )
     lenient: bool = option(False, help=_LENIENT_HELP)
     wikitext: bool = option(False, help=_WIKITEXT_HELP)
@@ -183,11 +180,8 @@ class AugmentOptions:
     seed: int = option(0, help="seed of the draws; the same seed writes the same file")
     columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
     lenient: bool = option(False, help=_LENIENT_HELP)
-    max_sentence_tokens: int = option(
-        1000,
-        minimum=1,
-        aliases=("--max-tokens",),
-        help="a longer sentence is an error (with --lenient: a counted skip)",
+    max_sentence_tokens: int = _max_tokens(
+        "a longer sentence is an error (with --lenient: a counted skip)"
     )
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
     overwrite: bool = option(False, help="replace an existing output file")
