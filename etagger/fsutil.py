@@ -199,6 +199,17 @@ def local_folder(path: str) -> str:
     return target
 
 
+def prepare_output(out: str, overwrite: bool, suffix: str) -> str:
+    """A fresh hidden sibling of ``out``, ``.NAME`` + ``suffix``, for a run's work in progress
+    (emptied of what a killed run left behind); refuses an existing ``out`` unless overwrite."""
+    if exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    parent, name = out.rstrip("/").rsplit("/", 1) if "/" in out.rstrip("/") else (".", out)
+    work = join(parent, f".{name}{suffix}")
+    delete_tree(work)
+    return work
+
+
 def publish_folder(staging: str, target: str) -> None:
     """Moves the finished folder ``staging`` to ``target``, replacing it. On a local disk the
     folders are swapped, so a reader sees the old folder or the new one, never a mix, and a

@@ -30,11 +30,6 @@ WORK_SUFFIX = ".etagger-work"  # the pool, parts and receipts of a run in progre
 POOL = "mentions.json"
 
 
-def work_dir(output: str) -> str:
-    folder, name = output.rstrip("/").rsplit("/", 1) if "/" in output else (".", output)
-    return fsutil.join(folder, f".{name}{WORK_SUFFIX}")
-
-
 def part_name(copy: int, r: ranges.FileRange) -> str:
     return f"{copy:05d}-{r.name}.conll"
 
@@ -153,8 +148,6 @@ def check(options: AugmentOptions) -> None:
         raise UsageError("augment needs gold tags: --columns must name a 'tag' column")
     if not 0.0 <= options.probability <= 1.0:
         raise UsageError(f"--probability must be in [0, 1], not {options.probability}")
-    if fsutil.exists(options.output) and not options.overwrite:
-        raise FileExistsError(f"{options.output} exists; pass --overwrite to replace it")
 
 
 def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
@@ -162,8 +155,7 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
     beam_options = io.pipeline_options(beam_args)  # first: it sets up s3:// for the driver
     check(options)
     fs_options = io.filesystem_options(beam_options)
-    work = work_dir(options.output)
-    fsutil.delete_tree(work)  # what a killed run left behind
+    work = fsutil.prepare_output(options.output, options.overwrite, WORK_SUFFIX)
     try:
         planned = io.plan_ranges({options.input: "conll"}, options.range_bytes)
         planned = io.take_census(planned, options, beam_options, work)

@@ -529,16 +529,6 @@ def resolve_input_scheme(inputs: dict[str, str], options: PreprocessOptions) -> 
     return dataclasses.replace(options, input_scheme=tagschemes.detect_scheme(tags))
 
 
-def prepare_output(out: str, overwrite: bool) -> str:
-    """A fresh staging folder beside ``out``; refuses an existing ``out`` unless overwrite."""
-    if fsutil.exists(out) and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    parent, name = out.rstrip("/").rsplit("/", 1) if "/" in out.rstrip("/") else (".", out)
-    staging = fsutil.join(parent, f".{name}.staging")
-    fsutil.delete_tree(staging)  # what a killed run left behind
-    return staging
-
-
 class EncodeRanges(beam.PTransform):
     """RangeSentences -> the names of the ranges whose shards and receipts are written; the
     ``handlers``' RunInference steps first add their per-token arrays (encoder vectors,
@@ -703,7 +693,7 @@ def preprocess(
         ),
     )
     options = resolve_input_scheme(inputs, options)
-    staging = prepare_output(where.out, where.overwrite)
+    staging = fsutil.prepare_output(where.out, where.overwrite, ".staging")
     try:
         planned = plan(splits, options)
         held_out = (
