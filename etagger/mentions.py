@@ -24,14 +24,15 @@ class Mention(NamedTuple):
     rows: tuple[tuple[str, ...], ...]
 
 
-def untagged_columns(sentence: Sentence) -> tuple[str, ...]:
-    return tuple(name for name in sentence.columns if name != "tag")
+def _untagged_rows(sentence: Sentence) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(the names of the sentence's columns other than "tag", per token its values of them)."""
+    names = tuple(name for name in sentence.columns if name != "tag")
+    return names, list(zip(*(sentence.columns[name] for name in names)))
 
 
 def mentions(sentence: Sentence) -> list[Mention]:
     """The gold mentions of a sentence, read from its "tag" column (any IOB scheme)."""
-    names = untagged_columns(sentence)
-    rows = list(zip(*(sentence.columns[name] for name in names)))
+    _, rows = _untagged_rows(sentence)
     return [
         Mention(kind, tuple(rows[start:end]))
         for kind, start, end in tagschemes.chunks(sentence.columns["tag"])
@@ -63,8 +64,7 @@ def replace_mentions(
     of its type from ``pool``, drawn uniformly; the number replaced). Tokens outside
     mentions, the sentence's leading text and its line stay; tags are written in the
     sentence's own scheme."""
-    names = untagged_columns(sentence)
-    rows = list(zip(*(sentence.columns[name] for name in names)))
+    names, rows = _untagged_rows(sentence)
     out_rows: list[tuple[str, ...]] = []
     spans: list[tuple[str, int, int]] = []
     replaced, position = 0, 0
