@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 CONLL2003_COLUMNS = ("word", "pos", "chunk", "tag")
 WORD_TAG_COLUMNS = ("word", "tag")
 DOCSTART = "-DOCSTART-"
+WIKITEXT_UNKNOWN = "<unk>"  # the token wikitext-2/-103 writes for a rare word it hides
 T = TypeVar("T")
 
 

@@ -26,7 +26,7 @@ class Mention(NamedTuple):
 
 def _untagged_rows(sentence: Sentence) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """(the names of the sentence's columns other than "tag", per token its values of them)."""
-    names = tuple(name for name in sentence.columns if name != "tag")
+    names = untagged_names(tuple(sentence.columns))
     return names, list(zip(*(sentence.columns[name] for name in names)))
 
 
@@ -37,6 +37,26 @@ def mentions(sentence: Sentence) -> list[Mention]:
         Mention(kind, tuple(rows[start:end]))
         for kind, start, end in tagschemes.chunks(sentence.columns["tag"])
     ]
+
+
+# What a mention from another file gets in a column of the input that the file lacks: the
+# CoNLL-2003 mark for "no value" (its -DOCSTART- lines carry it).
+NO_VALUE = "-X-"
+
+
+def conform(mention: Mention, names: Sequence[str], to_names: Sequence[str]) -> Mention:
+    """The mention with its rows in the columns ``to_names`` (an input's columns other than
+    "tag"), from its own columns ``names``; a column it lacks gets ``NO_VALUE``."""
+    where = [names.index(name) if name in names else None for name in to_names]
+    return Mention(
+        mention.kind,
+        tuple(tuple(NO_VALUE if i is None else row[i] for i in where) for row in mention.rows),
+    )
+
+
+def untagged_names(columns: Sequence[str]) -> tuple[str, ...]:
+    """The columns a mention's rows hold, of a file with ``columns``."""
+    return tuple(name for name in columns if name != "tag")
 
 
 def pool_of(found: Iterable[Mention]) -> dict[str, tuple[Mention, ...]]:

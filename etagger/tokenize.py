@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from etagger import textops
+from etagger.conll import WIKITEXT_UNKNOWN
 
 __all__ = ["TokenSpans", "Tokenizer", "detokenize_wikitext"]
 
@@ -113,7 +114,6 @@ _TOKEN_ALTERNATIVES = (
     r"\.\.+|--+",
     rf"[^{_SEPARATOR_CHARS}]",  # anything else: one character
 )
-_WIKITEXT_UNKNOWN = "<unk>"
 # Second pass, applied to each first-pass token: a clitic at its end or an apostrophe at
 # its start becomes a token of its own. This needs its own pass because RE2 has no
 # look-ahead: a single pattern cannot stop the word "do" before "n't".
@@ -172,7 +172,7 @@ class Tokenizer:
             raise ValueError(f"max_sentence_tokens must be >= 1, got {max_sentence_tokens}")
         self.wikitext = wikitext
         self.max_sentence_tokens = max_sentence_tokens
-        alternatives = ((_WIKITEXT_UNKNOWN,) if wikitext else ()) + _TOKEN_ALTERNATIVES
+        alternatives = ((WIKITEXT_UNKNOWN,) if wikitext else ()) + _TOKEN_ALTERNATIVES
         self._split = _make_splitter("|".join(alternatives))
 
     def tokenize_line(self, text: str) -> list[TokenSpans]:
@@ -340,5 +340,5 @@ def _starts_sentence(token: str) -> bool:
         first.isdigit()
         or first in _OPENERS
         or (first.isalpha() and not first.islower())  # upper-case, title-case or uncased
-        or token == _WIKITEXT_UNKNOWN  # wikitext hides mostly rare names behind it
+        or token == WIKITEXT_UNKNOWN  # wikitext hides mostly rare names behind it
     )

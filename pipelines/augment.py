@@ -4,7 +4,9 @@
         [--probability 0.5] [--seed 0] [--runner DirectRunner] ...
 
 Two passes over the input's byte ranges (``pipelines.io``), each range read on its own:
-  1. ``GatherMentions``: the distinct gold mentions of every type, written as one JSON pool.
+  1. ``GatherMentions``: the distinct gold mentions of every type, written as one JSON pool,
+     with those of the ``--mentions-from`` files (new names for the input's contexts, such as
+     a teacher's tags of raw text) in the input's columns.
   2. ``WriteCopies``: per range, its sentences as read (copy 0), then ``copies`` rewritten
      copies, each mention swapped with ``probability`` for another of its type from the pool.
      The draws are seeded by seed, copy and sentence index, so every runner writes the same.
@@ -16,8 +18,9 @@ and renamed; memory holds a range and the pool, however large the input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 
@@ -35,11 +38,22 @@ def part_name(copy: int, r: ranges.FileRange) -> str:
 
 
 class _RangeMentions(beam.DoFn):
-    """RangeSentences -> (None, the range's distinct mentions), for one gathering key."""
+    """RangeSentences -> (None, the range's distinct mentions in the columns ``names``,
+    but those holding the word ``unknown``), for one gathering key."""
+
+    def __init__(self, names: tuple[str, ...], unknown: str | None = None):
+        self.names, self.unknown = names, unknown
 
     def process(self, read: io.RangeSentences):
-        found = mentions.pool_of(m for s in read.sentences for m in mentions.mentions(s))
+        found = mentions.pool_of(m for s in read.sentences for m in self._mentions(s))
         yield None, [m for values in found.values() for m in values]
+
+    def _mentions(self, sentence: conll.Sentence) -> Iterator[mentions.Mention]:
+        names = mentions.untagged_names(tuple(sentence.columns))
+        word = names.index("word")
+        for m in mentions.mentions(sentence):
+            if all(row[word] != self.unknown for row in m.rows):
+                yield mentions.conform(m, names, self.names)
 
 
 class _WritePool(io.FileSystemsDoFn):
@@ -59,18 +73,28 @@ class _WritePool(io.FileSystemsDoFn):
 
 
 class GatherMentions(beam.PTransform):
-    """RangeSentences -> one element, the pool's size per type, after writing the pool of
-    distinct mentions per type to ``path`` (JSON: type -> list of mentions, each a list of
-    token rows)."""
+    """RangeSentences of the input, or a tuple (those of the input, those of other files)
+    -> one element, the pool's size per type, after writing the pool of distinct mentions
+    per type to ``path`` (JSON: type -> list of mentions, each a list of token rows in the
+    columns ``names``). Mentions of the other files that hold the word ``unknown`` are left
+    out."""
 
-    def __init__(self, path: str, fs_options: dict):
+    def __init__(
+        self, path: str, fs_options: dict, names: tuple[str, ...], unknown: str | None = None
+    ):
         super().__init__()
-        self.path, self.fs_options = path, fs_options
+        self.path, self.fs_options, self.names, self.unknown = path, fs_options, names, unknown
 
-    def expand(self, read):
+    def expand(self, reads):
+        own, *others = reads if isinstance(reads, tuple) else (reads,)
+        found = [own | "InputMentions" >> beam.ParDo(_RangeMentions(self.names))]
+        found += [
+            other | f"OtherMentions{i}" >> beam.ParDo(_RangeMentions(self.names, self.unknown))
+            for i, other in enumerate(others)
+        ]
         return (
-            read
-            | "RangeMentions" >> beam.ParDo(_RangeMentions())
+            found
+            | "AllSources" >> beam.Flatten()
             | "Gather" >> beam.GroupByKey()
             | "WritePool" >> beam.ParDo(_WritePool(self.path, self.fs_options))
         )
@@ -146,6 +170,8 @@ class WriteCopies(beam.PTransform):
 def check(options: AugmentOptions) -> None:
     if "tag" not in options.columns:
         raise UsageError("augment needs gold tags: --columns must name a 'tag' column")
+    if options.mentions_from and "tag" not in options.mentions_columns:
+        raise UsageError("--mentions-columns must name a 'tag' column")
     if not 0.0 <= options.probability <= 1.0:
         raise UsageError(f"--probability must be in [0, 1], not {options.probability}")
 
@@ -159,14 +185,29 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
     try:
         planned = io.plan_ranges({options.input: "conll"}, options.range_bytes)
         planned = io.take_census(planned, options, beam_options, work)
-        io.run(
-            lambda p: (
-                p
-                | "ReadForMentions" >> io.ReadRanges(planned, options, fs_options)
-                | "Mentions" >> GatherMentions(fsutil.join(work, POOL), fs_options)
-            ),
-            beam_options,
-        )
+        other_options = dataclasses.replace(options, columns=options.mentions_columns)
+        others = []
+        if options.mentions_from:
+            others = io.plan_ranges(
+                {m.path: "conll" for m in fsutil.match(options.mentions_from)},
+                options.range_bytes,
+            )
+            others = io.take_census(others, other_options, beam_options, work)
+        names = mentions.untagged_names(options.columns)
+
+        unknown = conll.WIKITEXT_UNKNOWN if options.wikitext else None
+
+        def gather(p):
+            reads = [p | "ReadForMentions" >> io.ReadRanges(planned, options, fs_options)]
+            if others:
+                reads.append(
+                    p | "ReadMentionsFrom" >> io.ReadRanges(others, other_options, fs_options)
+                )
+            return tuple(reads) | "Mentions" >> GatherMentions(
+                fsutil.join(work, POOL), fs_options, names, unknown
+            )
+
+        io.run(gather, beam_options)
         if not fsutil.exists(fsutil.join(work, POOL)):
             raise RuntimeError("the mention pass wrote no pool: the runner lost work")
         receipts_dir = fsutil.join(work, "receipts")
@@ -200,6 +241,7 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
         "copies": options.copies,
         "probability": options.probability,
         "seed": options.seed,
+        "mentions_from": [r.path for r in others if r.number == 0],
         "pool": {kind: len(ms) for kind, ms in pool.items()},
         "sentences_written": totals["sentences"] * (options.copies + 1),
         **totals,

@@ -8,7 +8,7 @@ import dataclasses
 
 from etagger.clioptions import option
 from etagger.config import FeatureConfig
-from etagger.conll import CONLL2003_COLUMNS
+from etagger.conll import CONLL2003_COLUMNS, WORD_TAG_COLUMNS
 from etagger.glove import EMBEDDED as EMBEDDED_GLOVE
 from etagger.tagschemes import SCHEMES
 
@@ -179,6 +179,22 @@ class AugmentOptions:
     )
     seed: int = option(0, help="seed of the draws; the same seed writes the same file")
     columns: tuple[str, ...] = option(CONLL2003_COLUMNS, separator=",", help=_COLUMNS_HELP)
+    mentions_from: tuple[str, ...] = option(
+        (),
+        help="CoNLL file or glob whose mentions join the pool, such as a model's tags of raw "
+        "text (`tag-corpus --format conll`); repeatable",
+    )
+    mentions_columns: tuple[str, ...] = option(
+        WORD_TAG_COLUMNS,
+        separator=",",
+        help="the columns of the --mentions-from files; an input column they lack is "
+        "written '-X-' in the mentions they give",
+    )
+    wikitext: bool = option(
+        False,
+        help="the --mentions-from files are tags of wikitext-2/-103 text: their mentions "
+        "that hold its <unk> (a hidden rare word) are left out",
+    )
     lenient: bool = option(False, help=_LENIENT_HELP)
     max_sentence_tokens: int = _max_tokens(
         "a longer sentence is an error (with --lenient: a counted skip)"

@@ -131,7 +131,9 @@ def test_gather_mentions_writes_the_distinct_mentions_of_every_range(tmp_path, t
         sizes = (
             p
             | io.ReadRanges(planned, options)
-            | augment.GatherMentions(str(tmp_path / "pool.json"), {})
+            | augment.GatherMentions(
+                str(tmp_path / "pool.json"), {}, mentions.untagged_names(options.columns)
+            )
         )
         assert_that(sizes, equal_to([{kind: len(ms) for kind, ms in expected.items()}]))
     assert augment.load_pool(str(tmp_path / "pool.json")) == expected
@@ -162,6 +164,50 @@ def test_augment_writes_the_input_then_rewritten_copies(tmp_path, train):
     assert 0 < stats["replaced"] <= 2 * stats["mentions"]
     assert stats["pool"] == {kind: len(ms) for kind, ms in pool.items()}
     assert sorted(p.name for p in out.parent.iterdir()) == ["train.txt"]  # no work left
+
+
+def test_conform_moves_a_mention_into_the_input_columns():
+    mention = mentions.Mention("ORG", (("Thyssen", "B-NP"), ("AG", "I-NP")))
+    assert mentions.conform(mention, ("word", "chunk"), ("word", "pos", "chunk")) == (
+        mentions.Mention("ORG", (("Thyssen", "-X-", "B-NP"), ("AG", "-X-", "I-NP")))
+    )
+    assert mentions.conform(mention, ("word", "chunk"), ("word", "chunk")) == mention
+
+
+def test_mentions_from_other_files_join_the_pool(tmp_path, train):
+    """A model's tags of raw text (`word tag` lines, as tag-corpus writes them) add their
+    mentions to the pool, in the input's columns; the copies draw from both."""
+    tagged = tmp_path / "tagged" / "raw.txt.conll"
+    tagged.parent.mkdir()
+    tagged.write_text(
+        "Unseen B-ORG\nHoldings I-ORG\nsaid O\n\nin O\nZyxville B-LOC\n\n"
+        "Wu B-PER\n\n"  # in the fixture's pool too: one entry
+        "Robert B-PER\n<unk> I-PER\nsaid O\n\n"  # --wikitext: a hidden rare word
+    )
+    stats = augment.augment(
+        _options(
+            tmp_path,
+            copies=3,
+            probability=1.0,
+            mentions_from=(str(tmp_path / "tagged/*"),),
+            wikitext=True,
+        )
+    )
+    originals = list(conll.read_conll(str(tmp_path / "train.txt"), conll.CONLL2003_COLUMNS))
+    own = mentions.pool_of(m for s in originals for m in mentions.mentions(s))
+    extra = [
+        mentions.Mention("ORG", (("Unseen", "-X-", "-X-"), ("Holdings", "-X-", "-X-"))),
+        mentions.Mention("LOC", (("Zyxville", "-X-", "-X-"),)),
+        mentions.Mention("PER", (("Wu", "-X-", "-X-"),)),
+    ]
+    expected = mentions.pool_of([m for ms in own.values() for m in ms] + extra)
+    assert stats["pool"] == {kind: len(ms) for kind, ms in expected.items()}
+    assert stats["mentions_from"] == [str(tagged)]
+    written = list(conll.read_conll(str(tmp_path / "out" / "train.txt"), conll.CONLL2003_COLUMNS))
+    assert [s.columns for s in written[: len(originals)]] == [s.columns for s in originals]
+    words = [w for s in written[len(originals) :] for w in s.columns["word"]]
+    assert {"Unseen", "Zyxville"} <= set(words) and "<unk>" not in words
+    assert "-X-" in {p for s in written for p in s.columns["pos"]}
 
 
 def test_augment_is_the_same_in_ranges_and_for_a_seed(tmp_path, train):
@@ -200,6 +246,14 @@ def test_cli_augment_errors(tmp_path, train):
     assert_one_line(
         invoke(*args, "--columns", "word,pos,chunk"),
         "augment needs gold tags: --columns must name a 'tag' column",
+    )
+    assert_one_line(
+        invoke(*args, "--mentions-from", source, "--mentions-columns", "word,pos"),
+        "--mentions-columns must name a 'tag' column",
+    )
+    assert_one_line(
+        invoke(*args, "--mentions-from", tmp_path / "nowhere*.conll"),
+        f"no files match {tmp_path}/nowhere*.conll",
     )
     (tmp_path / "aug.txt").write_text("kept\n")
     assert_one_line(invoke(*args), f"{tmp_path}/aug.txt exists; pass --overwrite to replace it")

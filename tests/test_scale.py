@@ -25,6 +25,7 @@ RAW = (
 )
 RANGE_BYTES = "400"  # several ranges per file, so that the ranges are what is tested
 DASK = ["--runner", "DaskRunner"]
+TAGGED = "Angela B-PER\nMerkel I-PER\nmet O\nZyx B-ORG\nHoldings I-ORG\n\nin O\nParis B-LOC\n\n"
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +40,9 @@ def inputs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("inputs")
     write_conll_split(folder / "gold.txt", 30, seed=3, docs=2)
     (folder / "raw.txt").write_text(RAW * 12)
+    # A model's tags of raw text, as `tag-corpus --format conll` writes them: augment's
+    # --mentions-from source, cut into several ranges too.
+    (folder / "tagged.conll").write_text(TAGGED * 12)
     return folder
 
 
@@ -329,24 +333,24 @@ def test_run_job_on_s3_tags_only_what_is_missing(inputs, s3_server, tmp_path):
     assert timing(again) == timing(first)
 
 
-def _augment(source: Path | str, output: Path | str, *beam_args: str) -> dict:
-    args = ["--input", str(source), "--output", str(output), "--copies", "2"]
+def _augment(inputs: Path | str, output: Path | str, *beam_args: str) -> dict:
+    args = ["--input", f"{inputs}/gold.txt", "--output", str(output), "--copies", "2"]
+    args += ["--mentions-from", f"{inputs}/tagged.conll"]
     return augment.run([*args, "--range-bytes", RANGE_BYTES, *beam_args])
 
 
 @pytest.fixture(scope="module")
 def augmented(inputs, tmp_path_factory) -> tuple[dict, bytes]:
     out = tmp_path_factory.mktemp("augment") / "train.txt"
-    stats = _augment(inputs / "gold.txt", out)
+    stats = _augment(inputs, out)
+    assert len(stats["mentions_from"]) == 1
     return stats, out.read_bytes()
 
 
 def test_augment_gives_the_same_bytes_on_dask(inputs, augmented, tmp_path, dask_cluster):
     stats, expected = augmented
     out = tmp_path / "train.txt"
-    again = _augment(
-        inputs / "gold.txt", out, *DASK, f"--dask_client_address={dask_cluster.address}"
-    )
+    again = _augment(inputs, out, *DASK, f"--dask_client_address={dask_cluster.address}")
     assert {**again, "output": None} == {**stats, "output": None}
     assert out.read_bytes() == expected
 
@@ -355,6 +359,7 @@ def test_augment_on_s3(inputs, augmented, s3_server):
     stats, expected = augmented
     bucket = s3_server.make_bucket("etagger-augment")
     _upload(s3_server, inputs, f"{bucket}/in")
-    again = _augment(f"{bucket}/in/gold.txt", f"{bucket}/out/train.txt", *s3_server.beam_args)
+    again = _augment(f"{bucket}/in", f"{bucket}/out/train.txt", *s3_server.beam_args)
     assert again["replaced"] == stats["replaced"] and again["sentences"] == stats["sentences"]
+    assert again["pool"] == stats["pool"]
     assert _download(s3_server, f"{bucket}/out") == {"train.txt": expected}
