@@ -186,7 +186,7 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
         planned = io.plan_ranges({options.input: "conll"}, options.range_bytes)
         planned = io.take_census(planned, options, beam_options, work)
         other_options = dataclasses.replace(options, columns=options.mentions_columns)
-        others = []
+        others: list[ranges.FileRange] = []
         if options.mentions_from:
             others = io.plan_ranges(
                 {m.path: "conll" for m in fsutil.match(options.mentions_from)},
@@ -194,7 +194,6 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
             )
             others = io.take_census(others, other_options, beam_options, work)
         names = mentions.untagged_names(options.columns)
-
         unknown = conll.WIKITEXT_UNKNOWN if options.wikitext else None
 
         def gather(p):
