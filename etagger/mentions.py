@@ -24,6 +24,11 @@ class Mention(NamedTuple):
     rows: tuple[tuple[str, ...], ...]
 
 
+def untagged_names(columns: Sequence[str]) -> tuple[str, ...]:
+    """The columns a mention's rows hold, of a file with ``columns``."""
+    return tuple(name for name in columns if name != "tag")
+
+
 def _untagged_rows(sentence: Sentence) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """(the names of the sentence's columns other than "tag", per token its values of them)."""
     names = untagged_names(tuple(sentence.columns))
@@ -52,11 +57,6 @@ def conform(mention: Mention, names: Sequence[str], to_names: Sequence[str]) -> 
         mention.kind,
         tuple(tuple(NO_VALUE if i is None else row[i] for i in where) for row in mention.rows),
     )
-
-
-def untagged_names(columns: Sequence[str]) -> tuple[str, ...]:
-    """The columns a mention's rows hold, of a file with ``columns``."""
-    return tuple(name for name in columns if name != "tag")
 
 
 def pool_of(found: Iterable[Mention]) -> dict[str, tuple[Mention, ...]]:

@@ -73,7 +73,7 @@ class _WritePool(io.FileSystemsDoFn):
 
 
 class GatherMentions(beam.PTransform):
-    """RangeSentences of the input, or a tuple (those of the input, those of other files)
+    """RangeSentences of the input, or the pair (those of the input, those of other files)
     -> one element, the pool's size per type, after writing the pool of distinct mentions
     per type to ``path`` (JSON: type -> list of mentions, each a list of token rows in the
     columns ``names``). Mentions of the other files that hold the word ``unknown`` are left
@@ -86,12 +86,12 @@ class GatherMentions(beam.PTransform):
         self.path, self.fs_options, self.names, self.unknown = path, fs_options, names, unknown
 
     def expand(self, reads):
-        own, *others = reads if isinstance(reads, tuple) else (reads,)
+        own, other = reads if isinstance(reads, tuple) else (reads, None)
         found = [own | "InputMentions" >> beam.ParDo(_RangeMentions(self.names))]
-        found += [
-            other | f"OtherMentions{i}" >> beam.ParDo(_RangeMentions(self.names, self.unknown))
-            for i, other in enumerate(others)
-        ]
+        if other is not None:
+            found.append(
+                other | "OtherMentions" >> beam.ParDo(_RangeMentions(self.names, self.unknown))
+            )
         return (
             found
             | "AllSources" >> beam.Flatten()
@@ -197,12 +197,13 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
         unknown = conll.WIKITEXT_UNKNOWN if options.wikitext else None
 
         def gather(p):
-            reads = [p | "ReadForMentions" >> io.ReadRanges(planned, options, fs_options)]
+            reads = p | "ReadForMentions" >> io.ReadRanges(planned, options, fs_options)
             if others:
-                reads.append(
-                    p | "ReadMentionsFrom" >> io.ReadRanges(others, other_options, fs_options)
+                reads = (
+                    reads,
+                    p | "ReadMentionsFrom" >> io.ReadRanges(others, other_options, fs_options),
                 )
-            return tuple(reads) | "Mentions" >> GatherMentions(
+            return reads | "Mentions" >> GatherMentions(
                 fsutil.join(work, POOL), fs_options, names, unknown
             )
 
