@@ -97,6 +97,11 @@ class PreprocessOptions:
     glove: str = option(
         EMBEDDED_GLOVE, help="GloVe text file (.txt or .txt.gz); the default is embedded"
     )
+    raw_vocab: bool = option(
+        False,
+        help="with --data-dir and --raw: the raw text's words that GloVe has join the word "
+        "vocabulary, as dev and test words do (say, for distilling on that text)",
+    )
     num_shards: int = option(1, minimum=1, help="at least this many shards per input file")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)
     max_sentence_tokens: int = _max_tokens(

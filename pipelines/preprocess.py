@@ -123,7 +123,8 @@ class _VocabKeys(beam.DoFn):
 def build_vocabs(
     counts: Iterable[tuple[VocabKey, int]], options: PreprocessOptions
 ) -> tuple[dict[str, list[str]], np.ndarray, set[str]]:
-    """Vocabularies from the training split, plus every word of any split found in GloVe.
+    """Vocabularies from the training split, plus every word of any split found in GloVe
+    (the raw text's words too, where ``raw_vocab`` reads them).
 
     Returns (vocabs, filtered GloVe matrix aligned with vocabs["word"], words in GloVe).
     Entries are ordered by falling training count, then alphabetically: deterministic.
@@ -179,9 +180,10 @@ def write_vocabs(
 
 
 class ComputeVocabs(beam.PTransform):
-    """RangeSentences of the labelled splits -> one element, the vocabularies, after writing
-    OUT/vocab/*.txt and OUT/glove_filtered.npy into ``out_dir``. Counts are combined per
-    key across ranges, so memory holds the vocabulary, never the corpus."""
+    """RangeSentences of the labelled splits (and of raw text, for ``raw_vocab``) -> one
+    element, the vocabularies, after writing OUT/vocab/*.txt and OUT/glove_filtered.npy into
+    ``out_dir``. Counts are combined per key across ranges, so memory holds the vocabulary,
+    never the corpus."""
 
     def __init__(self, options: PreprocessOptions, out_dir: str, fs_options: dict | None = None):
         super().__init__()
@@ -623,11 +625,12 @@ def run_passes(
         vocabs, glove_words = load_vocab_dir(where.vocab_from)
         write_vocabs(staging, vocabs, glove_words)
     else:
-        labelled = [r for r in planned if r.split in SPLITS]
+        vocab_splits = SPLITS + ((RAW_SPLIT,) if options.raw_vocab else ())
+        counted = [r for r in planned if r.split in vocab_splits]
         io.run(
             lambda p: (
                 p
-                | "ReadLabelled" >> io.ReadRanges(labelled, options, fs_options)
+                | "ReadCounted" >> io.ReadRanges(counted, options, fs_options)
                 | "Vocabularies" >> ComputeVocabs(options, staging, fs_options)
             ),
             beam_options,
@@ -672,6 +675,10 @@ def preprocess(
         raise UsageError("raw text alone needs --vocab-from DIR (an earlier preprocess output)")
     if options.contextual_pack_tokens and options.contextual is None:
         raise UsageError("--contextual-pack-tokens needs --contextual ENCODER")
+    if options.raw_vocab and (where.vocab_from or not where.raw):
+        raise UsageError(
+            "--raw-vocab needs --raw text and builds its own vocabularies: no --vocab-from"
+        )
     options = dataclasses.replace(
         options,
         bert_handle=bert_encoder_dir(options.bert_handle),

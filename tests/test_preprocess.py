@@ -19,6 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from etagger import conll, features, packing, ranges, records, schema, tagschemes
 from etagger.conll import ConllFormatError, Sentence
+from etagger.errors import UsageError
 from etagger.tokenize import detokenize_wikitext
 from pipelines import io, preprocess
 from pipelines.preprocess import ComputeVocabs, PreprocessOptions
@@ -543,6 +544,47 @@ def test_raw_text_with_vocab_from(tiny, tmp_path, wikitext):
         if wikitext
         else [["John", "Smith", "visited", "Paris", "."], ["Mary", "left", "Berlin", "!"]]
     )
+
+
+def test_raw_vocab_adds_the_raw_words_that_glove_has(tmp_path):
+    """--raw-vocab: raw words with a GloVe vector join the word vocabulary (and get their
+    ids in the raw records); raw words without one do not; the other vocabularies and the
+    labelled splits' words are those of the run without it."""
+    inputs = fixtures.write_conll_dir(tmp_path / "in", (14, 5, 5))
+    glove_path = tmp_path / "glove.txt"
+    glove_path.write_text(Path(_glove(tmp_path)).read_text() + "tokyo" + " 0.5" * 8 + "\n")
+    raw = tmp_path / "raw.txt"
+    raw.write_text("Mary met the team in Tokyo. Qwertz left.\n", encoding="utf-8")
+    common = ["--data-dir", inputs, "--raw", raw, "--glove", glove_path]
+    _run(*common, "--out", tmp_path / "plain")
+    _run(*common, "--raw-vocab", "--out", tmp_path / "wide")
+    plain = features.load_vocabs(tmp_path / "plain" / "vocab")
+    wide = features.load_vocabs(tmp_path / "wide" / "vocab")
+    assert set(wide["word"]) - set(plain["word"]) == {"tokyo", "the"} - set(plain["word"])
+    assert "tokyo" in wide["word"] and "qwertz" not in wide["word"]
+    assert {k: v for k, v in wide.items() if k != "word"} == {
+        k: v for k, v in plain.items() if k != "word"
+    }
+    matrix = np.load(tmp_path / "wide" / "glove_filtered.npy")
+    assert matrix.shape[0] == len(wide["word"])
+    assert np.allclose(matrix[wide["word"].index("tokyo")], 0.5)
+    ids = {
+        w: i
+        for r in records.read_records(tmp_path / "wide", "raw")
+        for w, i in zip(r["word"], r["word_id"])
+    }
+    assert ids["Tokyo"] == wide["word"].index("tokyo") and ids["Qwertz"] == 1  # <unk>
+
+
+def test_raw_vocab_needs_raw_text_and_its_own_vocabularies(tiny, tmp_path):
+    inputs, vocab_out, _, glove_path = tiny
+    with pytest.raises(UsageError, match="--raw-vocab"):
+        _run("--data-dir", inputs, "--raw-vocab", "--glove", glove_path, "--out", tmp_path / "a")
+    raw = tmp_path / "raw.txt"
+    raw.write_text("John left.\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="--raw-vocab"):
+        _run("--raw", raw, "--vocab-from", vocab_out, "--raw-vocab", "--out", tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------ the real CoNLL-2003 files
