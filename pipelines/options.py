@@ -100,7 +100,7 @@ class PreprocessOptions:
     raw_vocab: bool = option(
         False,
         help="with --data-dir and --raw: the raw text's words that GloVe has join the word "
-        "vocabulary, as dev and test words do (say, for distilling on that text)",
+        "vocabulary, as dev and test words do (for a model meant to tag that text)",
     )
     num_shards: int = option(1, minimum=1, help="at least this many shards per input file")
     range_bytes: int = option(DEFAULT_RANGE_BYTES, minimum=1, help=_RANGE_HELP)

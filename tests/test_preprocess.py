@@ -560,6 +560,7 @@ def test_raw_vocab_adds_the_raw_words_that_glove_has(tmp_path):
     _run(*common, "--raw-vocab", "--out", tmp_path / "wide")
     plain = features.load_vocabs(tmp_path / "plain" / "vocab")
     wide = features.load_vocabs(tmp_path / "wide" / "vocab")
+    assert set(plain["word"]) <= set(wide["word"])
     assert set(wide["word"]) - set(plain["word"]) == {"tokyo", "the"} - set(plain["word"])
     assert "tokyo" in wide["word"] and "qwertz" not in wide["word"]
     assert {k: v for k, v in wide.items() if k != "word"} == {
@@ -573,7 +574,8 @@ def test_raw_vocab_adds_the_raw_words_that_glove_has(tmp_path):
         for r in records.read_records(tmp_path / "wide", "raw")
         for w, i in zip(r["word"], r["word_id"])
     }
-    assert ids["Tokyo"] == wide["word"].index("tokyo") and ids["Qwertz"] == 1  # <unk>
+    assert ids["Tokyo"] == wide["word"].index("tokyo")
+    assert ids["Qwertz"] == wide["word"].index(features.UNK)
 
 
 def test_raw_vocab_needs_raw_text_and_its_own_vocabularies(tiny, tmp_path):
