@@ -16,6 +16,8 @@ from collections import Counter
 from etagger import conll, tagschemes
 
 PRED_COLUMNS = ("word", "pos", "chunk", "gold", "pred")
+# (found by A, found by B) -> the count it goes to; found by neither: "neither".
+WHO = {(True, True): "both", (True, False): "only_a", (False, True): "only_b"}
 
 
 def training_mentions(path: str) -> set[tuple[str, ...]]:
@@ -37,8 +39,7 @@ def breakdown(train: str, a: str, b: str) -> dict:
         found_b = set(tagschemes.chunks(sb.columns["pred"]))
         for chunk in gold:
             group = "seen" if sa.columns["word"][chunk[1] : chunk[2]] in seen else "unseen"
-            who = {(True, True): "both", (True, False): "only_a", (False, True): "only_b"}
-            counts[group, who.get((chunk in found_a, chunk in found_b), "neither")] += 1
+            counts[group, WHO.get((chunk in found_a, chunk in found_b), "neither")] += 1
             counts[group, "gold"] += 1
         counts["false_positives", "a"] += len(found_a - gold)
         counts["false_positives", "b"] += len(found_b - gold)

@@ -22,6 +22,7 @@ from etagger import conll, features, tagschemes
 from etagger.stored_vectors import ContextualSpec, WordVectors
 
 TYPES = ("O", "PER", "LOC", "ORG", "MISC")
+RESERVED = len(features.RESERVED["word"])  # <pad>, <unk>: rows that are no word's vector
 
 
 def typed_tokens(path: str, index: dict[str, int]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -33,20 +34,20 @@ def typed_tokens(path: str, index: dict[str, int]) -> tuple[list[str], np.ndarra
             kinds[start:end] = [kind] * (end - start)
         words += [w.lower() for w in s.columns["word"]]
         types += [TYPES.index(k) for k in kinds]
-    ids = np.array([index.get(w, 1) for w in words])
+    ids = np.array([index.get(w, index[features.UNK]) for w in words])
     return words, ids, np.array(types)
 
 
-def pca(matrix: np.ndarray, dim: int, reserved: int = 2) -> np.ndarray:
-    rows = matrix[reserved:] - matrix[reserved:].mean(0)
+def pca(matrix: np.ndarray, dim: int) -> np.ndarray:
+    rows = matrix[RESERVED:] - matrix[RESERVED:].mean(0)
     _, _, vt = np.linalg.svd(rows, full_matrices=False)
-    out = (matrix - matrix[reserved:].mean(0)) @ vt[:dim].T
-    out[:reserved] = 0.0
+    out = (matrix - matrix[RESERVED:].mean(0)) @ vt[:dim].T
+    out[:RESERVED] = 0.0
     return out
 
 
 def scaled(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / matrix[2:].std()).astype(np.float32)
+    return (matrix / matrix[RESERVED:].std()).astype(np.float32)
 
 
 def probe(vectors: np.ndarray, train: tuple, evaluate: tuple, seed: int = 0) -> dict:
