@@ -13,7 +13,9 @@ Output folder (appears whole or not at all):
                                        with --contextual, each token's encoder vector; with
                                        --soft-targets, a teacher's marginals: RunInference)
   OUT/vocab/*.txt                      one entry per line, line i = id i
-  OUT/glove_filtered.npy               [len(words.txt), dim] float32
+                                       (with --vocab-from, that folder's)
+  OUT/glove_filtered.npy               [len(words.txt), dim] float32 (with --vocab-from,
+                                       that folder's, when it has one)
   OUT/preprocess.json                  the options and feature config used
   OUT/stats.json                       per split: sentences, tokens, GloVe coverage, ...
 """
@@ -48,6 +50,7 @@ LENGTH_BIN = 10  # width of the sentence-length histogram bins in stats.json
 ENCODE_BATCH = 512  # sentences per feature-extraction call
 WORK_DIR = ".work"  # inside the staging folder: census, parts, receipts; gone before publishing
 GLOVE_WORDS = "glove_words.txt"  # in WORK_DIR: vocabulary words that have a GloVe vector
+GLOVE_MATRIX = "glove_filtered.npy"  # OUT/: the GloVe rows of the word vocabulary
 # The splits a teacher labels for distillation: never dev or test, which measure the student.
 SOFT_TARGET_SPLITS = ("train", RAW_SPLIT)
 
@@ -173,7 +176,7 @@ def write_vocabs(
     if matrix is not None:
         buffer = pyio.BytesIO()
         np.save(buffer, matrix)
-        fsutil.write_bytes(fsutil.join(out_dir, "glove_filtered.npy"), buffer.getvalue())
+        fsutil.write_bytes(fsutil.join(out_dir, GLOVE_MATRIX), buffer.getvalue())
     fsutil.write_text(
         fsutil.join(out_dir, WORK_DIR, GLOVE_WORDS), "".join(w + "\n" for w in sorted(glove_words))
     )
@@ -624,6 +627,11 @@ def run_passes(
     if where.vocab_from:
         vocabs, glove_words = load_vocab_dir(where.vocab_from)
         write_vocabs(staging, vocabs, glove_words)
+        # The same vocabulary has the same GloVe rows: carrying them over lets `train --data`
+        # read this output on its own.
+        matrix = fsutil.join(where.vocab_from, GLOVE_MATRIX)
+        if fsutil.exists(matrix):
+            fsutil.write_bytes(fsutil.join(staging, GLOVE_MATRIX), fsutil.read_bytes(matrix))
     else:
         vocab_splits = SPLITS + ((RAW_SPLIT,) if options.raw_vocab else ())
         counted = [r for r in planned if r.split in vocab_splits]

@@ -524,6 +524,9 @@ def test_raw_text_with_vocab_from(tiny, tmp_path, wikitext):
     assert stats["raw"]["glove_token_coverage"] > 0 and stats["raw"]["skipped_lines"] == 0
     vocabs = features.load_vocabs(out / "vocab")
     assert vocabs == features.load_vocabs(vocab_out / "vocab")
+    # The same vocabulary's GloVe rows, so that `train --data OUT` finds them.
+    matrix = "glove_filtered.npy"
+    assert (out / matrix).read_bytes() == (vocab_out / matrix).read_bytes()
     lines = {name: text.split("\n") for name, text in texts.items()}
     for r in got:
         assert "tag" not in r and "pos" not in r and r["leading"] == ""
