@@ -669,12 +669,13 @@ def bert_encoder_dir(handle: str | None) -> str | None:
     return str(resolve_handle(handle))
 
 
-def preprocess(
-    where: PreprocessRun, options: PreprocessOptions, beam_args: Sequence[str] = ()
-) -> dict:
-    """Runs the passes and publishes the output folder; returns the stats."""
-    beam_options = io.pipeline_options(beam_args)
-    inputs, splits = resolve_inputs(where.data_dir, list(where.raw))
+def check_run(
+    where: PreprocessRun,
+    options: PreprocessOptions,
+    inputs: dict[str, str],
+    splits: dict[str, str],
+) -> None:
+    """One-line errors for option sets that cannot run, before anything is written."""
     if where.data_dir and "train" not in inputs and not where.vocab_from:
         raise FileNotFoundError(f"{where.data_dir}/train.txt is needed to build vocabularies")
     if not splits:
@@ -687,6 +688,12 @@ def preprocess(
         raise UsageError(
             "--raw-vocab needs --raw text and builds its own vocabularies: no --vocab-from"
         )
+
+
+def resolve_options(options: PreprocessOptions, inputs: dict[str, str]) -> PreprocessOptions:
+    """The options with local paths made absolute, encoder handles resolved to their
+    encoder folders, a teacher's held-out files defaulting to the dev and test inputs, and
+    the input tag scheme read from the training file when "auto"."""
     options = dataclasses.replace(
         options,
         bert_handle=bert_encoder_dir(options.bert_handle),
@@ -707,7 +714,40 @@ def preprocess(
             for g in options.gazetteer
         ),
     )
-    options = resolve_input_scheme(inputs, options)
+    return resolve_input_scheme(inputs, options)
+
+
+def output_config(
+    where: PreprocessRun, options: PreprocessOptions, inputs: dict[str, str], held_out: int
+) -> dict:
+    """OUT/preprocess.json: the options, the inputs and the fingerprints training checks."""
+    config = {
+        **dataclasses.asdict(options),
+        "inputs": inputs,
+        "raw": list(where.raw),
+        "vocab_from": where.vocab_from,
+    }
+    if options.bert_handle is not None:
+        from etagger.layers.contextual import vocab_sha256
+
+        config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
+    spec = contextual_spec(options)
+    if spec is not None:
+        config["contextual_fingerprint"] = spec.fingerprint()
+    if options.soft_targets is not None:
+        config["soft_target_splits"] = list(SOFT_TARGET_SPLITS)
+        config["held_out_sentences"] = held_out
+    return config
+
+
+def preprocess(
+    where: PreprocessRun, options: PreprocessOptions, beam_args: Sequence[str] = ()
+) -> dict:
+    """Runs the passes and publishes the output folder; returns the stats."""
+    beam_options = io.pipeline_options(beam_args)
+    inputs, splits = resolve_inputs(where.data_dir, list(where.raw))
+    check_run(where, options, inputs, splits)
+    options = resolve_options(options, inputs)
     staging = fsutil.prepare_output(where.out, where.overwrite, ".staging")
     try:
         planned = plan(splits, options)
@@ -721,22 +761,7 @@ def preprocess(
         fsutil.write_text(
             fsutil.join(staging, "stats.json"), json.dumps(stats, indent=2, sort_keys=True)
         )
-        config = {
-            **dataclasses.asdict(options),
-            "inputs": inputs,
-            "raw": list(where.raw),
-            "vocab_from": where.vocab_from,
-        }
-        if options.bert_handle is not None:
-            from etagger.layers.contextual import vocab_sha256
-
-            config["bert_vocab_sha256"] = vocab_sha256(options.bert_handle)
-        spec = contextual_spec(options)
-        if spec is not None:
-            config["contextual_fingerprint"] = spec.fingerprint()
-        if options.soft_targets is not None:
-            config["soft_target_splits"] = list(SOFT_TARGET_SPLITS)
-            config["held_out_sentences"] = len(held_out)
+        config = output_config(where, options, inputs, len(held_out))
         fsutil.write_text(
             fsutil.join(staging, "preprocess.json"), json.dumps(config, indent=2, sort_keys=True)
         )
