@@ -304,23 +304,8 @@ def pretrain(
 
     history, best = [], math.inf
     for epoch in range(1, config.epochs + 1):
-        t0 = time.time()
-        bar = keras.utils.Progbar(
-            None,
-            stateful_metrics=["tokens/s"],
-            verbose=1 if progress and sys.stdout.isatty() else 0,
-        )
-        tokens = 0
-        for done, batch in enumerate(train_ds, start=1):
-            loss = train_step(batch)
-            tokens += int(tf.reduce_sum(batch["length"]))
-            bar.update(done, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
-        seconds = time.time() - t0
-        total, count = 0.0, 0
-        for batch in heldout_ds:
-            total += float(heldout_loss(batch))
-            count += int(tf.reduce_sum(batch["length"]))
-        perplexity = math.exp(total / count)
+        tokens, seconds = _train_epoch(train_ds, train_step, progress)
+        perplexity = _perplexity(heldout_ds, heldout_loss)
         row = {
             "epoch": epoch,
             "heldout_perplexity": round(perplexity, 2),
@@ -338,6 +323,32 @@ def pretrain(
             json.dump(history, f, indent=1)
     export_best(out_dir)
     return {"module": str(out_dir / "module"), "vocab_size": len(vocab), "history": history}
+
+
+def _train_epoch(train_ds: tf.data.Dataset, train_step, progress: bool) -> tuple[int, float]:
+    """One pass of ``train_step`` over ``train_ds``, with a progress bar on a terminal;
+    returns (tokens, seconds)."""
+    t0 = time.time()
+    bar = keras.utils.Progbar(
+        None,
+        stateful_metrics=["tokens/s"],
+        verbose=1 if progress and sys.stdout.isatty() else 0,
+    )
+    tokens = 0
+    for done, batch in enumerate(train_ds, start=1):
+        loss = train_step(batch)
+        tokens += int(tf.reduce_sum(batch["length"]))
+        bar.update(done, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
+    return tokens, time.time() - t0
+
+
+def _perplexity(heldout_ds: tf.data.Dataset, summed_loss) -> float:
+    """exp of the mean per-token loss over ``heldout_ds``, from per-batch summed losses."""
+    total, count = 0.0, 0
+    for batch in heldout_ds:
+        total += float(summed_loss(batch))
+        count += int(tf.reduce_sum(batch["length"]))
+    return math.exp(total / count)
 
 
 def export_best(out_dir: str | Path) -> Path:
