@@ -176,6 +176,48 @@ def check(options: AugmentOptions) -> None:
         raise UsageError(f"--probability must be in [0, 1], not {options.probability}")
 
 
+def plan_mentions_from(options: AugmentOptions, beam_options, work: str) -> list[ranges.FileRange]:
+    """The censused ranges of the ``--mentions-from`` files (none without them)."""
+    if not options.mentions_from:
+        return []
+    others = io.plan_ranges(
+        {m.path: "conll" for m in fsutil.match(options.mentions_from)}, options.range_bytes
+    )
+    return io.take_census(others, mentions_options(options), beam_options, work)
+
+
+def mentions_options(options: AugmentOptions) -> AugmentOptions:
+    """The options that read the ``--mentions-from`` files: their own columns."""
+    return dataclasses.replace(options, columns=options.mentions_columns)
+
+
+def write_pool(
+    options: AugmentOptions,
+    planned: list[ranges.FileRange],
+    others: list[ranges.FileRange],
+    work: str,
+    beam_options,
+) -> None:
+    """The mention pass: the pool of the input's mentions (and the other files'), written
+    to ``work``/mentions.json."""
+    fs_options = io.filesystem_options(beam_options)
+    names = mentions.untagged_names(options.columns)
+    unknown = conll.WIKITEXT_UNKNOWN if options.wikitext else None
+
+    def gather(p):
+        reads = p | "ReadForMentions" >> io.ReadRanges(planned, options, fs_options)
+        if others:
+            other_reads = io.ReadRanges(others, mentions_options(options), fs_options)
+            reads = (reads, p | "ReadMentionsFrom" >> other_reads)
+        return reads | "Mentions" >> GatherMentions(
+            fsutil.join(work, POOL), fs_options, names, unknown
+        )
+
+    io.run(gather, beam_options)
+    if not fsutil.exists(fsutil.join(work, POOL)):
+        raise RuntimeError("the mention pass wrote no pool: the runner lost work")
+
+
 def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
     """Runs both passes and writes ``options.output``; returns the counts."""
     beam_options = io.pipeline_options(beam_args)  # first: it sets up s3:// for the driver
@@ -185,31 +227,8 @@ def augment(options: AugmentOptions, beam_args: Sequence[str] = ()) -> dict:
     try:
         planned = io.plan_ranges({options.input: "conll"}, options.range_bytes)
         planned = io.take_census(planned, options, beam_options, work)
-        other_options = dataclasses.replace(options, columns=options.mentions_columns)
-        others: list[ranges.FileRange] = []
-        if options.mentions_from:
-            others = io.plan_ranges(
-                {m.path: "conll" for m in fsutil.match(options.mentions_from)},
-                options.range_bytes,
-            )
-            others = io.take_census(others, other_options, beam_options, work)
-        names = mentions.untagged_names(options.columns)
-        unknown = conll.WIKITEXT_UNKNOWN if options.wikitext else None
-
-        def gather(p):
-            reads = p | "ReadForMentions" >> io.ReadRanges(planned, options, fs_options)
-            if others:
-                reads = (
-                    reads,
-                    p | "ReadMentionsFrom" >> io.ReadRanges(others, other_options, fs_options),
-                )
-            return reads | "Mentions" >> GatherMentions(
-                fsutil.join(work, POOL), fs_options, names, unknown
-            )
-
-        io.run(gather, beam_options)
-        if not fsutil.exists(fsutil.join(work, POOL)):
-            raise RuntimeError("the mention pass wrote no pool: the runner lost work")
+        others = plan_mentions_from(options, beam_options, work)
+        write_pool(options, planned, others, work, beam_options)
         receipts_dir = fsutil.join(work, "receipts")
         with io.Progress("augment", planned, receipts_dir, quiet=options.quiet):
             io.run(
