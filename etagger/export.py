@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from etagger import features, fsutil, ops
+from etagger.config import Config
 from etagger.ensemble import as_dirs, load_tagger
 from etagger.errors import InputError
 from etagger.predictor import META_PATH, load_exported, read_meta
@@ -157,20 +158,10 @@ class ServingModule(tf.Module):
         return tf.where(inside, per_token, 0.0)
 
 
-def export(
-    model_dirs: str | Path | Sequence[str | Path],
-    out: str | Path,
-    weights: str = "best",
-    fused_lstm: ops.LstmProducts | None = None,
-    fused_crf: bool = False,
-) -> Path:
-    """Writes the SavedModel of one model folder, or of the ensemble of several
-    (etagger.ensemble), to ``out`` atomically (staging folder, then rename). ``fused_lstm``,
-    ``fused_crf``: the BiLSTM (with its products in that precision), or the CRF marginals
-    behind the confidences, run etagger's own one-kernel ops (``etagger.ops``), which whoever
-    loads the model must load too."""
-    model_dirs = as_dirs(model_dirs)
-    model, configs, vocabs, info = load_tagger(model_dirs, weights)
+def check_fused(
+    configs: Sequence[Config], fused_lstm: ops.LstmProducts | None, fused_crf: bool
+) -> None:
+    """One-line errors for fused ops that the models cannot run."""
     if fused_lstm:
         others = sorted(
             {c.model.encoder for c in configs if not c.model.encoder.startswith("bilstm")}
@@ -179,23 +170,19 @@ def export(
             raise InputError(f"--fused-lstm needs a BiLSTM encoder, not {', '.join(others)}")
     if fused_crf and any(c.model.decoder != "crf" for c in configs):
         raise InputError("--fused-crf needs a model with a CRF")
-    extra = tuple(
-        name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)
-    )
-    feature_config = features.FeatureConfig(**info["features"])
-    module = ServingModule(
-        model,
-        vocabs,
-        feature_config,
-        info["tag_scheme"],
-        extra,
-        fused_lstm,
-        fused_crf,
-        pack_inputs=bool(configs[0].model.bert_pack_tokens),
-    )
-    module.__call__ = module.serve
-    # What a user (and tag-corpus) needs to know about the model, beside the graph. An
-    # ensemble's "config" is its first member's (members share data and document context).
+
+
+def model_meta(
+    model_dirs: Sequence[Path],
+    configs: Sequence[Config],
+    vocabs: dict[str, list[str]],
+    info: dict,
+    extra: tuple[str, ...],
+    fused_lstm: ops.LstmProducts | None,
+    fused_crf: bool,
+) -> dict:
+    """What a user (and tag-corpus) needs to know about the model, beside the graph. An
+    ensemble's "config" is its first member's (members share data and document context)."""
     meta = {
         "config": json.loads(configs[0].to_json()),
         "preprocess": info,
@@ -213,6 +200,40 @@ def export(
             {"model_dir": str(d), "config": json.loads(c.to_json())}
             for d, c in zip(model_dirs, configs)
         ]
+    return meta
+
+
+def export(
+    model_dirs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    weights: str = "best",
+    fused_lstm: ops.LstmProducts | None = None,
+    fused_crf: bool = False,
+) -> Path:
+    """Writes the SavedModel of one model folder, or of the ensemble of several
+    (etagger.ensemble), to ``out`` atomically (staging folder, then rename). ``fused_lstm``,
+    ``fused_crf``: the BiLSTM (with its products in that precision), or the CRF marginals
+    behind the confidences, run etagger's own one-kernel ops (``etagger.ops``), which whoever
+    loads the model must load too."""
+    model_dirs = as_dirs(model_dirs)
+    model, configs, vocabs, info = load_tagger(model_dirs, weights)
+    check_fused(configs, fused_lstm, fused_crf)
+    extra = tuple(
+        name for name in ("pos", "chunk") if any(getattr(c.model, f"use_{name}") for c in configs)
+    )
+    feature_config = features.FeatureConfig(**info["features"])
+    module = ServingModule(
+        model,
+        vocabs,
+        feature_config,
+        info["tag_scheme"],
+        extra,
+        fused_lstm,
+        fused_crf,
+        pack_inputs=bool(configs[0].model.bert_pack_tokens),
+    )
+    module.__call__ = module.serve
+    meta = model_meta(model_dirs, configs, vocabs, info, extra, fused_lstm, fused_crf)
 
     def save(folder: Path) -> None:
         tf.saved_model.save(
