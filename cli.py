@@ -386,7 +386,6 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
       echo "Angela Merkel visited Paris ." | etagger tag --model models/conll03-bilstm1 --spans
     """
     from etagger import outputs
-    from etagger.conll import Sentence
     from etagger.predictor import Predictor
     from etagger.tokenize import Tokenizer
 
@@ -404,32 +403,9 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
             if spans:
                 click.echo(json.dumps({"line": line_no, "error": problem}))
             continue
-        sentences = [
-            Sentence(
-                columns={"word": s.tokens},
-                index=k,
-                line=line_no,
-                source="stdin",
-                offsets=tuple(zip(s.starts, s.ends)),
-            )
-            for k, s in enumerate(found)
-        ]
-        # A line is one document: a model with document context reads its sentences together.
-        packs = packing.pack_documents(sentences, predictor.document_context, len, lambda s: False)
-        tagged = [
-            out
-            for pack in predictor.tag_packs([[s.columns for s in p] for p in packs])
-            for out in pack
-        ]
+        sentences, tagged = _tag_line(predictor, found, line_no)
         if spans:
-            # Token spans count from the line's first token, as character spans do.
-            entities, before = [], 0
-            for s, t in zip(sentences, tagged):
-                for e in outputs.entity_spans(s, t.tags, t.entity_confidence):
-                    e["token_start"] += before
-                    e["token_end"] += before
-                    entities.append(e)
-                before += len(s)
+            entities = _line_entities(sentences, tagged)
             click.echo(
                 json.dumps(
                     {"line": line_no, "text": line, "entities": entities}, ensure_ascii=False
@@ -441,6 +417,43 @@ def tag(model_path, spans, wikitext, max_line_tokens, strict) -> None:
         sys.stdout.flush()
     if skipped:
         sys.exit(2)
+
+
+def _tag_line(predictor, found: list, line_no: int) -> tuple[list, list]:
+    """(the line's tokenized sentences as `Sentence`s, their tagged outputs)."""
+    from etagger.conll import Sentence
+
+    sentences = [
+        Sentence(
+            columns={"word": s.tokens},
+            index=k,
+            line=line_no,
+            source="stdin",
+            offsets=tuple(zip(s.starts, s.ends)),
+        )
+        for k, s in enumerate(found)
+    ]
+    # A line is one document: a model with document context reads its sentences together.
+    packs = packing.pack_documents(sentences, predictor.document_context, len, lambda s: False)
+    tagged = [
+        out for pack in predictor.tag_packs([[s.columns for s in p] for p in packs]) for out in pack
+    ]
+    return sentences, tagged
+
+
+def _line_entities(sentences: list, tagged: list) -> list[dict]:
+    """The entities of a line's sentences; token spans count from the line's first token,
+    as character spans do."""
+    from etagger import outputs
+
+    entities, before = [], 0
+    for s, t in zip(sentences, tagged):
+        for e in outputs.entity_spans(s, t.tags, t.entity_confidence):
+            e["token_start"] += before
+            e["token_end"] += before
+            entities.append(e)
+        before += len(s)
+    return entities
 
 
 def _read_line(raw: bytes, tokenizer, max_line_tokens: int) -> tuple[str, list, str | None]:
