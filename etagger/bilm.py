@@ -31,8 +31,6 @@ import collections
 import dataclasses
 import json
 import math
-import sys
-import time
 from pathlib import Path
 
 import tensorflow as tf
@@ -41,6 +39,7 @@ import tf_keras as keras
 from etagger import data, fsutil
 from etagger.layers.char_cnn import CharCNN
 from etagger.layers.highway import Highway
+from etagger.train import train_epoch
 
 # Character ids: byte + 1 (so 0 is padding), then begin- and end-of-word markers.
 BOW, EOW = 257, 258
@@ -285,9 +284,9 @@ def pretrain(
                 batch["word"], batch["length"], batch["next_id"], batch["previous_id"]
             )
         grads = tape.gradient(loss, model.trainable_variables)
-        grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
+        grads, norm = tf.clip_by_global_norm(grads, config.clip_norm)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        return loss, norm
 
     def summed_loss(batch):
         loss = model.lm_loss(
@@ -304,7 +303,7 @@ def pretrain(
 
     history, best = [], math.inf
     for epoch in range(1, config.epochs + 1):
-        tokens, seconds = _train_epoch(train_ds, train_step, progress)
+        _, tokens, seconds = train_epoch(train_step, train_ds, progress)
         perplexity = _perplexity(heldout_ds, heldout_loss)
         row = {
             "epoch": epoch,
@@ -323,23 +322,6 @@ def pretrain(
             json.dump(history, f, indent=1)
     export_best(out_dir)
     return {"module": str(out_dir / "module"), "vocab_size": len(vocab), "history": history}
-
-
-def _train_epoch(train_ds: tf.data.Dataset, train_step, progress: bool) -> tuple[int, float]:
-    """One pass of ``train_step`` over ``train_ds``, with a progress bar on a terminal;
-    returns (tokens, seconds)."""
-    t0 = time.time()
-    bar = keras.utils.Progbar(
-        None,
-        stateful_metrics=["tokens/s"],
-        verbose=1 if progress and sys.stdout.isatty() else 0,
-    )
-    tokens = 0
-    for done, batch in enumerate(train_ds, start=1):
-        loss = train_step(batch)
-        tokens += int(tf.reduce_sum(batch["length"]))
-        bar.update(done, [("loss", float(loss)), ("tokens/s", tokens / (time.time() - t0))])
-    return tokens, time.time() - t0
 
 
 def _perplexity(heldout_ds: tf.data.Dataset, summed_loss) -> float:

@@ -337,8 +337,9 @@ def silver_dataset(data_dir: Path, config: Config, document_context: int) -> tf.
     ).repeat()
 
 
-def _train_epoch(train_step, train_ds: tf.data.Dataset, progress: bool) -> tuple[float, int, float]:
-    """One pass over the training data: (mean loss, tokens, seconds)."""
+def train_epoch(train_step, train_ds: tf.data.Dataset, progress: bool) -> tuple[float, int, float]:
+    """One pass of ``train_step`` (batch -> (loss, anything)) over the training data, with a
+    progress bar on a terminal: (mean loss, tokens, seconds)."""
     t0 = time.time()
     bar = keras.utils.Progbar(
         None, stateful_metrics=["tokens/s"], verbose=1 if progress and sys.stdout.isatty() else 0
@@ -385,7 +386,7 @@ def train(
     # elapsed_seconds runs on across resumes, so it is the run's training time in all.
     started = time.time() - (run.history[-1]["elapsed_seconds"] if run.history else 0.0)
     while run.going_on():
-        loss, tokens, seconds = _train_epoch(train_step, train_ds, progress)
+        loss, tokens, seconds = train_epoch(train_step, train_ds, progress)
         report, improved = run.keep_if_best(dev_ds, vocabs["tag"], info)
         row = {
             "epoch": int(run.epoch),
